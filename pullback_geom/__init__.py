@@ -1,0 +1,15 @@
+"""pullback_geom: Riemannian geometry of the latent spaces of generative models.
+
+A decoder ``f: R^d -> R^D`` pulls the Euclidean metric of observation space back to its
+latent space, ``G(z) = J(z)^T J(z)``. :class:`PullbackMetric` computes it and its
+Christoffel symbols, geodesic accelerations, curve energies and lengths in batched
+forward mode; :mod:`pullback_geom.geomstats` and :mod:`pullback_geom.stochman` plug it
+into those libraries (imported on demand, so importing this package leaves torch's
+defaults and geomstats' backend untouched).
+"""
+
+from .functional import SingularMetricWarning
+from .metric import PullbackMetric
+
+__all__ = ["PullbackMetric", "SingularMetricWarning"]
+__version__ = "0.1.0"
