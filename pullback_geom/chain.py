@@ -21,7 +21,11 @@ def _activation_derivative(layer: nn.Module, pre: Tensor, post: Tensor) -> Tenso
     if isinstance(layer, nn.ReLU):
         return (pre > 0).to(pre.dtype)
     if isinstance(layer, nn.LeakyReLU):
-        return torch.where(pre > 0, 1.0, layer.negative_slope).to(pre.dtype)
+        # Not torch.where(..., 1.0, slope): two Python scalars give a default-dtype (float32)
+        # result, which rounds the slope before a cast back to float64.
+        return torch.where(
+            pre > 0, torch.ones_like(pre), torch.full_like(pre, layer.negative_slope)
+        )
     if isinstance(layer, nn.ELU):
         return torch.where(pre > 0, torch.ones_like(pre), post + layer.alpha)
     if isinstance(layer, nn.Softplus):
@@ -42,11 +46,23 @@ def supports_chain(decoder: nn.Module) -> bool:
     """Whether :func:`sequential_value_and_jacobian` handles ``decoder``.
 
     True for an ``nn.Sequential`` of ``nn.Linear``, element-wise activations (ReLU,
-    LeakyReLU, ELU, Softplus, Tanh, Sigmoid) and reshapes (Flatten, Unflatten, Identity).
+    LeakyReLU, ELU, Softplus, Tanh, Sigmoid) and reshapes (Flatten, Unflatten, Identity),
+    where every ``nn.Linear`` acts on flat ``(B, width)`` features (not after an
+    ``Unflatten`` that no full ``Flatten`` undoes).
     """
-    return isinstance(decoder, nn.Sequential) and all(
-        isinstance(layer, (nn.Linear, *_ACTIVATIONS, *_RESHAPES)) for layer in decoder
-    )
+    if not isinstance(decoder, nn.Sequential):
+        return False
+    flat = True
+    for layer in decoder:
+        if not isinstance(layer, (nn.Linear, *_ACTIVATIONS, *_RESHAPES)):
+            return False
+        if isinstance(layer, nn.Linear) and not flat:
+            return False
+        if isinstance(layer, nn.Unflatten):
+            flat = False
+        elif isinstance(layer, nn.Flatten):
+            flat = flat or (layer.start_dim == 1 and layer.end_dim == -1)
+    return True
 
 
 def sequential_value_and_jacobian(

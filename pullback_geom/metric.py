@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -62,7 +63,9 @@ class PullbackMetric:
     --------
     >>> import torch
     >>> from pullback_geom import PullbackMetric
-    >>> decoder = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5))
+    >>> decoder = torch.nn.Sequential(
+    ...     torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 5)
+    ... )
     >>> metric = PullbackMetric(decoder)
     >>> metric.metric_tensor(torch.zeros(3, 2)).shape
     torch.Size([3, 2, 2])
@@ -89,14 +92,22 @@ class PullbackMetric:
                 "jacobian='chain' needs an nn.Sequential of Linear layers, element-wise "
                 "activations and reshapes; use jacobian='forward' for this decoder"
             )
+        if isinstance(ridge, Tensor) and ridge.dim() == 0:
+            ridge = ridge.item()
+        if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real):
+            raise TypeError(f"ridge must be a number; got {type(ridge).__name__}")
         if not (ridge >= 0 and math.isfinite(ridge)):
             raise ValueError(f"ridge must be a finite number >= 0; got {ridge}")
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}")
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool)
+            or not isinstance(chunk_size, numbers.Integral)
+            or chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
         self.decoder = decoder
         self.ridge = float(ridge)
         self.jacobian_method = jacobian
-        self.chunk_size = chunk_size
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self._latent_dim = latent_dim if latent_dim is not None else _infer_latent_dim(decoder)
         self._obs_dim: int | None = None
         self._detach = False
@@ -257,6 +268,25 @@ class PullbackMetric:
         jac = self._check_output(jac, "Jacobian")
         return jac[0] if single else jac
 
+    def value_and_jacobian(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The flattened decoder output and its Jacobian in one pass.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d)
+
+        Returns
+        -------
+        value : Tensor, shape (B, D)
+        jac : Tensor, shape (B, D, d)
+        """
+        z, _ = self._points(z)
+        size = self._chunk(self._latent_dim + 1)
+        parts = [self._value_and_jacobian(z[i : i + size]) for i in range(0, z.shape[0], size)]
+        value = torch.cat([p[0] for p in parts])
+        jac = self._check_output(torch.cat([p[1] for p in parts]), "Jacobian")
+        return value, jac
+
     def metric_tensor(self, z: Tensor) -> Tensor:
         """``G(z) = J(z)^T J(z)``.
 
@@ -318,8 +348,9 @@ class PullbackMetric:
         z, single = self._points(z)
         u, _ = self._points(u, "u")
         v, _ = self._points(v, "v")
-        same_shape(u.expand_as(z), z, "u and z")
-        same_shape(v.expand_as(z), z, "v and z")
+        for name, x in (("u", u), ("v", v)):
+            if x.shape[0] not in (1, z.shape[0]):
+                same_shape(x, z, f"{name} and z")
         g = self.metric_tensor(z)
         out = torch.einsum("bi,bij,bj->b", u.expand_as(z), g, v.expand_as(z))
         return out[0] if single else out
