@@ -1,0 +1,354 @@
+"""stochman adapter: a decoder's latent space as a :class:`stochman.manifold.Manifold`.
+
+>>> import torch
+>>> from pullback_geom import PullbackMetric
+>>> from pullback_geom.stochman import DecoderManifold
+>>> from pullback_geom.surfaces import InverseStereographic
+>>> manifold = DecoderManifold(PullbackMetric(InverseStereographic(), latent_dim=2))
+>>> p = torch.tensor([0.0, 0.0], dtype=torch.float64)
+>>> v = torch.tensor([1.0, 0.0], dtype=torch.float64)  # |v|_G = 2 at the origin
+>>> c, dc = manifold.shooting_geodesic(p, v)  # stochman's RK4 on our geodesic ODE
+>>> c.shape  # stochman's layout: (T, d, 1)
+torch.Size([50, 2, 1])
+
+:class:`DecoderManifold` is thin: every number comes from the core
+(:class:`~pullback_geom.PullbackMetric`), and the adapter only translates stochman's shapes,
+reductions and dtypes. It overrides
+
+* ``metric``, ``inner``, ``volume``, ``log_volume``: the pullback metric ``J^T J``;
+* ``curve_energy`` and ``curve_length``: measured in observation space (the decoded
+  polygon), as stochman's ``EmbeddedManifold`` does, so stochman's ``connecting_geodesic``
+  (and ``logmap``, ``dist2``, ``Geodesic.fit``) minimise the decoded curve's energy;
+* ``geodesic_system``: stochman's base version loops over points with reverse-mode autograd
+  and ends in ``torch.solve``, which torch removed (so ``shooting_geodesic`` and ``expmap``
+  crash on every ``Manifold`` that does not override it). Ours is the core's batched
+  ``-Gamma(v, v)`` (nested forward mode and a Cholesky solve);
+* ``dist2``: stochman's version crashes on float64 points (``CubicSpline.constant_speed``
+  builds float32 grids), measures the length with a left-point metric rule (about 0.5 %
+  too long on the sphere) and returns gradients with the wrong sign. Ours measures the
+  connecting curve in observation space and returns ``-2 G log``.
+
+Everything else (``connecting_geodesic``, ``shooting_geodesic``, ``expmap``, ``logmap``,
+:class:`stochman.discretized_manifold.DiscretizedManifold` fitting) is stochman's own code
+running on these methods.
+
+``import stochman`` inside this module is an absolute import: it is the stochman library,
+not this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from stochman.curves import BasicCurve
+from stochman.manifold import Manifold
+from stochman.utils import tensor_reduction
+from torch import Tensor
+
+from .metric import PullbackMetric, _reference_tensor
+
+__all__ = ["DecoderManifold"]
+
+# Points at which a stochman curve object is evaluated when one is passed as a curve.
+_CURVE_POINTS = 100
+
+
+class DecoderManifold(Manifold):
+    r"""A decoder's latent space with its pullback metric, as a stochman ``Manifold``.
+
+    Parameters
+    ----------
+    metric : PullbackMetric or callable
+        The metric. A bare decoder ``(B, d) -> (B, ...)`` is wrapped as
+        ``PullbackMetric(metric, **metric_kwargs)``.
+    detach : bool, default True
+        Use :meth:`PullbackMetric.detached`: stochman's solvers call ``backward()``
+        internally (``connecting_geodesic``, ``Geodesic.fit``, curve fitting), and without
+        this the gradients would also pile up in the decoder's ``.grad``. Pass ``False`` to
+        differentiate e.g. :meth:`curve_energy` with respect to the decoder's weights.
+    cast : bool, default True
+        Cast floating-point inputs to the dtype of the decoder's parameters for the
+        computation and cast the results back to the input's dtype. stochman builds float32
+        tensors of its own (``DiscretizedManifold.fit``'s grid curves, default time grids),
+        which would otherwise not reach a float64 decoder. With ``False`` a dtype mismatch
+        raises the core's ``TypeError``. Decoders without parameters run in the input's
+        dtype either way; devices are never changed.
+    **metric_kwargs
+        Passed to :class:`~pullback_geom.PullbackMetric` when ``metric`` is a bare decoder
+        (e.g. ``latent_dim=2``, ``ridge=1e-6``).
+
+    Attributes
+    ----------
+    pullback : PullbackMetric
+        The core metric every method calls (detached if ``detach``).
+
+    Notes
+    -----
+    Shapes follow stochman: points are ``(B, d)`` (a single point ``(d,)`` counts as
+    ``B = 1``), curves ``(B, N, d)`` or ``(N, d)`` (then ``B = 1``; unlike stochman's base
+    class the caller's tensor is not ``unsqueeze_``'d in place), and per-point or per-curve
+    results are ``(B,)`` even for ``B = 1``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pullback_geom.stochman import DecoderManifold
+    >>> from pullback_geom.surfaces import InverseStereographic, sphere_distance
+    >>> manifold = DecoderManifold(InverseStereographic(), latent_dim=2)
+    >>> p0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    >>> p1 = torch.tensor([[-0.9, 1.1]], dtype=torch.float64)
+    >>> curve, converged = manifold.connecting_geodesic(p0, p1)
+    >>> t = torch.linspace(0, 1, 200, dtype=torch.float64)
+    >>> bool(abs(manifold.curve_length(curve(t)) - sphere_distance(p0, p1)) < 1e-3)
+    True
+    """
+
+    def __init__(
+        self,
+        metric: PullbackMetric | Callable[[Tensor], Any],
+        *,
+        detach: bool = True,
+        cast: bool = True,
+        **metric_kwargs: Any,
+    ) -> None:
+        if isinstance(metric, PullbackMetric):
+            if metric_kwargs:
+                raise TypeError(
+                    f"{sorted(metric_kwargs)} only apply when a bare decoder is passed; "
+                    "set them on the PullbackMetric instead"
+                )
+        elif callable(metric):
+            metric = PullbackMetric(metric, **metric_kwargs)
+        else:
+            raise TypeError(
+                f"DecoderManifold needs a PullbackMetric or a decoder callable; "
+                f"got {type(metric).__name__}"
+            )
+        super().__init__()
+        self.pullback: PullbackMetric = metric.detached() if detach else metric
+        self.cast = bool(cast)
+
+    def __repr__(self) -> str:
+        return f"DecoderManifold({self.pullback!r}, cast={self.cast})"
+
+    @property
+    def latent_dim(self) -> int | None:
+        """``d`` (``None`` until the core has seen a point, for decoders it cannot inspect)."""
+        return self.pullback.latent_dim
+
+    # ------------------------------------------------------------------ dtype plumbing
+    def _in(self, x: Tensor) -> Tensor:
+        """``x`` in the decoder's dtype (when ``cast`` and the decoder has parameters)."""
+        if not self.cast or not isinstance(x, Tensor) or not x.is_floating_point():
+            return x
+        ref = _reference_tensor(self.pullback.decoder)
+        return x if ref is None or ref.dtype == x.dtype else x.to(ref.dtype)
+
+    @staticmethod
+    def _points(x: Tensor, name: str = "points") -> Tensor:
+        """Points ``(d,)`` or ``(B, d)`` as ``(B, d)`` (other shapes are the core's to reject)."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+        return x.unsqueeze(0) if x.dim() == 1 else x
+
+    def _curves(self, curve: Tensor | BasicCurve) -> Tensor:
+        """A stochman curve object or points ``(N, d)`` / ``(B, N, d)`` as ``(B, N, d)``."""
+        if isinstance(curve, BasicCurve):
+            begin = curve.begin
+            t = torch.linspace(0, 1, _CURVE_POINTS, dtype=begin.dtype, device=begin.device)
+            curve = curve(t)  # (N, d) for one curve, else (B, N, d)
+        if not isinstance(curve, Tensor):
+            raise TypeError(
+                f"curve must be a torch.Tensor or a stochman curve; got {type(curve).__name__}"
+            )
+        return curve.unsqueeze(0) if curve.dim() == 2 else curve  # not in place
+
+    # ------------------------------------------------------------------ the metric
+    def metric(self, points: Tensor) -> Tensor:
+        """The metric tensor ``G = J^T J``.
+
+        Parameters
+        ----------
+        points : Tensor, shape (B, d) or (d,)
+
+        Returns
+        -------
+        Tensor, shape (B, d, d)
+            Also ``(1, d, d)`` for one point, as stochman (``DiscretizedManifold.fit``,
+            ``dist2``) concatenates and batch-multiplies the results.
+        """
+        z = self._points(points)
+        return self.pullback.metric_tensor(self._in(z)).to(z.dtype)
+
+    def inner(
+        self, base: Tensor, u: Tensor, v: Tensor, return_metric: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """``u^T G(base) v``.
+
+        Parameters
+        ----------
+        base, u, v : Tensor, shape (B, d) or (d,)
+            ``u`` and ``v`` may also have one row, broadcast over ``base``.
+        return_metric : bool, default False
+            Also return ``G(base)``.
+
+        Returns
+        -------
+        dot : Tensor, shape (B,)
+        metric : Tensor, shape (B, d, d)
+            Only if ``return_metric``.
+        """
+        g = self.metric(base)
+        u, v = self._points(u, "u"), self._points(v, "v")
+        dot = torch.einsum("bi,bij,bj->b", u.to(g.dtype), g, v.to(g.dtype))
+        return (dot, g) if return_metric else dot
+
+    def log_volume(self, points: Tensor) -> Tensor:
+        """``log sqrt(det G)``, ``-inf`` where ``G`` is singular.
+
+        Parameters
+        ----------
+        points : Tensor, shape (B, d) or (d,)
+
+        Returns
+        -------
+        Tensor, shape (B,)
+        """
+        z = self._points(points)
+        return self.pullback.log_volume(self._in(z)).to(z.dtype)
+
+    def volume(self, points: Tensor) -> Tensor:
+        """``sqrt(det G)``, shape (B,); see :meth:`log_volume`."""
+        return self.log_volume(points).exp()
+
+    # ------------------------------------------------------------------ curves
+    def curve_energy(self, curve: Tensor | BasicCurve, reduction: str | None = "sum") -> Tensor:
+        """Discrete energy of decoded curves, ``(N - 1) sum_i ||f(c_{i+1}) - f(c_i)||^2``.
+
+        The same discretisation as stochman's ``EmbeddedManifold.curve_energy``.
+
+        Parameters
+        ----------
+        curve : Tensor, shape (B, N, d) or (N, d); or a stochman ``BasicCurve``
+            A curve object is evaluated at 100 equally spaced times in ``[0, 1]``.
+        reduction : {"sum", "mean", "none", None}, default "sum"
+            How to reduce over the ``B`` curves.
+
+        Returns
+        -------
+        Tensor, shape () or (B,)
+            Differentiable with respect to the curve's points.
+        """
+        c = self._curves(curve)
+        energy = self.pullback.curve_energy(self._in(c)).to(c.dtype)
+        return tensor_reduction(energy, reduction)
+
+    def curve_length(self, curve: Tensor | BasicCurve) -> Tensor:
+        """Length of decoded curves, ``sum_i ||f(c_{i+1}) - f(c_i)||``.
+
+        Parameters
+        ----------
+        curve : Tensor, shape (B, N, d) or (N, d); or a stochman ``BasicCurve``
+            A curve object is evaluated at 100 equally spaced times in ``[0, 1]``.
+
+        Returns
+        -------
+        Tensor, shape (B,)
+            ``(1,)`` for one curve (``DiscretizedManifold.fit`` iterates over it).
+        """
+        c = self._curves(curve)
+        return self.pullback.curve_length(self._in(c)).to(c.dtype)
+
+    # ------------------------------------------------------------------ geodesics
+    def geodesic_system(self, c: Tensor, dc: Tensor) -> Tensor:
+        """Right-hand side of the geodesic ODE, ``c'' = -Gamma(c)(c', c')``, batched.
+
+        Replaces stochman's base version, which loops over points and calls the removed
+        ``torch.solve``.
+
+        Parameters
+        ----------
+        c, dc : Tensor, shape (N, d), or (N, k * d)
+            Positions and velocities, one per row, as stochman's ``GeodesicODE`` passes
+            them. stochman's ``shooting_geodesic`` flattens a batch of ``k`` starting points
+            ``(k, d)`` into one point of dimension ``k * d``; rows are split back into
+            ``k`` points, so ``shooting_geodesic(p, v)`` with ``p, v`` of shape ``(k, d)``
+            integrates ``k`` independent geodesics (reshape its ``(T, k * d, 1)`` output to
+            ``(T, k, d)``). This needs ``d`` known: pass ``latent_dim`` for decoders
+            without an ``nn.Linear`` first layer.
+
+        Returns
+        -------
+        Tensor, same shape as ``c``
+        """
+        d = self.latent_dim or c.shape[-1]
+        if c.shape != dc.shape:
+            raise ValueError(
+                f"c and dc must have the same shape; got {tuple(c.shape)} and {tuple(dc.shape)}"
+            )
+        if c.shape[-1] % d:
+            raise ValueError(
+                f"geodesic_system got points of dimension {c.shape[-1]}, which is not a "
+                f"multiple of the latent dimension d = {d}"
+            )
+        z, v = self._in(c.reshape(-1, d)), self._in(dc.reshape(-1, d))
+        return self.pullback.geodesic_acceleration(z, v).to(c.dtype).reshape(c.shape)
+
+    def dist2(self, p0: Tensor, p1: Tensor, num_points: int = _CURVE_POINTS) -> Tensor:
+        """Squared geodesic distance, through stochman's ``connecting_geodesic``.
+
+        The connecting curve (stochman's energy-minimising cubic spline) is measured in
+        observation space at ``num_points`` equally spaced times. Differentiable with
+        respect to ``p0`` and ``p1``: the gradients are ``-2 G(p0) log_p0(p1)`` and
+        ``-2 G(p1) log_p1(p0)``, with the logarithms read off the spline's end derivatives
+        and scaled to the measured length.
+
+        Parameters
+        ----------
+        p0, p1 : Tensor, shape (B, d) or (d,)
+            One side may have a single point, broadcast against the other's ``B``.
+        num_points : int, default 100
+            Points at which the connecting curve is measured.
+
+        Returns
+        -------
+        Tensor, shape (B,)
+        """
+        return _Dist2.apply(self, p0, p1, num_points)
+
+
+class _Dist2(torch.autograd.Function):
+    """Squared distance with the first-variation gradient ``d(dist^2)/dp0 = -2 G log_p0 p1``."""
+
+    @staticmethod
+    def forward(ctx, manifold: DecoderManifold, p0: Tensor, p1: Tensor, num_points: int):
+        with torch.enable_grad():  # stochman's spline optimiser needs autograd
+            curve, _ = manifold.connecting_geodesic(p0.detach(), p1.detach())
+        with torch.no_grad():
+            begin = curve.begin
+            t = torch.linspace(0, 1, num_points, dtype=begin.dtype, device=begin.device)
+            length = manifold.curve_length(curve(t))  # (B,)
+            ends = torch.tensor([0.0, 1.0], dtype=begin.dtype, device=begin.device)
+            velocity = curve.deriv(ends)  # (B, 2, d)
+            grads = []
+            for base, log in ((curve.begin, velocity[:, 0]), (curve.end, -velocity[:, 1])):
+                g_log = (manifold.metric(base) @ log.unsqueeze(-1)).squeeze(-1)  # (B, d)
+                speed = (log * g_log).sum(-1).clamp_min(torch.finfo(log.dtype).tiny).sqrt()
+                grads.append(-2 * (length / speed).unsqueeze(-1) * g_log)
+        ctx.shapes = ((p0.shape, p0.dtype), (p1.shape, p1.dtype))
+        ctx.save_for_backward(*grads)
+        return length.square().to(p0.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        grads = []
+        for grad, (shape, dtype) in zip(ctx.saved_tensors, ctx.shapes, strict=True):
+            grad = (grad_output.unsqueeze(-1) * grad).to(dtype)  # (B, d)
+            if len(shape) == 1:
+                grad = grad.sum(0)
+            elif shape[0] == 1 and grad.shape[0] > 1:
+                grad = grad.sum(0, keepdim=True)
+            grads.append(grad)
+        return None, grads[0], grads[1], None

@@ -1,0 +1,126 @@
+"""Geodesic solvers against closed forms: the unit sphere and linear decoders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pullback_geom import PullbackMetric
+from pullback_geom.geodesics import (
+    GeodesicConvergenceWarning,
+    connecting_geodesic,
+    exp_map,
+    geodesic_distance,
+    log_map,
+)
+from pullback_geom.surfaces import InverseStereographic, LinearDecoder, sphere_distance
+
+F64 = torch.float64
+
+
+def _sphere_pairs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs with |z| < 1.5 whose great circle stays inside the chart (angles < 1 rad apart)."""
+    gen = torch.Generator().manual_seed(1)
+    r1, r2 = 1.5 * torch.rand(2, n, 1, generator=gen, dtype=F64)
+    a1 = 6.28 * torch.rand(n, 1, generator=gen, dtype=F64)
+    a2 = a1 + 2 * torch.rand(n, 1, generator=gen, dtype=F64) - 1
+    p = r1 * torch.cat([a1.cos(), a1.sin()], 1)
+    q = r2 * torch.cat([a2.cos(), a2.sin()], 1)
+    return p, q
+
+
+@pytest.fixture(scope="module")
+def sphere() -> PullbackMetric:
+    return PullbackMetric(InverseStereographic())
+
+
+def test_energy_solver_matches_great_circles(sphere):
+    p, q = _sphere_pairs(12)
+    result = connecting_geodesic(sphere, p, q, n_points=48)
+    exact = sphere_distance(p, q)
+    assert bool(result.converged.all())
+    assert result.points.shape == (12, 48, 2)
+    torch.testing.assert_close(result.length, exact, rtol=2e-4, atol=1e-6)
+    # Discrete energy of a constant-speed curve is length^2 up to discretisation.
+    torch.testing.assert_close(result.energy, result.length**2, rtol=1e-6, atol=1e-9)
+    # The nodes lie on the great circle: their sphere points are in the plane of p, q, 0.
+    f = InverseStereographic()
+    normal = torch.linalg.cross(f(p), f(q))
+    off_plane = (f(result.points.reshape(-1, 2)).reshape(12, 48, 3) * normal[:, None]).sum(-1)
+    assert off_plane.abs().max() < 1e-4
+
+
+def test_energy_solver_error_shrinks_quadratically(sphere):
+    p, q = _sphere_pairs(6)
+    exact = sphere_distance(p, q)
+    errs = [
+        float(((connecting_geodesic(sphere, p, q, n_points=n).length - exact) / exact).abs().max())
+        for n in (9, 17)
+    ]
+    assert errs[1] < errs[0] / 3
+
+
+def test_exp_map_follows_great_circles(sphere):
+    p, q = _sphere_pairs(8)
+    v = torch.randn(8, 2, dtype=F64, generator=torch.Generator().manual_seed(2))
+    v = v / sphere.norm(p, v)[:, None] * 1.2  # speed 1.2 on the sphere
+    end = exp_map(sphere, p, v)
+    torch.testing.assert_close(sphere_distance(p, end), torch.full((8,), 1.2, dtype=F64))
+    path = exp_map(sphere, p, v, return_path=True, n_steps=20)
+    assert path.shape == (8, 21, 2)
+    torch.testing.assert_close(path[:, -1], exp_map(sphere, p, v, n_steps=20))
+
+
+def test_log_map_inverts_exp_and_gives_distances(sphere):
+    p, q = _sphere_pairs(4)
+    v = log_map(sphere, p, q)
+    torch.testing.assert_close(exp_map(sphere, p, v), q, atol=1e-8, rtol=0)
+    torch.testing.assert_close(sphere.norm(p, v), sphere_distance(p, q), rtol=1e-6, atol=0)
+
+
+def test_linear_decoder_geodesics_are_straight():
+    a = torch.tensor([[2.0, 0.5], [0.0, 1.0], [1.0, -1.0]], dtype=F64)
+    metric = PullbackMetric(LinearDecoder(a))
+    p = torch.tensor([[0.0, 0.0], [1.0, -2.0]], dtype=F64)
+    q = torch.tensor([[1.0, 1.0], [-3.0, 0.5]], dtype=F64)
+    result = connecting_geodesic(metric, p, q, n_points=10)
+    t = torch.linspace(0, 1, 10, dtype=F64)[None, :, None]
+    torch.testing.assert_close(result.points, p[:, None] + t * (q - p)[:, None])
+    torch.testing.assert_close(result.length, ((q - p) @ a.T).norm(dim=-1))
+    torch.testing.assert_close(log_map(metric, p, q), q - p)
+
+
+def test_distance_symmetric_and_zero_for_identical_points(sphere):
+    p, q = _sphere_pairs(5)
+    torch.testing.assert_close(
+        geodesic_distance(sphere, p, q), geodesic_distance(sphere, q, p), rtol=1e-6, atol=1e-9
+    )
+    same = connecting_geodesic(sphere, p, p)
+    assert torch.equal(same.length, torch.zeros(5, dtype=F64))
+    assert bool(same.converged.all())
+
+
+def test_single_pair_shapes(sphere):
+    p, q = _sphere_pairs(1)
+    result = connecting_geodesic(sphere, p[0], q[0], n_points=12)
+    assert result.points.shape == (12, 2) and result.length.shape == ()
+    assert log_map(sphere, p[0], q[0]).shape == (2,)
+
+
+def test_bad_input_is_named(sphere):
+    p, q = _sphere_pairs(3)
+    with pytest.raises(ValueError, match="same shape"):
+        connecting_geodesic(sphere, p, q[:2])
+    with pytest.raises(ValueError, match="NaN"):
+        connecting_geodesic(sphere, p, torch.full_like(q, float("nan")))
+    with pytest.raises(ValueError, match="n_points"):
+        connecting_geodesic(sphere, p, q, n_points=2)
+    with pytest.raises(ValueError, match="init_curve"):
+        connecting_geodesic(sphere, p, q, n_points=8, init_curve=torch.zeros(3, 5, 2, dtype=F64))
+
+
+def test_non_convergence_is_reported(sphere):
+    p, q = _sphere_pairs(3)
+    with pytest.warns(GeodesicConvergenceWarning, match="did not converge"):
+        result = connecting_geodesic(sphere, p, q, max_iter=1)
+    assert not bool(result.converged.all())
