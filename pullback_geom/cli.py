@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
@@ -131,6 +132,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pullback-geom`` console command."""
+    # torch scripts its forward-mode decompositions on first use and warns about its own
+    # deprecated torch.jit.script; that is noise for a user of this command.
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
     parser = argparse.ArgumentParser(
         prog="pullback-geom",
         description="Riemannian geometry of generative models' latent spaces.",
