@@ -13,7 +13,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["sequential_value_and_jacobian", "supports_chain"]
+__all__ = [
+    "sequential_value_and_jacobian",
+    "sequential_second_derivatives",
+    "supports_chain",
+]
 
 
 def _activation_derivative(layer: nn.Module, pre: Tensor, post: Tensor) -> Tensor:
@@ -35,6 +39,25 @@ def _activation_derivative(layer: nn.Module, pre: Tensor, post: Tensor) -> Tenso
         return 1 - post.square()
     if isinstance(layer, nn.Sigmoid):
         return post * (1 - post)
+    raise TypeError(f"no chain rule for layer {layer!r}")
+
+
+def _activation_second_derivative(layer: nn.Module, pre: Tensor, post: Tensor) -> Tensor | None:
+    """Element-wise second derivative at ``pre``; ``None`` where it is zero (piecewise linear)."""
+    if isinstance(layer, (nn.ReLU, nn.LeakyReLU)):
+        return None
+    if isinstance(layer, nn.ELU):
+        return torch.where(pre > 0, torch.zeros_like(pre), post + layer.alpha)
+    if isinstance(layer, nn.Softplus):
+        scaled = pre * layer.beta
+        s = torch.sigmoid(scaled)
+        return torch.where(
+            scaled > layer.threshold, torch.zeros_like(pre), layer.beta * s * (1 - s)
+        )
+    if isinstance(layer, nn.Tanh):
+        return -2 * post * (1 - post.square())
+    if isinstance(layer, nn.Sigmoid):
+        return post * (1 - post) * (1 - 2 * post)
     raise TypeError(f"no chain rule for layer {layer!r}")
 
 
@@ -65,6 +88,23 @@ def supports_chain(decoder: nn.Module) -> bool:
     return True
 
 
+def _check_chain(decoder: nn.Module) -> None:
+    if not supports_chain(decoder):
+        raise TypeError(
+            "the chain rule needs an nn.Sequential of Linear layers, element-wise "
+            "activations (ReLU, LeakyReLU, ELU, Softplus, Tanh, Sigmoid) and reshapes; "
+            f"got {decoder!r}. Use jacobian='forward' for any other decoder."
+        )
+
+
+def _weights(layer: nn.Linear, detach: bool) -> tuple[Tensor, Tensor | None]:
+    weight, bias = layer.weight, layer.bias
+    if detach:
+        weight = weight.detach()
+        bias = bias.detach() if bias is not None else None
+    return weight, bias
+
+
 def sequential_value_and_jacobian(
     decoder: nn.Sequential, z: Tensor, *, detach: bool = False
 ) -> tuple[Tensor, Tensor]:
@@ -84,22 +124,14 @@ def sequential_value_and_jacobian(
         The flattened output.
     jac : Tensor, shape (B, D, d)
     """
-    if not supports_chain(decoder):
-        raise TypeError(
-            "the chain Jacobian needs an nn.Sequential of Linear layers, element-wise "
-            "activations (ReLU, LeakyReLU, ELU, Softplus, Tanh, Sigmoid) and reshapes; "
-            f"got {decoder!r}. Use jacobian='forward' for any other decoder."
-        )
+    _check_chain(decoder)
     b, d = z.shape
     x = z
     # Tangents are rows, (B, d, width): a linear layer is then one (B*d, width) GEMM.
     tangent = torch.eye(d, dtype=z.dtype, device=z.device).expand(b, d, d)
     for layer in decoder:
         if isinstance(layer, nn.Linear):
-            weight, bias = layer.weight, layer.bias
-            if detach:
-                weight = weight.detach()
-                bias = bias.detach() if bias is not None else None
+            weight, bias = _weights(layer, detach)
             x = nn.functional.linear(x, weight, bias)
             tangent = tangent @ weight.mT
         elif isinstance(layer, _ACTIVATIONS):
@@ -107,6 +139,66 @@ def sequential_value_and_jacobian(
             tangent = _activation_derivative(layer, pre, x).unsqueeze(-2) * tangent
         # Reshapes do not change the flat tangent; only the value's shape.
         else:
-            x = layer(x)
-            x = x.reshape(b, -1) if x.dim() > 2 else x
+            x = layer(x).reshape(b, -1)
     return x.reshape(b, -1), tangent.mT
+
+
+def sequential_second_derivatives(
+    decoder: nn.Sequential, z: Tensor, v: Tensor | None = None, *, detach: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Output, Jacobian and second derivatives of an ``nn.Sequential`` decoder.
+
+    Second-order forward propagation: through ``x -> W x + b`` the second-derivative
+    stream maps by ``W``; through an activation ``s -> sigma'(pre) s +
+    sigma''(pre) t_i t_j`` with ``t`` the tangents. Piecewise-linear activations (ReLU)
+    have ``sigma'' = 0`` and add nothing.
+
+    Parameters
+    ----------
+    decoder : nn.Sequential
+        See :func:`supports_chain`.
+    z : Tensor, shape (B, d)
+    v : Tensor, shape (B, d), optional
+        A direction: return only ``(D^2 f)[v, v]`` instead of the full Hessian.
+    detach : bool, default False
+
+    Returns
+    -------
+    value : Tensor, shape (B, D)
+    jac : Tensor, shape (B, D, d)
+    second : Tensor, shape (B, D) if ``v`` is given, else (B, D, d, d)
+    """
+    _check_chain(decoder)
+    b, d = z.shape
+    x = z
+    tangent = torch.eye(d, dtype=z.dtype, device=z.device).expand(b, d, d)
+    # With v: one second-order stream (B, width); without: all pairs (B, d, d, width).
+    second = None
+    for layer in decoder:
+        if isinstance(layer, nn.Linear):
+            weight, bias = _weights(layer, detach)
+            x = nn.functional.linear(x, weight, bias)
+            tangent = tangent @ weight.mT
+            second = None if second is None else second @ weight.mT
+        elif isinstance(layer, _ACTIVATIONS):
+            pre, x = x, layer(x)
+            d1 = _activation_derivative(layer, pre, x)
+            d2 = _activation_second_derivative(layer, pre, x)
+            if second is not None:
+                second = d1 * second if v is not None else d1[:, None, None] * second
+            if d2 is not None:
+                if v is not None:
+                    tv = (v.unsqueeze(-1) * tangent).sum(1)
+                    extra = d2 * tv.square()
+                else:
+                    extra = d2[:, None, None] * tangent[:, :, None] * tangent[:, None, :]
+                second = extra if second is None else second + extra
+            tangent = d1.unsqueeze(-2) * tangent
+        else:
+            x = layer(x).reshape(b, -1)
+    width = x.reshape(b, -1).shape[1]
+    if second is None:  # a piecewise-linear decoder: all second derivatives vanish
+        shape = (b, width) if v is not None else (b, d, d, width)
+        second = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    second = second if v is not None else second.permute(0, 3, 1, 2)
+    return x.reshape(b, -1), tangent.mT, second

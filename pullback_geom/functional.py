@@ -30,6 +30,8 @@ __all__ = [
     "hessian",
     "christoffel_symbols",
     "geodesic_acceleration",
+    "christoffels_from_derivatives",
+    "acceleration_from_derivatives",
     "spd_solve",
     "SingularMetricWarning",
 ]
@@ -193,7 +195,21 @@ def christoffel_symbols(f: FlatMap, z: Tensor) -> Tensor:
     Tensor, shape (B, d, d, d)
         ``out[b, k, i, j] = Gamma^k_ij`` (geomstats' index order).
     """
-    jac, hess = hessian(f, z)
+    return christoffels_from_derivatives(*hessian(f, z))
+
+
+def christoffels_from_derivatives(jac: Tensor, hess: Tensor) -> Tensor:
+    """``Gamma^k_ij = (G^{-1})^{kl} <d_l f, d_i d_j f>`` from the decoder's derivatives.
+
+    Parameters
+    ----------
+    jac : Tensor, shape (B, D, d)
+    hess : Tensor, shape (B, D, d, d)
+
+    Returns
+    -------
+    Tensor, shape (B, d, d, d), ``[b, k, i, j]`` order
+    """
     b, _, d = jac.shape
     first_kind = torch.einsum("bal,baij->blij", jac, hess)  # Gamma_{l,ij}
     metric = metric_from_jacobian(jac)
@@ -216,5 +232,20 @@ def geodesic_acceleration(f: FlatMap, z: Tensor, v: Tensor) -> Tensor:
     """
     jac = jacobian(f, z)
     _, hvv = second_directional_derivative(f, z, v)
+    return acceleration_from_derivatives(jac, hvv)
+
+
+def acceleration_from_derivatives(jac: Tensor, hvv: Tensor) -> Tensor:
+    """``-G^{-1} J^T (D^2 f)[v, v]`` from the decoder's derivatives.
+
+    Parameters
+    ----------
+    jac : Tensor, shape (B, D, d)
+    hvv : Tensor, shape (B, D)
+
+    Returns
+    -------
+    Tensor, shape (B, d)
+    """
     rhs = (jac.mT @ hvv.unsqueeze(-1)).neg()
     return spd_solve(metric_from_jacobian(jac), rhs).squeeze(-1)

@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 from torch.func import jvp
 
-from . import functional as F
 from ._checks import batch_curves, same_shape
 from .metric import _CHUNK_BUDGET, PullbackMetric
 
@@ -213,10 +212,8 @@ def _levenberg_marquardt(
 def _rk4(metric: PullbackMetric, z: Tensor, v: Tensor, t: float, n_steps: int, path: bool):
     h = t / n_steps
     # Inputs were checked once by the caller; skip per-stage validation in the hot loop.
-    size = metric._chunk(metric.latent_dim + 5)
-
     def acc(x: Tensor, u: Tensor) -> Tensor:
-        return metric._map(lambda a, b: F.geodesic_acceleration(metric.embed, a, b), size, x, u)
+        return metric._map(metric._acceleration, metric.latent_dim + 5, x, u)
 
     points = [z]
     for _ in range(n_steps):

@@ -12,7 +12,7 @@ from torch.func import functional_call
 
 from . import functional as F
 from ._checks import batch_curves, batch_points, same_shape
-from .chain import sequential_value_and_jacobian, supports_chain
+from .chain import sequential_second_derivatives, sequential_value_and_jacobian, supports_chain
 
 __all__ = ["PullbackMetric"]
 
@@ -193,6 +193,29 @@ class PullbackMetric:
                 jac = torch.cat([jac, eye.expand(z.shape[0], -1, -1)], dim=1)
             return value, jac
         return F.value_and_jacobian(self.embed, z)
+
+    def _christoffels(self, z: Tensor) -> Tensor:
+        if self.jacobian_method != "chain":
+            return F.christoffel_symbols(self.embed, z)
+        _, jac, hess = sequential_second_derivatives(self.decoder, z, detach=self._detach)
+        if self.ridge > 0:  # the ridge block z -> sqrt(ridge) z has no second derivatives
+            jac, hess = self._with_ridge(z, jac, hess)
+        return F.christoffels_from_derivatives(jac, hess)
+
+    def _acceleration(self, z: Tensor, v: Tensor) -> Tensor:
+        if self.jacobian_method != "chain":
+            return F.geodesic_acceleration(self.embed, z, v)
+        _, jac, hvv = sequential_second_derivatives(self.decoder, z, v, detach=self._detach)
+        if self.ridge > 0:
+            jac, hvv = self._with_ridge(z, jac, hvv)
+        return F.acceleration_from_derivatives(jac, hvv)
+
+    def _with_ridge(self, z: Tensor, jac: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
+        b, d = z.shape
+        eye = math.sqrt(self.ridge) * torch.eye(d, dtype=z.dtype, device=z.device)
+        jac = torch.cat([jac, eye.expand(b, d, d)], dim=1)
+        zeros = second.new_zeros((b, d, *second.shape[2:]))
+        return jac, torch.cat([second, zeros], dim=1)
 
     # ------------------------------------------------------------------ plumbing
     def _points(self, z, name: str = "z") -> tuple[Tensor, bool]:
@@ -376,7 +399,7 @@ class PullbackMetric:
         """
         z, single = self._points(z)
         d = self._latent_dim
-        gam = self._map(lambda x: F.christoffel_symbols(self.embed, x), 1 + d + d * d, z)
+        gam = self._map(self._christoffels, 1 + d + d * d, z)
         gam = self._check_output(gam, "Christoffel symbols")
         return gam[0] if single else gam
 
@@ -398,9 +421,7 @@ class PullbackMetric:
         z, single = self._points(z)
         v, _ = self._points(v, "v")
         same_shape(z, v, "z and v")
-        acc = self._map(
-            lambda x, w: F.geodesic_acceleration(self.embed, x, w), self._latent_dim + 5, z, v
-        )
+        acc = self._map(self._acceleration, self._latent_dim + 5, z, v)
         acc = self._check_output(acc, "geodesic acceleration")
         return acc[0] if single else acc
 

@@ -125,3 +125,13 @@ def great_circle(p: Tensor, q: Tensor) -> Tensor:
     """Angle between the sphere points of latent ``p`` and ``q`` (rows)."""
     cos = (stereographic(p) * stereographic(q)).sum(-1)
     return torch.arccos(cos.clamp(-1, 1))
+
+
+def autograd_hessian(f, z: Tensor) -> Tensor:
+    """Second derivatives ``(B, D, d, d)`` of a flat batched ``f`` by reverse mode, per point."""
+    rows = [
+        torch.autograd.functional.hessian(lambda x, a=a: f(x[None])[0, a], zb)
+        for zb in z
+        for a in range(f(z[:1]).shape[1])
+    ]
+    return torch.stack(rows).reshape(z.shape[0], -1, z.shape[1], z.shape[1])

@@ -140,7 +140,7 @@ def test_chain_rejects_unsupported_layers():
     assert supports_chain(
         nn.Sequential(nn.Linear(2, 8), nn.Unflatten(1, (2, 4)), nn.Flatten(), nn.Linear(8, 3))
     )
-    with pytest.raises(TypeError, match="chain Jacobian needs an nn.Sequential"):
+    with pytest.raises(TypeError, match="chain rule needs an nn.Sequential"):
         sequential_value_and_jacobian(nn.Sequential(nn.GELU()), torch.zeros(1, 2))
 
 
