@@ -51,7 +51,8 @@ def batch_points(z, dim: int | None, name: str = "z") -> tuple[Tensor, bool]:
             f"but the decoder takes d = {dim}"
         )
     check_finite(z, name)
-    return z, single
+    # Expanded (stride-0) inputs would break in-place writes downstream.
+    return z.contiguous(), single
 
 
 def batch_curves(c, dim: int | None, name: str = "curve") -> tuple[Tensor, bool]:
@@ -69,7 +70,7 @@ def batch_curves(c, dim: int | None, name: str = "curve") -> tuple[Tensor, bool]
             f"but the decoder takes d = {dim}"
         )
     check_finite(c, name)
-    return c, single
+    return c.contiguous(), single
 
 
 def same_shape(a: Tensor, b: Tensor, names: str) -> None:

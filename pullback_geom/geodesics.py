@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.func import jvp
 
 from ._checks import batch_curves, same_shape
 from .metric import _CHUNK_BUDGET, PullbackMetric
@@ -282,9 +281,10 @@ def log_map(
 
     The energy solution (:func:`connecting_geodesic`) gives a second-order estimate of
     the initial velocity; Newton's method on ``exp_map(p, v) = q`` then refines it, with
-    the shooting Jacobian ``d exp / d v`` from forward-mode derivatives through the RK4
-    steps. Where shooting fails (conjugate points, a too-coarse ``n_steps``) the energy
-    estimate is kept and a :class:`GeodesicConvergenceWarning` is raised.
+    the shooting Jacobian ``d exp / d v`` from central differences, all ``2d + 1`` shots
+    in one batched RK4 run. Where shooting fails (conjugate points, a too-coarse
+    ``n_steps``) the energy estimate is kept and a :class:`GeodesicConvergenceWarning` is
+    raised.
 
     Parameters
     ----------
@@ -325,20 +325,22 @@ def log_map(
             if act.numel() == 0:
                 break
             b, w = act.numel(), v[act]
-            # All d columns of d exp / d v in one forward-mode pass over a d-fold batch.
-            starts = p[act].repeat(d, 1)
-            end, cols = jvp(
-                lambda u, starts=starts: shoot(starts, u),
-                (w.repeat(d, 1),),
-                (basis.repeat_interleave(b, dim=0),),
-            )
+            # The shooting Jacobian d exp / d v by central differences: all 2d + 1 shots in
+            # one batched RK4 run (cheaper than forward mode through every RK4 stage).
+            h = torch.finfo(w.dtype).eps ** (1 / 3) * (1 + w.abs().amax(-1, keepdim=True))
+            offsets = basis[:, None] * h  # (d, b, d)
+            shots = torch.cat([w, (w + offsets).reshape(-1, d), (w - offsets).reshape(-1, d)])
+            ends = shoot(p[act].repeat(2 * d + 1, 1), shots)
+            end = ends[:b]
+            plus, minus = ends[b:].reshape(2, d, b, d)
+            cols = (plus - minus) / (2 * h)  # (d, b, d): column i of each Jacobian
             residual = end[:b] - q[act]
             err_act = torch.linalg.vector_norm(residual, dim=-1)
             ok = err_act <= target[act]
             done[act], err[act] = ok, err_act
             if _ == max_newton:  # the last pass only checks the last step
                 break
-            jac = cols.reshape(d, b, d).permute(1, 2, 0)  # (b, d, d)
+            jac = cols.permute(1, 2, 0)  # (b, d, d)
             step, info = torch.linalg.solve_ex(jac, -residual)
             step = torch.where((ok | (info != 0))[:, None], torch.zeros_like(step), step)
             # Newton from a good start needs small steps; cap wild ones (near conjugate

@@ -1,0 +1,341 @@
+"""The geomstats adapter on the unit sphere (closed forms) and on a random MLP decoder.
+
+Oracles: the inverse stereographic decoder has a closed-form metric, Christoffel symbols,
+exponential map (great circles) and distance (great-circle angles); geomstats' learning
+tools are checked on configurations whose answer is known by symmetry or by construction.
+Interpreter-wide behaviour (backend choice, torch's default dtype) is checked in fresh
+interpreters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+# isort: off
+# The adapter must be imported before geomstats: it selects geomstats' pytorch backend.
+import pullback_geom.geomstats as pg_geomstats
+from geomstats.learning.frechet_mean import FrechetMean
+from geomstats.learning.kmeans import RiemannianKMeans
+from geomstats.learning.knn import KNearestNeighborsClassifier
+from geomstats.numerics.geodesic import ExpODESolver, LogODESolver
+from geomstats.numerics.ivp import GSIVPIntegrator
+# isort: on
+
+from pullback_geom import PullbackMetric
+from pullback_geom.surfaces import InverseStereographic, sphere_distance
+
+F64 = torch.float64
+latent_space = pg_geomstats.latent_space
+PullbackLogSolver = pg_geomstats.PullbackLogSolver
+
+
+# ---------------------------------------------------------------------------- fixtures
+class Float32Sphere(InverseStereographic):
+    """The sphere decoder with a float32 buffer, so its dtype (for the core) is float32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("anchor", torch.zeros((), dtype=torch.float32))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The batches here are tiny, so time goes to per-op overhead; extra intra-op threads
+    only add contention (3x slower on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sphere():
+    return latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+
+
+def pairs(n: int, seed: int, radius: float = 1.5) -> tuple[Tensor, Tensor]:
+    """``n`` pairs of latent points with ``|z| < radius``."""
+    g = torch.Generator().manual_seed(seed)
+
+    def points() -> Tensor:
+        angle = 2 * torch.pi * torch.rand(n, generator=g, dtype=F64)
+        r = radius * torch.rand(n, generator=g, dtype=F64).sqrt()
+        return torch.stack([r * angle.cos(), r * angle.sin()], dim=-1)
+
+    return points(), points()
+
+
+def sphere_exp(z: Tensor, v: Tensor) -> Tensor:
+    """Closed-form exp: the great circle through ``f(z)`` with velocity ``J(z) v``."""
+    f = InverseStereographic()
+    x = f(z)
+    sq = z.square().sum(-1, keepdim=True)
+    zv = (z * v).sum(-1, keepdim=True)
+    # J v for f(z) = (2 z, |z|^2 - 1) / (1 + |z|^2)
+    u = torch.cat([2 * v, 2 * zv], -1) / (1 + sq) - x * (2 * zv) / (1 + sq)
+    n = u.norm(dim=-1, keepdim=True)
+    y = x * n.cos() + u / n * n.sin()
+    return y[:, :-1] / (1 - y[:, -1:])
+
+
+def run_fresh(code: str, **env: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (without an inherited GEOMSTATS_BACKEND)."""
+    base = {k: v for k, v in os.environ.items() if k != "GEOMSTATS_BACKEND"}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**base, **env},
+    )
+
+
+# ---------------------------------------------------------------------------- interpreter state
+def test_import_keeps_torch_default_dtype_and_uses_pytorch_backend():
+    proc = run_fresh(
+        """
+        import json, torch
+        before = str(torch.get_default_dtype())
+        import pullback_geom.geomstats
+        import geomstats.backend as gs
+        from geomstats.learning.frechet_mean import FrechetMean
+        print(json.dumps({
+            "before": before,
+            "after": str(torch.get_default_dtype()),
+            "backend": gs.__name__,
+            "gs_default": str(gs.get_default_dtype()),
+            "gs_array": str(gs.array([0.1, 0.2]).dtype),
+            "gs_ones": str(gs.ones(2).dtype),
+            "torch_ones": str(torch.ones(2).dtype),
+        }))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["before"] == out["after"] == out["torch_ones"] == "torch.float32"
+    assert out["backend"] == "geomstats.pytorch"
+    # geomstats keeps creating tensors in its own default dtype.
+    assert out["gs_default"] == out["gs_array"] == out["gs_ones"] == "torch.float64"
+
+
+def test_geomstats_imported_with_numpy_backend_is_a_clear_error():
+    proc = run_fresh(
+        """
+        import geomstats.backend
+        try:
+            import pullback_geom.geomstats
+        except ImportError as err:
+            print("ERROR:", err)
+        """,
+        GEOMSTATS_BACKEND="numpy",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ERROR:" in proc.stdout
+    assert "GEOMSTATS_BACKEND=pytorch" in proc.stdout
+    assert "'numpy'" in proc.stdout
+
+
+def test_default_dtype_is_still_the_users_here():
+    # The test process imported the adapter at collection time.
+    assert torch.get_default_dtype() == torch.float32
+    assert torch.ones(1).dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------- local geometry
+def test_metric_matrix_and_christoffels_equal_closed_forms(sphere):
+    z, _ = pairs(6, seed=0)
+    g = sphere.metric.metric_matrix(z)
+    gam = sphere.metric.christoffels(z)
+    assert g.shape == (6, 2, 2) and gam.shape == (6, 2, 2, 2)
+    torch.testing.assert_close(g, InverseStereographic.metric_tensor(z), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        gam, InverseStereographic.christoffel_symbols(z), rtol=1e-12, atol=1e-12
+    )
+    # one point in, one point out
+    assert sphere.metric.metric_matrix(z[0]).shape == (2, 2)
+    assert sphere.metric.christoffels(z[0]).shape == (2, 2, 2)
+
+
+def test_jacobian_christoffels_equals_derivative_of_closed_form(sphere):
+    z, _ = pairs(4, seed=1)
+    got = sphere.metric.jacobian_christoffels(z)
+    closed = torch.func.jacfwd(lambda x: InverseStereographic.christoffel_symbols(x[None])[0])
+    want = torch.stack([closed(x) for x in z])  # [b, k, i, j, l] = d Gamma^k_ij / d z_l
+    assert got.shape == (4, 2, 2, 2, 2)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_inner_product_and_geodesic_equation(sphere):
+    z, v = pairs(5, seed=2)
+    scale = 4 / (1 + z.square().sum(-1)) ** 2
+    torch.testing.assert_close(sphere.metric.squared_norm(v, z), scale * v.square().sum(-1))
+    # one base point for many vectors broadcasts
+    torch.testing.assert_close(
+        sphere.metric.inner_product(v, v, z[0]), scale[0] * v.square().sum(-1)
+    )
+    rhs = sphere.metric.geodesic_equation(torch.stack([z, v], dim=-2))
+    want = -torch.einsum("bkij,bi,bj->bk", InverseStereographic.christoffel_symbols(z), v, v)
+    torch.testing.assert_close(rhs[:, 0], v)
+    torch.testing.assert_close(rhs[:, 1], want)
+
+
+# ---------------------------------------------------------------------------- exp, log, dist
+def test_exp_is_great_circle_motion(sphere):
+    z, u = pairs(6, seed=3)
+    # velocities of sphere speeds 0.3 .. 2.5 (below pi)
+    speeds = torch.linspace(0.3, 2.5, 6, dtype=F64)
+    v = u / sphere.metric.norm(u, z)[:, None] * speeds[:, None]
+    end = sphere.metric.exp(v, z)
+    assert end.shape == (6, 2) and end.dtype == F64
+    torch.testing.assert_close(end, sphere_exp(z, v), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        sphere_distance(z, end), speeds, rtol=1e-6, atol=1e-6
+    )  # dist(p, exp(p, v)) == |v|_G
+
+
+def test_log_dist_and_geodesic_match_great_circles(sphere):
+    p, q = pairs(4, seed=4)
+    v = sphere.metric.log(q, p)
+    dist = sphere.metric.dist(p, q)
+    truth = sphere_distance(p, q)
+    assert v.shape == (4, 2) and dist.shape == (4,)
+    torch.testing.assert_close(dist, truth, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sphere.metric.norm(v, p), truth, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(sphere.metric.exp(v, p), q, rtol=1e-5, atol=1e-5)
+    # The geodesic passes through the end points and has constant speed.
+    path = sphere.metric.geodesic(p, initial_tangent_vec=v)(torch.linspace(0, 1, 5, dtype=F64))
+    assert path.shape == (4, 5, 2)
+    torch.testing.assert_close(path[:, 0], p)
+    torch.testing.assert_close(path[:, -1], q, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sphere_distance(p, path[:, 2]), truth / 2, rtol=1e-4, atol=1e-4)
+
+
+def test_points_of_one_dtype_come_back_in_that_dtype(sphere):
+    z, v = pairs(3, seed=5)
+    end = sphere.metric.exp(v.float(), z.float())
+    assert end.dtype == torch.float32
+    torch.testing.assert_close(end, sphere.metric.exp(v, z).float(), rtol=1e-4, atol=1e-4)
+    assert sphere.metric.metric_matrix(z.numpy()).dtype == F64  # NumPy input works too
+
+
+def test_float32_decoder_with_float64_points():
+    space = latent_space(PullbackMetric(Float32Sphere(), latent_dim=2))
+    assert space.metric.dtype == torch.float32
+    p, q = pairs(3, seed=6)
+    g = space.metric.metric_matrix(p)
+    assert g.dtype == F64  # back in the input dtype ...
+    torch.testing.assert_close(g, InverseStereographic.metric_tensor(p), rtol=1e-5, atol=1e-5)
+    v = p.flip(-1) * 0.5
+    end = space.metric.exp(v, p)
+    torch.testing.assert_close(end, sphere_exp(p, v), rtol=1e-4, atol=1e-4)
+    dist = space.metric.dist(p, q)
+    assert dist.dtype == F64
+    torch.testing.assert_close(dist, sphere_distance(p, q), rtol=1e-4, atol=1e-4)
+
+
+def test_geomstats_exp_ode_solver_can_be_swapped_in():
+    space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+    rk4 = GSIVPIntegrator(n_steps=50, step_type="rk4")
+    space.metric.exp_solver = ExpODESolver(space, integrator=rk4)  # uses geodesic_equation
+    z, u = pairs(3, seed=9)
+    v = u / space.metric.norm(u, z)[:, None]  # unit speed
+    torch.testing.assert_close(space.metric.exp(v, z), sphere_exp(z, v), rtol=1e-5, atol=1e-5)
+
+
+def test_geomstats_log_ode_solver_can_be_swapped_in():
+    space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+    space.metric.log_solver = LogODESolver(space)  # needs jacobian_christoffels
+    # Pairs at moderate distance: from its straight-line start, LogODESolver can converge
+    # to the long way round the great circle for far-apart points (see docs/geomstats.md).
+    p = torch.tensor([[0.2, 0.1], [-0.6, 0.3]], dtype=F64)
+    q = torch.tensor([[-0.5, 0.4], [0.1, -0.9]], dtype=F64)
+    torch.testing.assert_close(space.metric.dist(p, q), sphere_distance(p, q), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- learning tools
+def symmetric_cloud(space, center: Tensor) -> Tensor:
+    """Points ``exp_c(+-u_i)``: their Frechet mean is ``c`` (logs at ``c`` cancel)."""
+    u = torch.tensor([[0.4, 0.1], [-0.1, 0.5]], dtype=F64)
+    return space.metric.exp(torch.cat([u, -u]), center)
+
+
+def test_frechet_mean_of_symmetric_points():
+    space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+    space.metric.log_solver = LogODESolver(space)  # accurate here and 20x faster
+    center = torch.tensor([0.3, -0.2], dtype=F64)
+    points = symmetric_cloud(space, center)
+    start = torch.tensor([0.32, -0.18], dtype=F64)
+    mean = FrechetMean(space).set(epsilon=1e-11, init_point=start).fit(points).estimate_
+    torch.testing.assert_close(mean, center, rtol=1e-5, atol=1e-5)
+
+
+def two_clusters(n: int = 6) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(8)
+    centers = torch.tensor([[0.8, 0.2], [-0.7, -0.3]], dtype=F64)
+    x = centers.repeat_interleave(n, 0) + 0.08 * torch.randn(2 * n, 2, generator=g, dtype=F64)
+    return x, torch.arange(2).repeat_interleave(n)
+
+
+def check_kmeans(space) -> None:
+    x, labels = two_clusters()
+    kmeans = RiemannianKMeans(space, n_clusters=2, init=x[[0, -1]].clone())
+    kmeans.fit(x)
+    assert torch.equal(torch.as_tensor(kmeans.labels_), labels)
+    assert torch.equal(torch.as_tensor(kmeans.predict(x)), labels)
+
+
+def check_knn(space) -> None:
+    x, labels = two_clusters()
+    knn = KNearestNeighborsClassifier(space, n_neighbors=3)
+    knn.fit(x[::2], labels[::2])
+    assert list(knn.predict(x[1::2])) == labels[1::2].tolist()
+
+
+def test_kmeans_and_knn_on_the_sphere():
+    space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+    space.metric.log_solver = PullbackLogSolver(space, method="energy")
+    check_kmeans(space)
+    check_knn(space)
+
+
+def test_learning_tools_with_a_trainable_decoder():
+    torch.manual_seed(0)
+    decoder = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 5))  # float32, grads on
+    assert all(p.requires_grad for p in decoder.parameters())
+    space = latent_space(PullbackMetric(decoder), log_options={"method": "energy"})
+    center = torch.tensor([0.1, 0.2], dtype=F64)
+    points = symmetric_cloud(space, center)
+    assert not points.requires_grad
+    mean = FrechetMean(space).set(epsilon=1e-8).fit(points).estimate_
+    assert mean.dtype == F64 and not mean.requires_grad
+    # energy logs are ~1e-3 accurate; the mean lands at the centre of symmetry to that
+    torch.testing.assert_close(mean, center, rtol=0, atol=2e-2)
+    check_kmeans(space)
+    check_knn(space)
+    # gradients still reach points that ask for them, never the decoder's weights
+    z = center.clone().requires_grad_()
+    space.metric.squared_norm(torch.ones(2, dtype=F64), z).backward()
+    assert z.grad is not None and all(p.grad is None for p in decoder.parameters())
+
+
+# ---------------------------------------------------------------------------- input errors
+def test_latent_space_input_errors():
+    with pytest.raises(TypeError, match="PullbackMetric"):
+        latent_space(InverseStereographic())
+    with pytest.raises(ValueError, match="latent dimension"):
+        latent_space(PullbackMetric(InverseStereographic()))
+    space = latent_space(PullbackMetric(InverseStereographic()), dim=2)
+    with pytest.raises(ValueError, match="base_point"):
+        space.metric.metric_matrix()
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
+        space.metric.metric_matrix(torch.zeros(3, dtype=F64))
+    with pytest.raises(ValueError, match="method"):
+        PullbackLogSolver(space, method="magic")
