@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -14,16 +13,12 @@ __all__ = ["main"]
 
 
 def _save_figure(fig, path: Path) -> None:
-    """Write a figure atomically: to a temporary file beside ``path``, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write a figure atomically (rendered in memory, then :func:`atomic_write_bytes`)."""
+    from .checkpoint import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def run_surface_demo(out: Path) -> dict[str, float]:
@@ -130,6 +125,138 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import shlex
+
+    import torch
+
+    from .datasets import load_dataset
+    from .training import TrainConfig, train_vae
+
+    out = Path(args.out or f"outputs/train/{args.model}")
+    if args.threads is not None:
+        if args.threads < 1:
+            print(
+                f"pullback-geom train: error: --threads must be >= 1; got {args.threads}",
+                file=sys.stderr,
+            )
+            return 2
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = TrainConfig(
+            model=args.model,
+            latent_dim=args.latent_dim,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            n_centres=args.rbf_centres,
+            rbf_epochs=args.rbf_epochs,
+        )
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit must be a positive integer; got {args.limit}")
+        train = load_dataset(args.dataset, args.data_dir, train=True, download=args.download)
+        test = load_dataset(args.dataset, args.data_dir, train=False, download=args.download)
+        if args.limit is not None:
+            train = type(train)(*(t[: args.limit] for t in train))
+            test = type(test)(*(t[: args.limit] for t in test))
+        dataset = {
+            "name": args.dataset,
+            "train_size": len(train.images),
+            "test_size": len(test.images),
+            "limit": args.limit,
+        }
+        print(
+            f"pullback_geom train: {args.model} VAE, d = {args.latent_dim}, {args.dataset} "
+            f"({dataset['train_size']} training / {dataset['test_size']} test images), "
+            f"{args.epochs} epoch{'s' * (args.epochs != 1)}, seed {args.seed}, "
+            f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}",
+            flush=True,
+        )
+        result = train_vae(
+            cfg,
+            train.images,
+            test.images,
+            test.labels,
+            out=out,
+            resume=args.resume,
+            dataset=dataset,
+            command=shlex.join(["pullback-geom", "train", *args.argv]),
+            compact=args.compact,
+            log=lambda line: print(line, flush=True),
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"pullback-geom train: error: {err}", file=sys.stderr)
+        return 2
+    metrics = result.metrics
+    rows = {"test negative ELBO (nats/image)": metrics.get("test_neg_elbo")}
+    if args.model == "gaussian":
+        rows["  of the mean, Bernoulli (stage 1)"] = metrics.get("test_neg_elbo_bernoulli")
+    rows["seconds per epoch"] = metrics.get("seconds_per_epoch")
+    rows["checkpoint"] = f"{out} (model.pt, config.json, latents.pt)"
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        print(f"  {key:<{width}}  {text}")
+    return 0
+
+
+def _add_train_parser(sub) -> None:
+    from .datasets import DATASETS, ENV_VAR
+
+    train = sub.add_parser(
+        "train",
+        help="train the seed's VAE (Bernoulli) or the Gaussian VAE on MNIST",
+        description="Train a VAE with the seed's architecture on MNIST or FashionMNIST, "
+        "saving a resumable checkpoint (model.pt, config.json, latents.pt of the test set) "
+        "after every epoch.",
+    )
+    train.add_argument("--model", choices=["bernoulli", "gaussian"], default="bernoulli")
+    train.add_argument("--epochs", type=int, default=30, help="default: %(default)s")
+    train.add_argument("--latent-dim", type=int, default=2, help="default: %(default)s")
+    train.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    train.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"folder holding MNIST/raw/ (torchvision's layout); default: ${ENV_VAR}, else "
+        "./data. On this project's machines: ../shared/data",
+    )
+    train.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    train.add_argument("--out", default=None, help="default: outputs/train/<model>")
+    train.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
+    train.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    train.add_argument(
+        "--limit", type=int, default=None, help="use only the first N images of each split"
+    )
+    train.add_argument(
+        "--download", action="store_true", help="let torchvision download missing files"
+    )
+    train.add_argument(
+        "--compact",
+        action="store_true",
+        help="when done, store float16 weights and drop the resume state (the bundled "
+        "defaults are made so)",
+    )
+    train.add_argument(
+        "--rbf-centres", type=int, default=64, help="Gaussian model: RBF centres (default: 64)"
+    )
+    train.add_argument(
+        "--rbf-epochs",
+        type=int,
+        default=10,
+        help="Gaussian model: epochs of the std network's stage (default: 10)",
+    )
+    train.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice); on a machine shared with "
+        "other jobs, 1 is often faster",
+    )
+    train.set_defaults(func=_train)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pullback-geom`` console command."""
     # torch scripts its forward-mode decompositions on first use and warns about its own
@@ -148,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
     demo.set_defaults(func=_demo)
+    _add_train_parser(sub)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv[1:]
     return args.func(args)
 
 

@@ -1,0 +1,450 @@
+"""VAE models of 28 x 28 images: the seed's Bernoulli VAE and a Gaussian VAE whose
+uncertainty grows away from the data; loading checkpoints and the bundled defaults.
+
+Both models share the seed's architecture: an encoder 784 -> 512 (ReLU) -> mean and log
+standard deviation of a ``d``-dimensional latent, and a decoder d -> 512 (ReLU) -> 784
+(sigmoid), an ``nn.Sequential`` so that :class:`~pullback_geom.PullbackMetric` uses its
+fast chain-rule Jacobian.
+
+- :class:`BernoulliVAE`: pixel intensities under a Bernoulli likelihood with the
+  decoder's output as mean. Its metric is the pullback through the mean.
+- :class:`GaussianVAE`: the same mean plus ``sigma(z)`` from an RBF precision network
+  (:class:`~pullback_geom.rbf.RBFStd`, "Latent Space Oddity"), so that
+  ``G = J_mu^T J_mu + J_sigma^T J_sigma`` grows away from the data. Training has two
+  stages: the encoder and mean decoder are trained exactly as the Bernoulli VAE (a
+  Gaussian likelihood with a learnt std lets the mean go blurry where the std is
+  large; with the same seed the two models' means are identical), then, with them
+  fixed, the RBF weights maximise the Gaussian log-likelihood.
+
+Checkpoints come from ``pullback-geom train`` (:mod:`pullback_geom.training`); read
+them with :func:`load` and :func:`load_latents`. The package ships one trained 2-D model
+of each kind (:func:`load_default`), regenerated from the repository root with::
+
+    pullback-geom train --model bernoulli --epochs 30 --latent-dim 2 --seed 0 \\
+        --data-dir ../shared/data --out pullback_geom/defaults/bernoulli --compact --threads 1
+    pullback-geom train --model gaussian --epochs 30 --latent-dim 2 --seed 0 \\
+        --data-dir ../shared/data --out pullback_geom/defaults/gaussian --compact --threads 1
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ._checks import batch_points
+from .checkpoint import read_latents, read_weights
+from .datasets import to_unit_float
+from .metric import PullbackMetric
+from .rbf import RBFStd
+
+__all__ = [
+    "BernoulliVAE",
+    "Encoder",
+    "GaussianVAE",
+    "Latents",
+    "MODELS",
+    "VAE",
+    "build_model",
+    "default_checkpoint",
+    "load",
+    "load_default",
+    "load_latents",
+    "mean_decoder",
+]
+
+IMAGE_SHAPE = (1, 28, 28)
+_PIXELS = 784
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class Encoder(nn.Module):
+    """The seed's encoder: ``x (B, 784) -> 512 (ReLU) -> (mean, log_std)``, each (B, d).
+
+    The seed writes ``sigma = exp(linear3(x))`` and samples ``mu + sigma * eps``: the
+    output of ``linear3`` is therefore the log of the posterior's standard deviation
+    (not a log-variance), and is returned as such.
+
+    Parameters
+    ----------
+    latent_dim : int
+        ``d``.
+    hidden : int, default 512
+    """
+
+    def __init__(self, latent_dim: int, hidden: int = 512) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(_PIXELS, hidden)
+        self.linear2 = nn.Linear(hidden, latent_dim)  # mean
+        self.linear3 = nn.Linear(hidden, latent_dim)  # log standard deviation
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` of shape (B, 784) in [0, 1] -> ``mean, log_std`` of shape (B, d)."""
+        h = F.relu(self.linear1(x))
+        return self.linear2(h), self.linear3(h)
+
+
+def mean_decoder(latent_dim: int, hidden: int = 512) -> nn.Sequential:
+    """The seed's decoder, ``(B, d) -> (B, 1, 28, 28)`` in (0, 1)."""
+    return nn.Sequential(
+        nn.Linear(latent_dim, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, _PIXELS),
+        nn.Sigmoid(),
+        nn.Unflatten(1, IMAGE_SHAPE),
+    )
+
+
+class VAE(nn.Module):
+    """What both models share: the seed's encoder and mean decoder.
+
+    Parameters
+    ----------
+    latent_dim : int, default 2
+    hidden : int, default 512
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, latent_dim: int = 2, hidden: int = 512) -> None:
+        super().__init__()
+        for name, value in (("latent_dim", latent_dim), ("hidden", hidden)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        self.latent_dim, self.hidden = latent_dim, hidden
+        self.encoder = Encoder(latent_dim, hidden)
+        self.decoder = mean_decoder(latent_dim, hidden)
+
+    # ------------------------------------------------------------------ the public maps
+    def encode_distribution(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log standard deviation of the posterior ``q(z | x)``.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, 1, 28, 28), (B, 28, 28) or (B, 784)
+            ``uint8`` images, or floats in [0, 1].
+
+        Returns
+        -------
+        mean, log_std : Tensor, shape (B, d)
+        """
+        return self.encoder(self._images(x))
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Latent codes: the posterior means.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, 1, 28, 28), (B, 28, 28) or (B, 784)
+            ``uint8`` images, or floats in [0, 1].
+
+        Returns
+        -------
+        Tensor, shape (B, d)
+        """
+        return self.encode_distribution(x)[0]
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Decoded means.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d) or (d,)
+
+        Returns
+        -------
+        Tensor, shape (B, 1, 28, 28) or (1, 28, 28)
+        """
+        z, single = self._points(z)
+        out = self.decoder(z)
+        return out[0] if single else out
+
+    def pullback_metric(self, **kwargs: Any) -> PullbackMetric:
+        """The latent space's Riemannian metric (``kwargs`` go to :class:`PullbackMetric`)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ likelihoods
+    def sample_latent(
+        self, x: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """One reparametrised sample ``z ~ q(z | x)`` and ``KL(q(z | x) || N(0, I))``.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, 784), floats in [0, 1]
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        z : Tensor, shape (B, d)
+        kl : Tensor, shape (B,)
+        """
+        mean, log_std = self.encoder(x)
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        z = mean + log_std.exp() * eps
+        kl = 0.5 * (mean.square() + (2 * log_std).exp() - 1 - 2 * log_std).sum(-1)
+        return z, kl
+
+    def bernoulli_nll(self, x: Tensor, z: Tensor) -> Tensor:
+        """``-log p(x | z)`` under a Bernoulli likelihood with the decoded mean, (B,) nats.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, 784), floats in [0, 1]
+        z : Tensor, shape (B, d)
+        """
+        logits = self.decoder[:3](z)  # Linear, ReLU, Linear: the sigmoid's input
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+    def reconstruction_nll(self, x: Tensor, z: Tensor) -> Tensor:
+        """``-log p(x | z)`` under the model's likelihood, shape (B,), in nats."""
+        raise NotImplementedError
+
+    def negative_elbo(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """One-sample estimate of the negative ELBO of each image, in nats.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, 1, 28, 28), (B, 28, 28) or (B, 784)
+        generator : torch.Generator, optional
+            For the sample of ``z``.
+
+        Returns
+        -------
+        Tensor, shape (B,)
+        """
+        x = self._images(x)
+        z, kl = self.sample_latent(x, generator)
+        return self.reconstruction_nll(x, z) + kl
+
+    def architecture(self) -> dict[str, Any]:
+        """The constructor's arguments, as stored in a checkpoint's ``config.json``."""
+        return {"latent_dim": self.latent_dim, "hidden": self.hidden, "image_shape": [1, 28, 28]}
+
+    # ------------------------------------------------------------------ plumbing
+    def _reference(self) -> Tensor:
+        return self.decoder[0].weight
+
+    def _images(self, x: Tensor) -> Tensor:
+        ref = self._reference()
+        x = to_unit_float(x, ref.dtype)
+        if x.dtype != ref.dtype or x.device != ref.device:
+            raise TypeError(
+                f"images are {x.dtype} on {x.device}, but the model is {ref.dtype} on "
+                f"{ref.device}; convert with x.to(dtype={ref.dtype}, device='{ref.device}')"
+            )
+        return x
+
+    def _points(self, z: Tensor) -> tuple[Tensor, bool]:
+        z, single = batch_points(z, self.latent_dim)
+        ref = self._reference()
+        if z.dtype != ref.dtype or z.device != ref.device:
+            raise TypeError(
+                f"z is {z.dtype} on {z.device}, but the model is {ref.dtype} on {ref.device}; "
+                f"convert with z.to(dtype={ref.dtype}, device='{ref.device}')"
+            )
+        return z, single
+
+
+class BernoulliVAE(VAE):
+    """The seed's VAE: Bernoulli likelihood on pixel intensities.
+
+    Parameters
+    ----------
+    latent_dim : int, default 2
+    hidden : int, default 512
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pullback_geom.vae import BernoulliVAE
+    >>> model = BernoulliVAE(latent_dim=2)
+    >>> model.decode(torch.zeros(3, 2)).shape
+    torch.Size([3, 1, 28, 28])
+    >>> model.pullback_metric().metric_tensor(torch.zeros(3, 2)).shape
+    torch.Size([3, 2, 2])
+    """
+
+    kind = "bernoulli"
+
+    def reconstruction_nll(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.bernoulli_nll(x, z)
+
+    def pullback_metric(self, **kwargs: Any) -> PullbackMetric:
+        """``PullbackMetric(self.decoder)``: the pullback through the decoded mean."""
+        return PullbackMetric(self.decoder, **kwargs)
+
+
+class GaussianVAE(VAE):
+    """A Gaussian decoder whose standard deviation grows away from the data.
+
+    Parameters
+    ----------
+    latent_dim : int, default 2
+    hidden : int, default 512
+    n_centres : int, default 64
+        RBF centres of the std network.
+    zeta : float, default 0.1
+        Precision far from the data: there ``sigma`` tends to ``1/sqrt(zeta)``.
+    """
+
+    kind = "gaussian"
+
+    def __init__(
+        self, latent_dim: int = 2, hidden: int = 512, n_centres: int = 64, zeta: float = 0.1
+    ) -> None:
+        super().__init__(latent_dim, hidden)
+        if isinstance(n_centres, bool) or not isinstance(n_centres, int) or n_centres < 1:
+            raise ValueError(f"n_centres must be a positive integer; got {n_centres!r}")
+        self.std = RBFStd(latent_dim, n_centres, IMAGE_SHAPE, zeta)
+
+    def decode_std(self, z: Tensor) -> Tensor:
+        """``sigma(z)``, the decoder's standard deviation per pixel.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d) or (d,)
+
+        Returns
+        -------
+        Tensor, shape (B, 1, 28, 28) or (1, 28, 28)
+        """
+        z, single = self._points(z)
+        out = self.std(z)
+        return out[0] if single else out
+
+    def gaussian_nll(self, x: Tensor, z: Tensor) -> Tensor:
+        """``-log N(x | mu(z), sigma(z)^2)`` summed over pixels, shape (B,), in nats.
+
+        A density of continuous intensities: it can be negative.
+        """
+        mean = self.decoder(z).reshape(x.shape)
+        beta = self.std.precision(z)
+        return 0.5 * (_LOG_2PI - beta.log() + beta * (x - mean).square()).sum(-1)
+
+    def reconstruction_nll(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.gaussian_nll(x, z)
+
+    def pullback_metric(self, **kwargs: Any) -> PullbackMetric:
+        """``PullbackMetric.gaussian(mean, std)``: ``G = J_mu^T J_mu + J_sigma^T J_sigma``."""
+        if not self.std.is_fitted:
+            raise RuntimeError(
+                "the Gaussian model's std network is not fitted yet, so it has no metric; "
+                "finish training ('pullback-geom train --model gaussian ... --resume')"
+            )
+        return PullbackMetric.gaussian(self.decoder, self.std, **kwargs)
+
+    def architecture(self) -> dict[str, Any]:
+        k = self.std.centres.shape[0]
+        return {**super().architecture(), "n_centres": k, "zeta": self.std.zeta}
+
+
+#: model name -> class
+MODELS: dict[str, type[VAE]] = {"bernoulli": BernoulliVAE, "gaussian": GaussianVAE}
+
+
+def build_model(kind: str, architecture: dict[str, Any]) -> VAE:
+    """A fresh, untrained model from its name and ``architecture`` dict.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``kind``, or an architecture this package cannot build.
+    """
+    if kind not in MODELS:
+        raise ValueError(f"unknown model {kind!r}; choose one of {sorted(MODELS)}")
+    arch = dict(architecture)
+    shape = arch.pop("image_shape", [1, 28, 28])
+    if list(shape) != [1, 28, 28]:
+        raise ValueError(f"only 28 x 28 single-channel images are supported; got {shape}")
+    try:
+        return MODELS[kind](**arch)
+    except TypeError as err:
+        raise ValueError(f"cannot build a {kind} model from {architecture}: {err}") from None
+
+
+# ---------------------------------------------------------------------- checkpoints
+def load(path: str | os.PathLike) -> VAE:
+    """A trained model from a checkpoint written by ``pullback-geom train``.
+
+    Parameters
+    ----------
+    path : path
+        The ``--out`` folder, or its ``model.pt`` (``config.json`` must sit beside it).
+
+    Returns
+    -------
+    BernoulliVAE or GaussianVAE
+        In eval mode, float32, on the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        No checkpoint at ``path``, or a file of it missing.
+    ValueError
+        A corrupt file, or weights that do not fit the architecture in ``config.json``;
+        the message names the file. Files are read with ``torch.load(weights_only=True)``,
+        so loading an untrusted checkpoint runs no code.
+    """
+    config, state = read_weights(path)
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    try:
+        model = build_model(config.get("model"), config.get("architecture") or {})
+    except ValueError as err:
+        raise ValueError(f"{folder / 'config.json'}: {err}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{folder / 'model.pt'} does not fit the architecture in {folder / 'config.json'} "
+            f"({config.get('model')}, {config.get('architecture')}): {err}"
+        ) from None
+    return model.eval()
+
+
+class Latents(NamedTuple):
+    """Latent codes of a test set.
+
+    Attributes
+    ----------
+    codes : Tensor, shape (N, d), float32
+        Encoder means.
+    labels : Tensor, shape (N,), int64
+    """
+
+    codes: Tensor
+    labels: Tensor
+
+
+def load_latents(path: str | os.PathLike) -> Latents:
+    """The test-set latent codes and labels stored with a checkpoint (see :func:`load`)."""
+    return Latents(*read_latents(path))
+
+
+def default_checkpoint(name: str = "bernoulli") -> Path:
+    """The folder of a bundled checkpoint, ``"bernoulli"`` or ``"gaussian"``."""
+    if name not in MODELS:
+        raise ValueError(f"no bundled model {name!r}; choose one of {sorted(MODELS)}")
+    folder = Path(str(resources.files("pullback_geom") / "defaults" / name))
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the bundled {name} checkpoint is missing from {folder}; regenerate it with "
+            f"'pullback-geom train --model {name} --epochs 30 --latent-dim 2 --seed 0 "
+            f"--data-dir ../shared/data --out pullback_geom/defaults/{name} --compact' "
+            "(see docs/models.md)"
+        )
+    return folder
+
+
+def load_default(name: str = "bernoulli") -> VAE:
+    """The bundled 2-D model trained on MNIST: ``"bernoulli"`` or ``"gaussian"``.
+
+    Its test-set codes: ``load_latents(default_checkpoint(name))``.
+    """
+    return load(default_checkpoint(name))

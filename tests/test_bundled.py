@@ -1,0 +1,70 @@
+"""The bundled 2-D MNIST models load without a dataset and behave like trained models."""
+
+import pytest
+import torch
+from uncertainty import sigma_growth
+
+from pullback_geom import vae
+from pullback_geom.checkpoint import read_config
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return {
+        kind: (vae.load_default(kind), vae.load_latents(vae.default_checkpoint(kind)))
+        for kind in ("bernoulli", "gaussian")
+    }
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
+def test_bundled_model_loads_and_decodes(bundled, kind):
+    model, latents = bundled[kind]
+    assert isinstance(model, vae.MODELS[kind]) and model.latent_dim == 2
+    assert latents.codes.shape == (10000, 2)
+    assert sorted(set(latents.labels.tolist())) == list(range(10))
+    images = model.decode(latents.codes[:64])
+    assert images.shape == (64, 1, 28, 28)
+    assert bool(((images >= 0) & (images <= 1)).all())
+    g = model.pullback_metric().metric_tensor(latents.codes[:256])
+    assert g.shape == (256, 2, 2)
+    assert bool((torch.linalg.eigvalsh(g)[:, 0] > 0).all())
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
+def test_bundled_config_records_the_training(kind):
+    config = read_config(vae.default_checkpoint(kind))
+    assert config["dataset"]["name"] == "mnist" and config["dataset"]["train_size"] == 60000
+    assert config["training"]["epochs_done"] == 30 and config["training"]["finished"]
+    assert config["weights_dtype"] == "float16"
+    assert (
+        config["metrics"]["test_neg_elbo" if kind == "bernoulli" else "test_neg_elbo_bernoulli"]
+        < 160
+    )
+    assert "--compact" in config["command"]
+
+
+def test_codes_separate_the_digits(bundled):
+    """A trained encoder: nearest class centroid in the latent plane beats chance by far."""
+    _, latents = bundled["bernoulli"]
+    codes, labels = latents
+    centroids = torch.stack([codes[labels == k].mean(0) for k in range(10)])
+    predicted = torch.cdist(codes, centroids).argmin(1)
+    assert float((predicted == labels).float().mean()) > 0.5
+
+
+def test_bundled_models_share_their_mean(bundled):
+    """Trained with the same seed, the Gaussian model's first stage is the Bernoulli VAE."""
+    z = torch.randn(32, 2)
+    torch.testing.assert_close(bundled["gaussian"][0].decode(z), bundled["bernoulli"][0].decode(z))
+
+
+def test_bundled_gaussian_sigma_grows_away_from_the_data(bundled):
+    model, latents = bundled["gaussian"]
+    growth = sigma_growth(model, latents.codes, n_dirs=16, n_points=200)
+    assert growth["sigma_ratio"] >= 5 and growth["sigma_ratio_worst_pixel"] >= 5
+    assert growth["peak_ratio"] >= 10 and growth["length_ratio"] >= 2
+
+
+def test_unknown_default():
+    with pytest.raises(ValueError, match="no bundled model 'vampprior'"):
+        vae.load_default("vampprior")
