@@ -1,0 +1,131 @@
+"""Connecting geodesics: our energy methods against stochman and geomstats, same pairs.
+
+Pairs of latent codes of the trained Bernoulli VAE (``pullback_geom.vae.load_default``)
+when it is available, else of a random seed-architecture decoder
+``Linear(2, 512)-ReLU-Linear(512, 784)-Sigmoid``. Accuracy is the median relative length
+error against a dense converged reference (LM, 257 nodes, lengths refined 8x); times are per
+pair, with all methods run on the same pairs in the same process.
+
+    python benchmarks/bench_geodesics.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+import warnings
+
+import torch
+from torch import nn
+
+from pullback_geom import PullbackMetric
+from pullback_geom.geodesics import connecting_geodesic
+from pullback_geom.geodesics.georce import metric_energy
+
+
+def _decoder_and_codes(n: int) -> tuple[nn.Module, torch.Tensor, str]:
+    try:
+        from pullback_geom.vae import load_default
+
+        model = load_default("bernoulli")
+        codes = model.test_codes()[: 2 * n]  # the VAE API; else the fallback
+        return model.decoder, codes.float(), "trained Bernoulli VAE, test-set codes"
+    except (ImportError, AttributeError, FileNotFoundError, RuntimeError):
+        torch.manual_seed(0)
+        dec = nn.Sequential(nn.Linear(2, 512), nn.ReLU(), nn.Linear(512, 784), nn.Sigmoid())
+        return dec, torch.randn(2 * n, 2), "random seed-architecture decoder, N(0, I) codes"
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="32 pairs, fewer baseline pairs")
+    args = parser.parse_args()
+    n = 32 if args.quick else 256
+    torch.set_num_threads(2)
+    warnings.simplefilter("ignore")
+    decoder, codes, what = _decoder_and_codes(n)
+    metric = PullbackMetric(decoder)
+    p, q = codes[:n], codes[n:]
+    print(f"{n} pairs; {what}; torch threads {torch.get_num_threads()}")
+    ref, t_ref = _timed(lambda: connecting_geodesic(metric, p, q, n_points=257, max_iter=400))
+    print(f"reference: LM, 257 nodes, {t_ref:.1f} s, converged {int(ref.converged.sum())}/{n}")
+
+    def err(length: torch.Tensor, idx=slice(None)) -> float:
+        return float(((length - ref.length[idx]) / ref.length[idx]).abs().median())
+
+    rows = []
+    configs = [("lm", 32, 1), ("lm", 32, 8), ("lm", 64, 8), ("georce", 32, 8), ("georce", 64, 8)]
+    configs += [("lbfgs", 32, 8), ("lbfgs", 64, 8)]
+    for method, n_points, refine in configs:
+        res, dt = _timed(
+            lambda m=method, k=n_points, r=refine: connecting_geodesic(
+                metric, p, q, method=m, n_points=k, refine=r, warn=False
+            )
+        )
+        conv = int(res.converged.sum())
+        name = f"ours {method} N={n_points}" + (" chord length" if refine == 1 else "")
+        rows.append((name, dt / n, err(res.length), f"{conv}/{n}"))
+        if method == "georce":
+            # GEORCE minimises the left-point metric energy, not the chord energy.
+            gap = (metric_energy(metric, res.points) - res.energy) / res.energy
+            print(
+                f"georce N={n_points}: metric energy vs chord energy, median rel gap "
+                f"{float(gap.median()):+.2e}"
+            )
+
+    from pullback_geom.stochman import DecoderManifold
+
+    k = 4 if args.quick else 8
+    manifold = DecoderManifold(metric)
+    lengths, t0 = [], time.perf_counter()
+    for i in range(k):
+        curve, _ = manifold.connecting_geodesic(p[i : i + 1], q[i : i + 1])
+        lengths.append(manifold.curve_length(curve(torch.linspace(0, 1, 257))).reshape(()))
+    dt = (time.perf_counter() - t0) / k
+    rows.append(
+        (
+            "stochman connecting_geodesic (1 at a time)",
+            dt,
+            err(torch.stack(lengths), slice(0, k)),
+            f"{k} pairs",
+        )
+    )
+
+    from pullback_geom.geomstats import latent_space  # before geomstats: sets its backend
+
+    # geomstats only after pullback_geom.geomstats has chosen its backend.
+    PathStraightening = importlib.import_module("geomstats.numerics.geodesic").PathStraightening
+
+    space = latent_space(metric)
+    solver = PathStraightening(space, n_nodes=20)
+    k = 2 if args.quick else 4
+    lengths, t0 = [], time.perf_counter()
+    for i in range(k):
+        geo = solver.geodesic_bvp(p[i : i + 1].double(), q[i : i + 1].double())
+        path = geo(torch.linspace(0, 1, 257, dtype=torch.float64)).reshape(257, 2).float()
+        lengths.append(metric.curve_length(path[None])[0])
+    dt = (time.perf_counter() - t0) / k
+    rows.append(
+        (
+            "geomstats PathStraightening (20 nodes)",
+            dt,
+            err(torch.stack(lengths), slice(0, k)),
+            f"{k} pairs",
+        )
+    )
+
+    best = next(r[1] for r in rows if r[0] == "ours lm N=32")
+    print(f"\n{'method':45s} {'s/pair':>10s} {'med rel err':>12s} {'x LM':>8s}  converged")
+    for name, sec, e, conv in rows:
+        print(f"{name:45s} {sec:10.4f} {e:12.2e} {sec / best:8.1f}  {conv}")
+
+
+if __name__ == "__main__":
+    main()

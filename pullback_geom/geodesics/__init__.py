@@ -1,0 +1,36 @@
+"""Geodesics of a :class:`~pullback_geom.PullbackMetric`, batched over pairs.
+
+Two families, one module each:
+
+* :mod:`~pullback_geom.geodesics.ode`: the geodesic ODE ``c'' = -Gamma(c', c')``
+  integrated by RK4 (:func:`exp_map`), and boundary values by Newton shooting on the
+  initial velocity (:func:`log_map`);
+* :mod:`~pullback_geom.geodesics.energy`: minimisation of the discrete curve energy
+  measured in observation space (:func:`connecting_geodesic`, :func:`geodesic_distance`),
+  by Levenberg–Marquardt (default), :mod:`~pullback_geom.geodesics.georce` or L-BFGS;
+* :mod:`~pullback_geom.geodesics.pairwise`: distance matrices in deterministic blocks
+  (:func:`pairwise_distances`, :func:`distance_block`), optionally initialised by shortest
+  paths on a latent grid graph (:mod:`~pullback_geom.geodesics.graph`).
+"""
+
+from ._common import GeodesicConvergenceWarning, GeodesicResult
+from .energy import connecting_geodesic, geodesic_distance
+from .graph import LatentGraph, graph_geodesics, latent_graph
+from .ode import exp_map, log_map
+from .pairwise import PairwiseInfo, block_slices, distance_block, pairwise_distances
+
+__all__ = [
+    "GeodesicResult",
+    "GeodesicConvergenceWarning",
+    "connecting_geodesic",
+    "exp_map",
+    "log_map",
+    "geodesic_distance",
+    "pairwise_distances",
+    "distance_block",
+    "block_slices",
+    "PairwiseInfo",
+    "LatentGraph",
+    "latent_graph",
+    "graph_geodesics",
+]

@@ -1,0 +1,259 @@
+"""Graph initialisation: shortest paths on a latent grid weighted by decoded distances.
+
+A regular grid covers the points' bounding box (plus a margin); each grid node is joined to
+its neighbours by an edge weighted with the observation-space chord ``||f(a) - f(b)||``:
+all primitive offsets with coordinates up to ``reach`` (``reach=1``: 8 neighbours in 2-D,
+26 in 3-D; ``reach=3``, the 2-D default: 32, whose finer set of directions cuts the grid's
+bias from ~5% to ~0.5%). Each point becomes an extra node joined to the corners of its grid
+cell, and points closer than ``reach`` cells are joined directly.
+:func:`scipy.sparse.csgraph.dijkstra` from the points then gives graph distances (upper
+bounds on geodesic distances, as in stochman's ``DiscretizedManifold``) and paths that,
+resampled to ``N`` nodes at constant decoded speed, start the energy solver.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import dijkstra
+from torch import Tensor
+
+from ..metric import PullbackMetric
+
+__all__ = ["LatentGraph", "latent_graph", "graph_geodesics"]
+
+
+@dataclass(frozen=True)
+class LatentGraph:
+    """A latent grid graph (build it with :func:`latent_graph`).
+
+    Attributes
+    ----------
+    lower, upper : Tensor, shape (d,)
+        Corners of the grid's box.
+    shape : tuple of int
+        Nodes per axis.
+    nodes : Tensor, shape (M, d)
+        Grid nodes, C order over ``shape``.
+    embedded : Tensor, shape (M, D)
+        ``f(nodes)``.
+    adjacency : scipy.sparse.csr_matrix, shape (M, M)
+        Symmetric edge weights.
+    reach : int
+        Largest coordinate of a neighbour offset, in cells.
+    """
+
+    lower: Tensor
+    upper: Tensor
+    shape: tuple[int, ...]
+    nodes: Tensor
+    embedded: Tensor
+    adjacency: csr_matrix
+    reach: int = 1
+
+
+def _offsets(d: int, reach: int) -> np.ndarray:
+    """Half of the primitive grid offsets with entries in ``[-reach, reach]`` (one per +/- pair)."""
+    out = []
+    for off in itertools.product(range(-reach, reach + 1), repeat=d):
+        if not any(off) or math.gcd(*map(abs, off)) != 1:
+            continue
+        if next(o for o in off if o != 0) > 0:
+            out.append(off)
+    return np.array(out, dtype=np.int64)
+
+
+def latent_graph(
+    metric: PullbackMetric,
+    points: Tensor,
+    *,
+    resolution: int | None = None,
+    margin: float = 0.1,
+    reach: int | None = None,
+) -> LatentGraph:
+    """Build the grid graph over the bounding box of ``points``.
+
+    Parameters
+    ----------
+    metric : PullbackMetric
+    points : Tensor, shape (n, d)
+        Points the graph must cover; ``d`` must be 2 or 3.
+    resolution : int, optional
+        Nodes per axis (default 128 in 2-D, 32 in 3-D).
+    margin : float, default 0.1
+        Extra fraction of the box's extent on every side.
+    reach : int, optional
+        Neighbour offsets with entries up to ``reach`` (default 3 in 2-D, 1 in 3-D).
+
+    Returns
+    -------
+    LatentGraph
+    """
+    z, _ = metric._points(points, "points")
+    d = z.shape[1]
+    if d not in (2, 3):
+        raise ValueError(
+            f"the graph route needs a 2-D or 3-D latent space; got d = {d}: "
+            "use route='solver' for higher dimensions"
+        )
+    resolution = resolution or (128 if d == 2 else 32)
+    reach = reach or (3 if d == 2 else 1)
+    if resolution < 2:
+        raise ValueError(f"resolution must be at least 2; got {resolution}")
+    lo, hi = z.amin(0), z.amax(0)
+    extent = (hi - lo).clamp_min(1e-3 * (1 + z.abs().max()))
+    lo, hi = lo - margin * extent, hi + margin * extent
+    axes = [torch.linspace(float(lo[i]), float(hi[i]), resolution, dtype=z.dtype) for i in range(d)]
+    nodes = torch.cartesian_prod(*axes).reshape(-1, d).to(z.device)
+    with torch.no_grad():
+        emb = metric._map(metric.embed, 1, nodes)
+    shape = (resolution,) * d
+    index = np.arange(resolution**d).reshape(shape)
+    rows, cols = [], []
+    for off in _offsets(d, reach):
+        src = index[tuple(slice(max(0, -o), resolution - max(0, o)) for o in off)]
+        dst = index[tuple(slice(max(0, o), resolution - max(0, -o)) for o in off)]
+        rows.append(src.ravel())
+        cols.append(dst.ravel())
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    with torch.no_grad():
+        w = _chord(emb, torch.as_tensor(rows), torch.as_tensor(cols))
+    m = resolution**d
+    adj = coo_matrix((w, (rows, cols)), shape=(m, m)).tocsr()
+    return LatentGraph(lo, hi, shape, nodes, emb, (adj + adj.T).tocsr(), reach)
+
+
+def _chord(emb: Tensor, a: Tensor, b: Tensor) -> np.ndarray:
+    a, b = a.to(emb.device), b.to(emb.device)
+    parts = [
+        torch.linalg.vector_norm(emb[a[i : i + 65536]] - emb[b[i : i + 65536]], dim=-1)
+        for i in range(0, a.numel(), 65536)
+    ]
+    # Zero-length edges would vanish from a sparse matrix; keep them as tiny weights.
+    if not parts:
+        return np.zeros(0)
+    return torch.cat(parts).double().clamp_min(1e-300).cpu().numpy()
+
+
+def _cell_corners(graph: LatentGraph, z: Tensor) -> Tensor:
+    """Grid indices of the ``2^d`` corners of each point's cell, shape ``(n, 2^d)``."""
+    res = torch.tensor(graph.shape, device=z.device)
+    rel = (z - graph.lower) / (graph.upper - graph.lower) * (res - 1)
+    base = rel.floor().long().clamp(torch.zeros_like(res), res - 2)
+    corners = torch.tensor(list(itertools.product((0, 1), repeat=z.shape[1])), device=z.device)
+    idx = base[:, None] + corners[None]  # (n, 2^d, d)
+    strides = torch.tensor(
+        [int(np.prod(graph.shape[i + 1 :])) for i in range(z.shape[1])], device=z.device
+    )
+    return (idx * strides).sum(-1)
+
+
+def graph_geodesics(
+    metric: PullbackMetric,
+    graph: LatentGraph,
+    a: Tensor,
+    b: Tensor,
+    *,
+    n_points: int | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """Graph distances (and, optionally, initial curves) from every ``a`` to every ``b``.
+
+    Parameters
+    ----------
+    metric : PullbackMetric
+    graph : LatentGraph
+        From :func:`latent_graph`; points outside its box are joined to the nearest cell.
+    a : Tensor, shape (r, d)
+    b : Tensor, shape (c, d)
+    n_points : int, optional
+        If given, also return the shortest paths resampled to ``n_points`` nodes at
+        constant decoded speed, end points exactly ``a[i]`` and ``b[j]``.
+
+    Returns
+    -------
+    dist : Tensor, shape (r, c)
+        Graph distances (observation-space lengths of the grid paths).
+    curves : Tensor, shape (r, c, n_points, d) or None
+    """
+    a, _ = metric._points(a, "a")
+    b, _ = metric._points(b, "b")
+    m = graph.nodes.shape[0]
+    pts = torch.cat([a, b])
+    k = pts.shape[0]
+    with torch.no_grad():
+        emb = metric.embed(pts)
+        corners = _cell_corners(graph, pts)  # (k, 2^d)
+        w = torch.linalg.vector_norm(emb[:, None] - graph.embedded[corners], dim=-1)
+    w = w.double().clamp_min(1e-300).cpu().numpy().ravel()
+    src = np.repeat(np.arange(m, m + k), corners.shape[1])
+    dst = corners.cpu().numpy().ravel()
+    # Points within ``reach`` cells of each other: a direct edge, or the detour through
+    # the cell corners would dominate their (short) distance.
+    cell = (graph.upper - graph.lower) / (torch.tensor(graph.shape, device=pts.device) - 1)
+    gap = ((pts[:, None] - pts[None]).abs() / cell).amax(-1)
+    pi, pj = torch.nonzero(torch.triu(gap <= graph.reach, diagonal=1), as_tuple=True)
+    with torch.no_grad():
+        wd = _chord(emb, pi, pj)
+    src = np.concatenate([src, m + pi.cpu().numpy()])
+    dst = np.concatenate([dst, m + pj.cpu().numpy()])
+    w = np.concatenate([w, wd])
+    link = coo_matrix((w, (src, dst)), shape=(m + k, m + k)).tocsr()
+    adj = graph.adjacency.tocoo()
+    base = coo_matrix((adj.data, (adj.row, adj.col)), shape=(m + k, m + k)).tocsr()
+    full = (base + link + link.T).tocsr()
+    sources = np.arange(m, m + a.shape[0])
+    targets = np.arange(m + a.shape[0], m + k)
+    out = dijkstra(full, directed=False, indices=sources, return_predecessors=n_points is not None)
+    dist_all, pred = out if n_points is not None else (out, None)
+    dist = torch.as_tensor(dist_all[:, targets], dtype=a.dtype, device=a.device)
+    if n_points is None:
+        return dist, None
+    curves = _paths(graph, pts, dist_all, pred, targets, n_points).to(a.device)
+    return dist, curves.reshape(a.shape[0], b.shape[0], n_points, a.shape[1])
+
+
+def _paths(
+    graph: LatentGraph,
+    pts: Tensor,
+    dist_all: np.ndarray,
+    pred: np.ndarray,
+    targets: np.ndarray,
+    n_points: int,
+) -> Tensor:
+    """Walk the predecessor trees for all (source, target) pairs at once and resample."""
+    r = pred.shape[0]
+    coords = torch.cat([graph.nodes.cpu(), pts.cpu()]).double().numpy()
+    row = np.repeat(np.arange(r), targets.size)
+    cur = np.tile(targets, r)
+    walk = [cur]
+    while True:
+        nxt = pred[row, cur]
+        alive = nxt >= 0
+        if not alive.any():
+            break
+        cur = np.where(alive, nxt, cur)
+        walk.append(cur)
+    nodes = np.stack(walk[::-1], axis=1)  # (P, L): source first, padded at the start
+    s = dist_all[row[:, None], nodes]  # cumulative decoded length along the path
+    s = np.where(np.isfinite(s), s, 0.0)
+    xyz = coords[nodes]  # (P, L, d)
+    total = s[:, -1:]
+    goal = np.linspace(0.0, 1.0, n_points)[None] * total  # (P, n_points)
+    s_t, goal_t = torch.as_tensor(s), torch.as_tensor(goal)
+    hi = torch.searchsorted(s_t.contiguous(), goal_t.contiguous(), right=False)
+    hi = hi.clamp(1, s.shape[1] - 1)
+    lo = hi - 1
+    s_lo, s_hi = s_t.gather(1, lo), s_t.gather(1, hi)
+    frac = ((goal_t - s_lo) / (s_hi - s_lo).clamp_min(1e-300)).clamp(0, 1)
+    x = torch.as_tensor(xyz)
+    x_lo = x.gather(1, lo[..., None].expand(-1, -1, x.shape[2]))
+    x_hi = x.gather(1, hi[..., None].expand(-1, -1, x.shape[2]))
+    out = x_lo + frac[..., None] * (x_hi - x_lo)
+    out[:, 0] = x[:, 0]
+    out[:, -1] = x[:, -1]
+    return out.to(pts.dtype)

@@ -1,0 +1,70 @@
+"""Distance matrices: symmetry, zero diagonal, blocks, and the graph route's accuracy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pullback_geom import PullbackMetric
+from pullback_geom.geodesics import (
+    block_slices,
+    distance_block,
+    latent_graph,
+    pairwise_distances,
+)
+from pullback_geom.surfaces import InverseStereographic, sphere_distance
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def sphere() -> PullbackMetric:
+    return PullbackMetric(InverseStereographic())
+
+
+@pytest.fixture(scope="module")
+def points() -> torch.Tensor:
+    gen = torch.Generator().manual_seed(3)
+    return torch.rand(24, 2, generator=gen, dtype=F64) * 2 - 1
+
+
+@pytest.mark.parametrize("route", ["graph", "auto", "solver"])
+def test_symmetric_zero_diagonal_and_accurate(sphere, points, route):
+    dist, info = pairwise_distances(
+        sphere, points, route=route, n_points=16, block_size=10, return_info=True
+    )
+    assert info.route == {"graph": "graph", "auto": "graph+solver", "solver": "solver"}[route]
+    assert info.blocks == 6
+    assert torch.equal(dist, dist.T)
+    assert torch.equal(dist.diag(), torch.zeros(24, dtype=F64))
+    i, j = torch.triu_indices(24, 24, 1)
+    err = ((dist[i, j] - sphere_distance(points[i], points[j])) / dist[i, j]).abs()
+    assert float(err.median()) <= (1e-2 if route == "graph" else 1e-3)
+
+
+def test_graph_route_against_per_pair_solutions(sphere, points):
+    graph_d = pairwise_distances(sphere, points, route="graph")
+    solver_d = pairwise_distances(sphere, points, route="solver", n_points=32)
+    i, j = torch.triu_indices(24, 24, 1)
+    assert float(((graph_d[i, j] - solver_d[i, j]) / solver_d[i, j]).abs().median()) <= 1e-2
+
+
+def test_blocks_are_deterministic_and_match_the_matrix(sphere, points):
+    graph = latent_graph(sphere, points)
+    full = pairwise_distances(sphere, points, route="auto", n_points=12, block_size=24)
+    rows, cols = slice(0, 10), slice(10, 24)
+    one, _ = distance_block(sphere, points[rows], points[cols], graph=graph, n_points=12)
+    two, _ = distance_block(sphere, points[rows], points[cols], graph=graph, n_points=12)
+    assert torch.equal(one, two)
+    torch.testing.assert_close(one, full[rows, cols], rtol=1e-6, atol=1e-9)
+    assert len(block_slices(25, 10)) == 6
+
+
+def test_bad_input(sphere, points):
+    with pytest.raises(ValueError, match="route must be one of"):
+        pairwise_distances(sphere, points, route="fast")
+    with pytest.raises(ValueError, match=r"shape \(n, d\)"):
+        pairwise_distances(sphere, points[0])
+    metric4 = PullbackMetric(InverseStereographic())
+    with pytest.raises(ValueError, match="d <= 3"):
+        pairwise_distances(metric4, torch.zeros(3, 4, dtype=F64), route="graph")
