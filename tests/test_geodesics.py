@@ -125,3 +125,18 @@ def test_non_convergence_is_reported(sphere):
     with pytest.warns(GeodesicConvergenceWarning, match="did not converge"):
         result = connecting_geodesic(sphere, p, q, max_iter=1)
     assert not bool(result.converged.all())
+
+
+def test_log_map_survives_diverging_shots_on_the_bundled_model():
+    """Shooting on a trained ReLU decoder can diverge (float32 overflow): log_map must give
+    the energy solution's velocity with a warning, not raise from deep inside."""
+    from pullback_geom import vae
+
+    model = vae.load_default("bernoulli")
+    codes, labels = vae.load_latents(vae.default_checkpoint("bernoulli"))
+    p = codes[(labels == 0).nonzero()[:4, 0]].float()
+    q = codes[(labels == 1).nonzero()[:4, 0]].float()
+    metric = model.pullback_metric()
+    with pytest.warns(GeodesicConvergenceWarning, match="diverged"):
+        v = log_map(metric, p, q, max_newton=3)
+    assert v.shape == (4, 2) and bool(torch.isfinite(v).all())

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .._checks import same_shape
+from ..functional import SingularMetricWarning
 from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning, _pair, _tolerance
 from .energy import connecting_geodesic
@@ -19,13 +20,30 @@ from .energy import connecting_geodesic
 __all__ = ["exp_map", "log_map"]
 
 
-def _rk4(metric: PullbackMetric, z: Tensor, v: Tensor, t: float, n_steps: int, path: bool):
+def _rk4(
+    metric: PullbackMetric,
+    z: Tensor,
+    v: Tensor,
+    t: float,
+    n_steps: int,
+    path: bool,
+    guard: bool = False,
+):
+    """Fixed-step RK4 of the geodesic ODE, shapes ``(B, d)``.
+
+    With ``guard``, trajectories that diverge (non-finite, or a million times farther
+    than their start's scale) are frozen at their start and come back as NaN, so that one
+    wild shot cannot make the decoder's metric non-finite and fail the whole batch.
+    """
     h = t / n_steps
 
     # Inputs were checked once by the caller; skip per-stage validation in the hot loop.
     def acc(x: Tensor, u: Tensor) -> Tensor:
         return metric._map(metric._acceleration, metric.latent_dim + 5, x, u)
 
+    z0, v0 = z, v
+    bound = 1e6 * (1 + z.abs().amax(-1) + v.abs().amax(-1) * t)
+    alive = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
     points = [z]
     for _ in range(n_steps):
         a1 = acc(z, v)
@@ -37,8 +55,15 @@ def _rk4(metric: PullbackMetric, z: Tensor, v: Tensor, t: float, n_steps: int, p
         a4 = acc(z4, v4)
         z = z + h / 6 * (v + 2 * v2 + 2 * v3 + v4)
         v = v + h / 6 * (a1 + 2 * a2 + 2 * a3 + a4)
+        if guard:
+            state = torch.cat([z, v], dim=-1)
+            alive &= torch.isfinite(state).all(-1) & (state.abs().amax(-1) < bound)
+            z = torch.where(alive[:, None], z, z0)
+            v = torch.where(alive[:, None], v, torch.zeros_like(v0))
         if path:
             points.append(z)
+    if guard:
+        z = torch.where(alive[:, None], z, torch.full_like(z, float("nan")))
     return (torch.stack(points, dim=1), v) if path else (z, v)
 
 
@@ -128,12 +153,18 @@ def log_map(
     done = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
 
     def shoot(start: Tensor, w: Tensor) -> Tensor:
-        return _rk4(metric, start, w, 1.0, n_steps, False)[0]
+        # Wild trial shots wander into dead regions; their failure is reported once below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SingularMetricWarning)
+            return _rk4(metric, start, w, 1.0, n_steps, False, guard=True)[0]
+
+    # Pairs whose shots diverge are given up (the energy solution is kept for them).
+    failed = torch.zeros_like(done)
 
     err = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
     with torch.no_grad():
         for _ in range(max_newton + 1):
-            act = (~done).nonzero().squeeze(1)
+            act = (~done & ~failed).nonzero().squeeze(1)
             if act.numel() == 0:
                 break
             b, w = act.numel(), v[act]
@@ -149,12 +180,14 @@ def log_map(
             residual = end[:b] - q[act]
             err_act = torch.linalg.vector_norm(residual, dim=-1)
             ok = err_act <= target[act]
-            done[act], err[act] = ok, err_act
+            diverged = ~torch.isfinite(cols).all(0).all(-1) | ~torch.isfinite(err_act)
+            done[act], err[act], failed[act] = ok, err_act, diverged & ~ok
             if _ == max_newton:  # the last pass only checks the last step
                 break
             jac = cols.permute(1, 2, 0)  # (b, d, d)
             step, info = torch.linalg.solve_ex(jac, -residual)
-            step = torch.where((ok | (info != 0))[:, None], torch.zeros_like(step), step)
+            frozen = ok | diverged | (info != 0)
+            step = torch.where(frozen[:, None], torch.zeros_like(step), step)
             # Newton from a good start needs small steps; cap wild ones (near conjugate
             # points the shooting Jacobian is nearly singular) to a trust radius.
             radius = 0.5 * torch.linalg.vector_norm(w, dim=-1, keepdim=True) + target[act, None]
@@ -163,10 +196,13 @@ def log_map(
     if not bool(done.all()):
         v = torch.where(done[:, None], v, v0)
         if warn:
+            finite = err[~done & ~failed]
+            worst = f"{float(finite.max()):.3g}" if finite.numel() else "none"
             warnings.warn(
                 f"log_map: shooting did not reach q within {tol:g} for "
-                f"{int((~done).sum())} of {p.shape[0]} pairs (largest end-point error "
-                f"{float(err.max()):.3g}); the energy solution's velocity is returned there",
+                f"{int((~done).sum())} of {p.shape[0]} pairs ({int(failed.sum())} diverged; "
+                f"largest end-point error of the others {worst}); the energy solution's "
+                "velocity is returned there",
                 GeodesicConvergenceWarning,
                 stacklevel=2,
             )
