@@ -29,19 +29,13 @@ from pullback_geom import PullbackMetric  # noqa: E402
 # Importing the adapter first selects geomstats' PyTorch backend for this process; any
 # geomstats import must come after it (or set GEOMSTATS_BACKEND=pytorch yourself).
 from pullback_geom.geomstats import PullbackLogSolver, latent_space  # noqa: E402
-from pullback_geom.surfaces import InverseStereographic, sphere_distance  # noqa: E402
+from pullback_geom.surfaces import (  # noqa: E402
+    InverseStereographic,
+    great_circle_arc,
+    sphere_distance,
+)
 
 F64 = torch.float64
-
-
-def great_circle_arc(p0: torch.Tensor, p1: torch.Tensor, n: int = 200) -> torch.Tensor:
-    """Closed-form latent great-circle arc ``(n, 2)``: slerp on the sphere, then project."""
-    f = InverseStereographic()
-    x0, x1 = f(p0[None])[0], f(p1[None])[0]
-    angle = torch.arccos((x0 @ x1).clamp(-1, 1))
-    t = torch.linspace(0, 1, n, dtype=F64)[:, None]
-    x = (torch.sin((1 - t) * angle) * x0 + torch.sin(t * angle) * x1) / torch.sin(angle)
-    return x[:, :2] / (1 - x[:, 2:])  # stereographic projection from the north pole
 
 
 def timed(fn):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["InverseStereographic", "LinearDecoder", "GaussianBump", "sphere_distance"]
+__all__ = [
+    "InverseStereographic",
+    "LinearDecoder",
+    "GaussianBump",
+    "sphere_distance",
+    "great_circle_arc",
+]
 
 
 class InverseStereographic(nn.Module):
@@ -50,6 +56,29 @@ def sphere_distance(p: Tensor, q: Tensor) -> Tensor:
     f = InverseStereographic()
     cos = (f(p) * f(q)).sum(-1).clamp(-1, 1)
     return torch.arccos(cos)
+
+
+def great_circle_arc(p: Tensor, q: Tensor, n: int = 200) -> Tensor:
+    """The geodesic from latent ``p`` to ``q`` on the sphere chart, in closed form.
+
+    Slerp between the sphere points of ``p`` and ``q``, projected back to the chart.
+
+    Parameters
+    ----------
+    p, q : Tensor, shape (d,)
+    n : int, default 200
+        Points on the arc, end points included.
+
+    Returns
+    -------
+    Tensor, shape (n, d)
+    """
+    f = InverseStereographic()
+    x0, x1 = f(p[None])[0], f(q[None])[0]
+    angle = torch.arccos((x0 @ x1).clamp(-1, 1))
+    t = torch.linspace(0, 1, n, dtype=p.dtype, device=p.device)[:, None]
+    x = (torch.sin((1 - t) * angle) * x0 + torch.sin(t * angle) * x1) / torch.sin(angle)
+    return x[:, :-1] / (1 - x[:, -1:])  # stereographic projection from the north pole
 
 
 class LinearDecoder(nn.Module):
