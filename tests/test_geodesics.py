@@ -154,3 +154,19 @@ def test_great_circle_arc_is_the_energy_solution(sphere):
     nodes = connecting_geodesic(sphere, p, q, n_points=33).points[0]
     # Every solver node lies on the closed-form arc (to its resolution).
     assert torch.cdist(nodes, arc).amin(1).max() < 5e-3
+
+
+def test_distances_are_invariant_to_reparametrisation(sphere):
+    """With g = f o phi (phi a nonlinear diffeomorphism of the latent plane), the geodesic
+    distance between p and q under g equals that between phi(p) and phi(q) under f."""
+
+    def phi(z: torch.Tensor) -> torch.Tensor:
+        return 0.8 * z + 0.3 * torch.tanh(z) + 0.1
+
+    reparam = PullbackMetric(lambda z: InverseStereographic()(phi(z)), latent_dim=2)
+    p, q = _sphere_pairs(6)
+    p, q = 0.6 * p, 0.6 * q
+    d_g = geodesic_distance(reparam, p, q, n_points=48)
+    d_f = geodesic_distance(sphere, phi(p), phi(q), n_points=48)
+    torch.testing.assert_close(d_g, d_f, rtol=2e-4, atol=1e-8)
+    torch.testing.assert_close(d_g, sphere_distance(phi(p), phi(q)), rtol=2e-4, atol=1e-8)
