@@ -18,16 +18,35 @@ def as_tensor(x, name: str) -> Tensor:
     return x
 
 
-def check_finite(x: Tensor, name: str) -> None:
-    """Raise a ValueError if ``x`` holds NaN or inf, saying how many and where."""
+def _nonfinite_rows(x: Tensor) -> Tensor | None:
+    """Rows (along the first axis) holding NaN or inf, as a bool mask; ``None`` if none."""
     finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        bad = (~finite).reshape(x.shape[0], -1).any(-1) if x.dim() > 1 else ~finite
-        first = int(torch.nonzero(bad)[0, 0]) if bad.dim() else 0
+    if bool(finite.all()):
+        return None
+    return (~finite).reshape(x.shape[0], -1).any(-1) if x.dim() > 1 else ~finite
+
+
+def check_finite(x: Tensor, name: str) -> None:
+    """Raise a ValueError if input ``x`` holds NaN or inf, saying how many and where."""
+    bad = _nonfinite_rows(x)
+    if bad is not None:
         raise ValueError(
             f"{name} contains NaN or inf at {int(bad.sum())} of {bad.numel()} entries "
-            f"(first at index {first})"
+            f"(first at index {int(torch.nonzero(bad)[0, 0])})"
         )
+
+
+def check_finite_output(x: Tensor, what: str) -> Tensor:
+    """Return ``x``, shape ``(B, ...)``, or raise a ValueError blaming the decoder for the
+    points where the computed ``what`` is NaN or inf."""
+    bad = _nonfinite_rows(x)
+    if bad is not None:
+        raise ValueError(
+            f"the {what} is NaN or inf at {int(bad.sum())} of {x.shape[0]} points "
+            f"(first at index {int(torch.nonzero(bad)[0, 0])}): the decoder produced "
+            "non-finite values or derivatives there"
+        )
+    return x
 
 
 def batch_points(z, dim: int | None, name: str = "z") -> tuple[Tensor, bool]:

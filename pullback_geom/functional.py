@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torch.func import jvp, vmap
 
+from ._checks import check_finite_output
+
 FlatMap = Callable[[Tensor], Tensor]
 
 __all__ = [
@@ -153,14 +155,8 @@ def spd_solve(mat: Tensor, rhs: Tensor, *, what: str = "metric tensor") -> Tenso
     chol, info = torch.linalg.cholesky_ex(mat)
     bad = info != 0
     if bool(bad.any()):
-        nonfinite = ~torch.isfinite(mat).flatten(1).all(-1)
-        if bool(nonfinite.any()):
-            # No ridge repairs NaN/inf; say so instead of a LinAlgError from the retry.
-            raise ValueError(
-                f"the {what} is NaN or inf at {int(nonfinite.sum())} of {mat.shape[0]} points "
-                f"(first at index {int(torch.nonzero(nonfinite)[0, 0])}): the decoder "
-                "produced non-finite values or derivatives there"
-            )
+        # No ridge repairs NaN/inf; say so instead of a LinAlgError from the retry.
+        check_finite_output(mat, what)
         d = mat.shape[-1]
         eye = torch.eye(d, dtype=mat.dtype, device=mat.device)
         scale = (mat.diagonal(dim1=-2, dim2=-1).sum(-1) / d).clamp_min(torch.finfo(mat.dtype).tiny)

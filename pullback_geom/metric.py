@@ -12,7 +12,7 @@ from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from . import functional as F
-from ._checks import batch_curves, batch_points, same_shape
+from ._checks import batch_curves, batch_points, check_finite_output, same_shape
 from .chain import sequential_second_derivatives, sequential_value_and_jacobian, supports_chain
 
 __all__ = ["PullbackMetric"]
@@ -279,17 +279,6 @@ class PullbackMetric:
             return False
         return any(p.requires_grad for p in self.decoder.parameters())
 
-    @staticmethod
-    def _check_output(out: Tensor, what: str) -> Tensor:
-        if not bool(torch.isfinite(out).all()):
-            bad = (~torch.isfinite(out)).reshape(out.shape[0], -1).any(-1)
-            raise ValueError(
-                f"the {what} is NaN or inf at {int(bad.sum())} of {out.shape[0]} points "
-                f"(first at index {int(torch.nonzero(bad)[0, 0])}): the decoder produced "
-                "non-finite values or derivatives there"
-            )
-        return out
-
     # ------------------------------------------------------------------ the geometry
     def jacobian(self, z: Tensor) -> Tensor:
         """Jacobian of the (flattened) decoder.
@@ -304,7 +293,7 @@ class PullbackMetric:
         """
         z, single = self._points(z)
         jac = self._map(lambda x: self._value_and_jacobian(x)[1], self._latent_dim + 1, z)
-        jac = self._check_output(jac, "Jacobian")
+        jac = check_finite_output(jac, "Jacobian")
         return jac[0] if single else jac
 
     def value_and_jacobian(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -323,7 +312,7 @@ class PullbackMetric:
         size = self._chunk(self._latent_dim + 1)
         parts = [self._value_and_jacobian(z[i : i + size]) for i in range(0, z.shape[0], size)]
         value = torch.cat([p[0] for p in parts])
-        jac = self._check_output(torch.cat([p[1] for p in parts]), "Jacobian")
+        jac = check_finite_output(torch.cat([p[1] for p in parts]), "Jacobian")
         return value, jac
 
     def metric_tensor(self, z: Tensor) -> Tensor:
@@ -343,7 +332,7 @@ class PullbackMetric:
             self._latent_dim + 1,
             z,
         )
-        g = self._check_output(g, "metric tensor")
+        g = check_finite_output(g, "metric tensor")
         return g[0] if single else g
 
     def log_volume(self, z: Tensor) -> Tensor:
@@ -417,7 +406,7 @@ class PullbackMetric:
         z, single = self._points(z)
         d = self._latent_dim
         gam = self._map(self._christoffels, 1 + d + d * d, z)
-        gam = self._check_output(gam, "Christoffel symbols")
+        gam = check_finite_output(gam, "Christoffel symbols")
         return gam[0] if single else gam
 
     def geodesic_acceleration(self, z: Tensor, v: Tensor) -> Tensor:
@@ -439,7 +428,7 @@ class PullbackMetric:
         v, _ = self._points(v, "v")
         same_shape(z, v, "z and v")
         acc = self._map(self._acceleration, self._latent_dim + 5, z, v)
-        acc = self._check_output(acc, "geodesic acceleration")
+        acc = check_finite_output(acc, "geodesic acceleration")
         return acc[0] if single else acc
 
     def decode_curve(self, curve: Tensor) -> Tensor:
@@ -458,7 +447,7 @@ class PullbackMetric:
         b, n, d = c.shape
         self._probe(c[0])
         x = self._map(self.embed, 1, c.reshape(b * n, d)).reshape(b, n, -1)
-        x = self._check_output(x, "decoded curve")
+        x = check_finite_output(x, "decoded curve")
         return x[0] if single else x
 
     def curve_energy(self, curve: Tensor) -> Tensor:
