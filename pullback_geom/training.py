@@ -270,6 +270,20 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, folder: Path) -> N
         )
 
 
+def _batch_bar(total: int, desc: str, progress: bool):
+    """A per-epoch progress bar over batches, on stderr."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="batch",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+
+
 def train_vae(
     cfg: TrainConfig,
     train_images: Tensor,
@@ -323,8 +337,6 @@ def train_vae(
     ValueError
         ``resume`` with settings that differ from the saved run.
     """
-    from tqdm import tqdm
-
     say = log or (lambda _: None)
     x = to_unit_float(train_images).contiguous()
     folder = Path(out) if out is not None else None
@@ -430,14 +442,7 @@ def train_vae(
     model.train()
     n_batches = math.ceil(len(x) / cfg.batch_size)
     for epoch in range(done["epochs"], cfg.epochs):
-        bar = tqdm(
-            total=n_batches,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            file=sys.stderr,
-            disable=not progress,
-            dynamic_ncols=True,
-        )
+        bar = _batch_bar(n_batches, f"epoch {epoch + 1}/{cfg.epochs}", progress)
         t0 = time.perf_counter()
         loss = _vae_epoch(model, opt, x, cfg.batch_size, gen, bar)
         seconds = time.perf_counter() - t0
@@ -458,14 +463,7 @@ def train_vae(
         max_log_weight = -2 * math.log(cfg.min_std)
         n_batches = math.ceil(len(x) / cfg.rbf_batch_size)
         for epoch in range(done["rbf_epochs"], cfg.rbf_epochs):
-            bar = tqdm(
-                total=n_batches,
-                desc=f"std network {epoch + 1}/{cfg.rbf_epochs}",
-                unit="batch",
-                file=sys.stderr,
-                disable=not progress,
-                dynamic_ncols=True,
-            )
+            bar = _batch_bar(n_batches, f"std network {epoch + 1}/{cfg.rbf_epochs}", progress)
             t0 = time.perf_counter()
             loss = _rbf_epoch(model, opt, x, cfg.rbf_batch_size, gen, max_log_weight, bar)
             bar.close()
