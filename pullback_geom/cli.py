@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -15,114 +13,143 @@ __all__ = ["main"]
 def _save_figure(fig, path: Path) -> None:
     """Write a figure atomically (rendered in memory, then :func:`atomic_write_bytes`)."""
     from .checkpoint import atomic_write_bytes
+    from .report.document import figure_bytes
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, figure_bytes(fig, dpi=120))
 
 
-def run_surface_demo(out: Path) -> dict[str, float]:
-    """Geometry of two analytic surfaces, checked against closed forms; writes a figure.
+def _error(command: str, err: BaseException) -> int:
+    print(f"pullback-geom {command}: error: {err}", file=sys.stderr)
+    return 2
 
-    Returns the printed numbers: errors against the closed forms and timings.
-    """
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-    from tqdm import tqdm
+def _print_rows(rows: dict) -> None:
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        print(f"  {key:<{width}}  {text}")
 
-    from . import PullbackMetric
-    from .geodesics import connecting_geodesic, exp_map, log_map
-    from .surfaces import GaussianBump, InverseStereographic, sphere_distance
 
-    gen = torch.Generator().manual_seed(0)
-    numbers: dict[str, float] = {}
-    steps = tqdm(total=4, desc="demo", unit="step", file=sys.stderr)
+def _print_summary(report) -> None:
+    """The headline numbers of a report, one per line."""
+    n = report.numbers
+    rows = {}
+    if "paths" in n:
+        ratio = n["paths"]["length_ratio_straight_over_geodesic"]["median"]
+        rows["straight / geodesic length (median)"] = ratio
+    sim = n.get("similarity", {})
+    for key, name in (
+        ("spearman_pixel_vs_euclidean", "Spearman with pixel distance, Euclidean"),
+        ("spearman_pixel_vs_geodesic", "Spearman with pixel distance, geodesic"),
+        ("knn_accuracy_euclidean", "kNN accuracy, Euclidean"),
+        ("knn_accuracy_geodesic", "kNN accuracy, geodesic"),
+    ):
+        if key in sim:
+            rows[name] = sim[key]
+    if "closest_classes_geodesic" in sim:
+        rows["closest classes, geodesic"] = ", ".join(k for k, _ in sim["closest_classes_geodesic"])
+    if "density" in n:
+        rows["log volume vs log density, Spearman"] = n["density"]["spearman"]
+    rows["seconds"] = report.seconds
+    rows["report"] = str(report.out / "report.md")
+    _print_rows(rows)
 
-    # 1. The unit sphere: every quantity has a closed form.
-    sphere = PullbackMetric(InverseStereographic())
-    z = 2 * torch.rand(256, 2, generator=gen, dtype=torch.float64) - 1
-    numbers["sphere metric max error"] = float(
-        (sphere.metric_tensor(z) - InverseStereographic.metric_tensor(z)).abs().max()
+
+def _report_options(args: argparse.Namespace):
+    from .report import ReportOptions
+
+    return ReportOptions(
+        n_pairs=args.pairs,
+        n_similarity_pairs=args.similarity_pairs,
+        per_class=args.per_class,
+        solver=args.solver,
+        n_points=args.nodes,
+        ode=not args.no_ode,
+        seed=args.seed,
+        data_dir=args.data_dir,
     )
-    numbers["sphere Christoffel max error"] = float(
-        (sphere.christoffel_symbols(z) - InverseStereographic.christoffel_symbols(z)).abs().max()
-    )
-    steps.update()
-    p, q = z[:32], z[32:64]
-    t0 = time.perf_counter()
-    result = connecting_geodesic(sphere, p, q)
-    numbers["sphere geodesics (32 pairs) seconds"] = time.perf_counter() - t0
-    exact = sphere_distance(p, q)
-    numbers["sphere distance max relative error"] = float(
-        ((result.length - exact) / exact).abs().max()
-    )
-    steps.update()
-    v = log_map(sphere, p[:8], q[:8])
-    numbers["sphere exp(log) round-trip max error"] = float(
-        (exp_map(sphere, p[:8], v) - q[:8]).abs().max()
-    )
-    steps.update()
-
-    # 2. A Gaussian bump: geodesics bend around it.
-    bump = PullbackMetric(GaussianBump())
-    # Straight lines past the bump at several heights (height 0, over the top, is a
-    # saddle of the energy by symmetry, so it is left out).
-    a = torch.tensor([-0.9, -0.5, -0.2, 0.2, 0.5, 0.9], dtype=torch.float64)
-    starts = torch.stack([torch.full_like(a, -1.6), a], dim=1)
-    ends = torch.stack([torch.full_like(a, 1.6), a], dim=1)
-    curves = connecting_geodesic(bump, starts, ends, n_points=48)
-    straight = torch.linspace(0, 1, 48, dtype=torch.float64)[None, :, None]
-    straight = starts[:, None] + straight * (ends - starts)[:, None]
-    numbers["bump: geodesic / straight-line length (mean)"] = float(
-        (curves.length / bump.curve_length(straight)).mean()
-    )
-    grid = torch.linspace(-2, 2, 160, dtype=torch.float64)
-    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
-    vol = bump.volume_element(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).reshape(gx.shape)
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    mesh = axes[0].pcolormesh(gx, gy, vol, shading="auto", cmap="viridis")
-    fig.colorbar(mesh, ax=axes[0], label=r"volume element $\sqrt{\det G(z)}$")
-    for k in range(len(a)):
-        label = "geodesic (energy solver)" if k == 0 else None
-        axes[0].plot(*curves.points[k].T, color="white", lw=2, label=label)
-        axes[0].plot(
-            *straight[k].T, color="white", lw=1, ls="--", label="straight line" if k == 0 else None
-        )
-    axes[0].set(title="Gaussian bump: geodesics bend around it", xlabel="$z_1$", ylabel="$z_2$")
-    axes[0].set_aspect("equal")
-    axes[0].legend(loc="lower left", fontsize=8, facecolor="0.3", labelcolor="white")
-    axes[1].scatter(exact, result.length, s=14, label="energy solver, 32 nodes")
-    lim = [0, float(exact.max()) * 1.05]
-    axes[1].plot(lim, lim, "k--", lw=1, label="exact (great circle)")
-    axes[1].set(
-        title="Unit sphere (inverse stereographic chart)",
-        xlabel="great-circle distance",
-        ylabel="geodesic length from the pullback metric",
-    )
-    axes[1].legend()
-    fig.tight_layout()
-    path = out / "surface_demo.png"
-    _save_figure(fig, path)
-    plt.close(fig)
-    steps.update()
-    steps.close()
-    numbers["figure"] = str(path)
-    return numbers
 
 
 def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    numbers = run_surface_demo(out)
-    width = max(len(k) for k in numbers)
-    print("pullback_geom demo: geometry of analytic surfaces against closed forms")
-    for key, value in numbers.items():
-        text = f"{value:.3g}" if isinstance(value, float) else str(value)
-        print(f"  {key:<{width}}  {text}")
+    if args.surfaces:
+        from .report.surfaces_demo import run_surface_demo
+
+        print("pullback_geom demo: geometry of analytic surfaces against closed forms")
+        _print_rows(run_surface_demo(out))
+        return 0
+    from .report import build_report
+
+    print(
+        "pullback_geom demo: the seed's figures and claims on the bundled 2-D MNIST VAEs "
+        f"(Bernoulli; Gaussian for the uncertainty term) -> {out}",
+        flush=True,
+    )
+    try:
+        report = build_report(
+            "bernoulli", out, uncertainty_checkpoint="gaussian", options=_report_options(args)
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        return _error("demo", err)
+    _print_summary(report)
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    out = Path(args.out or "outputs/report")
+    try:
+        report = build_report(
+            args.checkpoint,
+            out,
+            uncertainty_checkpoint=args.uncertainty_checkpoint,
+            options=_report_options(args),
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        return _error("report", err)
+    _print_summary(report)
+    return 0
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    from .geodesics.energy import METHODS
+
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=128,
+        help="random test pairs for geodesics vs straight lines (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--similarity-pairs",
+        type=int,
+        default=1000,
+        help="random test pairs for the rank correlation with pixel distances "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--per-class",
+        type=int,
+        default=40,
+        help="codes per class for the class distance matrices and kNN (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--solver", choices=sorted(METHODS), default="lm", help="geodesic solver (default: lm)"
+    )
+    parser.add_argument(
+        "--nodes", type=int, default=32, help="nodes per geodesic (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-ode", action="store_true", help="skip the ODE-shooting solutions of figure 4"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random pairs")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the dataset's test images (MNIST/raw/); without it, MNIST "
+        "reports use the 2,000 test images bundled with the package",
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -269,12 +296,41 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
-        help="run the geometry demo offline and write its figure",
-        description="Pullback metric, Christoffel symbols and geodesics on analytic surfaces "
-        "(unit sphere, Gaussian bump), checked against closed forms; writes a PNG.",
+        help="the seed's figures and numbers on the bundled models, offline",
+        description="Every figure of the seed and the numbers behind its claims, on the "
+        "bundled 2-D MNIST VAEs (Bernoulli; Gaussian for the uncertainty term): PNGs, "
+        "report.md and numbers.json in --out. About 1-3 minutes on 2 CPU cores.",
     )
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
+    demo.add_argument(
+        "--surfaces",
+        action="store_true",
+        help="instead, check the geometry on analytic surfaces (unit sphere, Gaussian bump) "
+        "against closed forms",
+    )
+    _add_report_options(demo)
     demo.set_defaults(func=_demo)
+    report = sub.add_parser(
+        "report",
+        help="the seed's figures and numbers for a checkpoint",
+        description="Every figure of the seed and the numbers behind its claims for a "
+        "checkpoint written by 'pullback-geom train' (2-D latent space). The output folder "
+        "is built under a temporary name and moved into place when complete.",
+    )
+    report.add_argument(
+        "--checkpoint",
+        required=True,
+        help="the --out folder of 'pullback-geom train' (or its model.pt); 'bernoulli' or "
+        "'gaussian' for a bundled model",
+    )
+    report.add_argument("--out", default=None, help="output folder (default: outputs/report)")
+    report.add_argument(
+        "--uncertainty-checkpoint",
+        default=None,
+        help="a Gaussian model for the uncertainty section when --checkpoint is not one",
+    )
+    _add_report_options(report)
+    report.set_defaults(func=_report)
     _add_train_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)

@@ -18,7 +18,16 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["DATASETS", "ENV_VAR", "ImageSet", "default_data_dir", "load_dataset", "to_unit_float"]
+__all__ = [
+    "DATASETS",
+    "ENV_VAR",
+    "ImageSet",
+    "bundled_test_images",
+    "default_data_dir",
+    "load_dataset",
+    "load_test_images",
+    "to_unit_float",
+]
 
 ENV_VAR = "PULLBACK_GEOM_DATA"
 
@@ -160,3 +169,68 @@ def to_unit_float(x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     if not x.is_floating_point():
         raise TypeError(f"images must be uint8 or floating point; got {x.dtype}")
     return x.reshape(x.shape[0], 784)
+
+
+#: How many MNIST test images ship with the package (``defaults/mnist_test_head.npz``).
+BUNDLED_TEST_IMAGES = 2000
+
+
+def bundled_test_images() -> ImageSet:
+    """The first 2,000 MNIST test images and labels, shipped with the package.
+
+    They let ``pullback-geom demo`` measure pixel distances and show end-point images
+    offline; their order is the test set's, so they match the first 2,000 codes of a
+    checkpoint's ``latents.pt``.
+
+    Returns
+    -------
+    ImageSet
+        ``images`` of shape (2000, 28, 28), uint8; ``labels`` of shape (2000,), int64.
+    """
+    from importlib import resources
+
+    import numpy as np
+
+    path = Path(str(resources.files("pullback_geom") / "defaults" / "mnist_test_head.npz"))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the bundled MNIST test images are missing: {path}. Reinstall the package, or "
+            "pass --data-dir with the MNIST files."
+        )
+    with np.load(path, allow_pickle=False) as data:
+        images, labels = torch.from_numpy(data["images"]), torch.from_numpy(data["labels"])
+    return ImageSet(images, labels.to(torch.int64))
+
+
+def load_test_images(
+    name: str = "mnist", data_dir: str | os.PathLike | None = None
+) -> tuple[ImageSet, str]:
+    """The test split of a dataset, from ``data_dir`` or else the bundled MNIST subset.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist"}
+    data_dir : path, optional
+        As in :func:`load_dataset`.
+
+    Returns
+    -------
+    images : ImageSet
+        All 10,000 test images, or for MNIST without its files the first 2,000.
+    source : str
+        Where they came from, for reports.
+
+    Raises
+    ------
+    FileNotFoundError
+        Not MNIST and its files are not found.
+    """
+    try:
+        images = load_dataset(name, data_dir, train=False)
+        root = Path(data_dir) if data_dir is not None else default_data_dir()
+        return images, f"{DATASETS[name]} test set ({len(images.images):,} images) from {root}"
+    except FileNotFoundError:
+        if name != "mnist":
+            raise
+    images = bundled_test_images()
+    return images, f"the first {len(images.images):,} MNIST test images bundled with the package"

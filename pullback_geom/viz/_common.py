@@ -122,10 +122,18 @@ def draw_field(
     codes: np.ndarray | None = None,
     cmap: str = "viridis",
     colorbar: bool = True,
+    span: float | None = None,
 ) -> AxesImage:
-    """Draw a grid of values with a labelled colour bar and the data codes as small dots."""
+    """Draw a grid of values with a labelled colour bar and the data codes as small dots.
+
+    ``span`` caps the colour range at ``span`` below the largest value (e.g. 8 decades of
+    a log10 field), so that round-off noise far below it does not take over the scale.
+    """
     finite = values[np.isfinite(values)]
     vmin, vmax = np.percentile(finite, [0.5, 100]) if finite.size else (0.0, 1.0)
+    clipped = span is not None and vmin < vmax - span
+    if clipped:
+        vmin = vmax - span
     # A singular metric (log volume -inf) is the bottom of the scale, not missing data.
     values = np.where(values == -np.inf, vmin, values)
     im = ax.imshow(
@@ -154,7 +162,7 @@ def draw_field(
     ax.set_xlabel(r"$z_1$")
     ax.set_ylabel(r"$z_2$")
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, label=label)
+        ax.figure.colorbar(im, ax=ax, label=label, extend="min" if clipped else "neither")
     return im
 
 

@@ -299,6 +299,9 @@ def uncertainty_figure(
         label=VOLUME_LABEL.replace("G(z)", r"J_\sigma^T J_\sigma"),
         codes=codes,
         cmap="magma",
+        # Where sigma has levelled off, J_sigma is zero up to round-off: 1e-30 and below
+        # is noise, so the scale shows the top 8 decades.
+        span=8.0,
     )
     axes[1].set_title(r"Uncertainty term: $\sqrt{\det J_\sigma^T J_\sigma}$")
     ax = axes[2]

@@ -1,0 +1,737 @@
+"""``build_report``: every figure of the seed and the numbers behind its claims, from a
+checkpoint, written as a folder of PNGs, ``report.md`` and ``numbers.json``."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .. import PullbackMetric, SingularMetricWarning
+from ..datasets import load_test_images, to_unit_float
+from . import analysis as A
+from .document import Section, render_markdown, save_figure, staged_folder, write_json
+
+__all__ = ["ReportOptions", "Report", "build_report"]
+
+#: Class pairs joined in the geodesics figure (4) and the interpolation figure (5); the
+#: seed's examples (a 0 and a 1) and the pairs it expects to be close (4–9, 3–8).
+GEODESIC_CLASS_PAIRS = ((0, 1), (4, 9), (3, 8), (2, 7), (5, 6))
+INTERPOLATION_CLASS_PAIRS = ((0, 1), (1, 7), (6, 9))
+
+
+@dataclass
+class ReportOptions:
+    """What the report computes and how.
+
+    Attributes
+    ----------
+    n_pairs : int, default 128
+        Random test pairs for the path statistics (geodesics vs straight lines).
+    n_similarity_pairs : int, default 1000
+        Random test pairs for the rank correlation with pixel distances.
+    per_class : int, default 40
+        Codes per class for the class distance matrices and kNN (all their pairs, by
+        shortest paths on a latent grid graph).
+    knn : int, default 5
+        Neighbours in the kNN classifier.
+    solver : str, default "lm"
+        ``method`` of :func:`~pullback_geom.geodesics.connecting_geodesic`.
+    n_points : int, default 32
+        Nodes per geodesic.
+    ode : bool, default True
+        Also solve figure 4's pairs by ODE shooting (:func:`~pullback_geom.geodesics.log_map`).
+    resolution : int, default 160
+        Grid points per side of the heatmaps.
+    seed : int, default 0
+        Seed of the random pairs.
+    data_dir : path, optional
+        Folder with the dataset's test images (for pixel distances and end-point
+        images); for MNIST the bundled first 2,000 test images are used without it.
+    dpi : int, default 110
+        Resolution of the PNGs.
+    """
+
+    n_pairs: int = 128
+    n_similarity_pairs: int = 1000
+    per_class: int = 40
+    knn: int = 5
+    solver: str = "lm"
+    n_points: int = 32
+    ode: bool = True
+    resolution: int = 160
+    seed: int = 0
+    data_dir: str | os.PathLike | None = None
+    dpi: int = 110
+
+    def check(self) -> None:
+        for name in ("n_pairs", "n_similarity_pairs", "per_class", "knn", "n_points"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ValueError(f"{name} must be an integer >= 2; got {value!r}")
+        if self.knn >= self.per_class * 2:
+            raise ValueError(f"knn must be smaller than 2 * per_class; got {self.knn}")
+        from ..geodesics.energy import METHODS
+
+        if self.solver not in METHODS:
+            raise ValueError(f"solver must be one of {sorted(METHODS)}; got {self.solver!r}")
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote.
+
+    Attributes
+    ----------
+    out : Path
+        The report folder.
+    numbers : dict
+        Everything in ``numbers.json``.
+    figures : list of str
+        PNG file names in ``out``.
+    seconds : float
+    """
+
+    out: Path
+    numbers: dict
+    figures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
+
+
+def _quartiles(x: Tensor) -> dict[str, float]:
+    q = torch.quantile(x.double(), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    return {"q25": float(q[0]), "median": float(q[1]), "q75": float(q[2])}
+
+
+class _Checkpoint:
+    """A model with its codes, images and metric, and where they came from."""
+
+    def __init__(self, checkpoint, options: ReportOptions) -> None:
+        from ..vae import default_checkpoint, load, load_latents
+
+        if str(checkpoint) in ("bernoulli", "gaussian") and not Path(str(checkpoint)).exists():
+            checkpoint = default_checkpoint(str(checkpoint))
+        self.path = Path(checkpoint)
+        self.model = load(self.path)
+        if self.model.latent_dim != 2:
+            raise ValueError(
+                f"the report draws 2-D latent spaces; {self.path} has latent_dim = "
+                f"{self.model.latent_dim}"
+            )
+        latents = load_latents(self.path)
+        self.codes, self.labels = latents.codes.float(), latents.labels
+        from ..checkpoint import read_config
+
+        self.config = read_config(self.path)
+        dataset = (self.config.get("dataset") or {}).get("name", "mnist")
+        self.images, self.image_source = None, "none"
+        try:
+            imgs, self.image_source = load_test_images(dataset, options.data_dir)
+            n = min(len(imgs.images), len(self.codes))
+            if torch.equal(imgs.labels[:n], self.labels[:n]):
+                self.images = to_unit_float(imgs.images[:n])
+            else:
+                self.image_source = "none (the images' labels do not match the codes')"
+        except (FileNotFoundError, ValueError) as err:  # not found, unknown or corrupt
+            self.image_source = f"none ({err})"
+        self.metric = self.model.pullback_metric()
+        self.kind = self.model.kind
+
+    @property
+    def n_images(self) -> int:
+        return 0 if self.images is None else len(self.images)
+
+
+def _class_pairs(ck: _Checkpoint, wanted, limit: int | None) -> tuple[Tensor, list[str]]:
+    reps = A.class_representatives(ck.codes, ck.labels, limit)
+    pairs = [(a, b) for a, b in wanted if a in reps and b in reps]
+    if not pairs:  # not digits 0-9: the first classes, in order
+        keys = sorted(reps)
+        pairs = list(zip(keys[::2], keys[1::2], strict=False))[: len(wanted)]
+    idx = torch.tensor([[reps[a], reps[b]] for a, b in pairs])
+    return idx, [f"{a}→{b}" for a, b in pairs]
+
+
+def _shoot(metric: PullbackMetric, p: Tensor, v: Tensor) -> Tensor:
+    """ODE paths from ``p`` with velocities ``v``, shape (B, 51, d); NaN where one diverged.
+
+    A shot that runs off to infinity makes the metric non-finite and the integrator
+    raise; the pairs are then shot one by one, so that only the diverging ones are lost.
+    """
+    from ..geodesics import exp_map
+
+    try:
+        return exp_map(metric, p, v, return_path=True).detach()
+    except ValueError:
+        paths = []
+        for i in range(len(p)):
+            try:
+                paths.append(exp_map(metric, p[i : i + 1], v[i : i + 1], return_path=True))
+            except ValueError:
+                paths.append(torch.full((1, 51, p.shape[-1]), float("nan"), dtype=p.dtype))
+        return torch.cat(paths).detach()
+
+
+def _extent(codes: Tensor, pad: float) -> tuple[float, float, float, float]:
+    """The box of the central 99 % of the codes, widened by ``pad`` of its size."""
+    q = torch.tensor([0.005, 0.995], dtype=codes.dtype)
+    lo, hi = torch.quantile(codes, q, dim=0)
+    w = pad * (hi - lo)
+    return (float(lo[0] - w[0]), float(hi[0] + w[0]), float(lo[1] - w[1]), float(hi[1] + w[1]))
+
+
+class _Builder:
+    def __init__(self, ck: _Checkpoint, options: ReportOptions, folder: Path, bar) -> None:
+        self.ck, self.opt, self.folder, self.bar = ck, options, folder, bar
+        self.numbers: dict = {}
+        self.figures: list[str] = []
+        self.extent = _extent(ck.codes, 0.15)
+        self.limit = ck.n_images or None
+
+    # ------------------------------------------------------------------ helpers
+    def figure(self, fig, name: str) -> str:
+        save_figure(fig, self.folder / name, dpi=self.opt.dpi)
+        self.figures.append(name)
+        return name
+
+    def step(self, what: str) -> None:
+        self.bar.set_postfix_str(what)
+
+    def done(self) -> None:
+        self.bar.update()
+
+    def geodesics(self, metric: PullbackMetric, idx: Tensor):
+        from ..geodesics import connecting_geodesic
+
+        codes = self.ck.codes
+        return connecting_geodesic(
+            metric,
+            codes[idx[:, 0]],
+            codes[idx[:, 1]],
+            method=self.opt.solver,
+            n_points=self.opt.n_points,
+        )
+
+    # ------------------------------------------------------------------ sections
+    def latent_space(self) -> Section:
+        from .. import viz
+
+        self.step("latent space")
+        ck = self.ck
+        s = Section("The latent space")
+        s.text.append(
+            f"{len(ck.codes):,} test-set codes (encoder means) of the {ck.kind} VAE in "
+            f"`{ck.path}`, and images decoded from a regular grid over the central 99 % "
+            "of the codes."
+        )
+        fig = viz.latent_scatter(ck.codes, ck.labels)
+        s.figures.append((self.figure(fig, "latent_space.png"), "1. Latent codes by class"))
+        fig = viz.decoded_grid(ck.model.decode, _extent(ck.codes, 0.0), n=20)
+        s.figures.append((self.figure(fig, "decoded_grid.png"), "2. Decoded latent grid"))
+        self.done()
+        return s
+
+    def volume(self) -> Section:
+        from .. import viz
+
+        self.step("volume element")
+        ck = self.ck
+        s = Section("The volume element")
+        logvol = ck.metric.log_volume(ck.codes).detach().double() / math.log(10)
+        grid = viz._common.log10_volume(ck.metric, self.extent, self.opt.resolution)
+        finite = torch.as_tensor(grid)[torch.isfinite(torch.as_tensor(grid))]
+        self.numbers["volume"] = {
+            "log10_at_codes": _quartiles(logvol[torch.isfinite(logvol)]),
+            "log10_over_region": _quartiles(finite),
+        }
+        q_codes = self.numbers["volume"]["log10_at_codes"]["median"]
+        q_grid = self.numbers["volume"]["log10_over_region"]["median"]
+        s.text.append(
+            "The seed says the metric is larger where the data is concentrated. Median "
+            f"log10 sqrt(det G) at the codes: {q_codes:.2f}; over the whole region drawn: "
+            f"{q_grid:.2f}."
+        )
+        s.rows += [
+            ("median log10 √det G at the test codes", f"{q_codes:.2f}"),
+            ("median log10 √det G over the drawn region", f"{q_grid:.2f}"),
+        ]
+        fig = viz.volume_heatmap(
+            ck.metric, self.extent, codes=ck.codes[:3000], resolution=self.opt.resolution
+        )
+        s.figures.append((self.figure(fig, "volume_element.png"), "3. Volume element"))
+        self.done()
+        return s
+
+    def geodesic_pairs(self) -> Section:
+        from .. import viz
+        from ..geodesics import log_map
+
+        self.step("geodesics")
+        ck, opt = self.ck, self.opt
+        s = Section("Geodesics between digits")
+        idx, names = _class_pairs(ck, GEODESIC_CLASS_PAIRS, self.limit)
+        result = self.geodesics(ck.metric, idx)
+        curves = {f"energy ({opt.solver.upper()})": result.points.detach()}
+        p, q = ck.codes[idx[:, 0]], ck.codes[idx[:, 1]]
+        rows = [("pairs (class representatives)", ", ".join(names))]
+        rows.append(("energy solver: lengths", ", ".join(_fmt(float(x)) for x in result.length)))
+        self.numbers["geodesic_pairs"] = {
+            "pairs": names,
+            "energy_length": result.length.tolist(),
+            "energy_converged": result.converged.tolist(),
+        }
+        if opt.ode:
+            from ..geodesics._common import refined_length
+
+            v = log_map(ck.metric, p, q, n_points=opt.n_points, warn=False)
+            path = _shoot(ck.metric, p, v)
+            reached = (path[:, -1] - q).norm(dim=-1) <= 1e-3 * (p - q).norm(dim=-1)
+            ode_len = refined_length(ck.metric, path, 8).detach()
+            curves[f"ODE shooting ({int(reached.sum())}/{len(reached)} reached q)"] = torch.where(
+                reached[:, None, None], path, torch.full_like(path, float("nan"))
+            )
+            both = reached & result.converged
+            rel = ((ode_len - result.length) / result.length).abs()
+            self.numbers["geodesic_pairs"].update(
+                ode_reached=reached.tolist(),
+                ode_length=[float(x) if r else None for x, r in zip(ode_len, reached, strict=True)],
+                ode_vs_energy_relative_length_difference=[
+                    float(x) if b else None for x, b in zip(rel, both, strict=True)
+                ],
+            )
+            rows.append(
+                (
+                    "ODE shooting: reached the end point",
+                    f"{int(reached.sum())} of {len(reached)} pairs",
+                )
+            )
+            if both.any():
+                rows.append(
+                    (
+                        "ODE vs energy, relative length difference (largest, where both converged)",
+                        f"{float(rel[both].max()):.1e}",
+                    )
+                )
+            s.text.append(
+                "Each pair joins the most typical test code of one class to that of another. "
+                "Solid: the energy solver's geodesic; dashed: the geodesic ODE shot from the "
+                "start with Newton's method on the initial velocity, drawn where it reached "
+                "the end point. On a ReLU decoder the metric jumps across the units' "
+                "boundaries and is nearly singular where units are dead, so shooting "
+                "diverges on some pairs while the energy solver converges "
+                "(`pullback-geom compare` shows this method by method)."
+            )
+        ends = None
+        if ck.images is not None:
+            ends = ck.images[idx.reshape(-1)].reshape(len(idx), 2, 28, 28)
+        fig = viz.geodesics_figure(
+            ck.metric,
+            curves,
+            ends,
+            extent=self.extent,
+            codes=ck.codes[:3000],
+            resolution=self.opt.resolution,
+        )
+        s.rows += rows
+        s.figures.append((self.figure(fig, "geodesics.png"), "4. Geodesics between digits"))
+
+        idx, names = _class_pairs(ck, INTERPOLATION_CLASS_PAIRS, self.limit)
+        result = self.geodesics(ck.metric, idx)
+        straight = A.straight_lines(ck.codes[idx[:, 0]], ck.codes[idx[:, 1]], opt.n_points)
+        fig = viz.interpolation_figure(
+            ck.model.decode,
+            straight,
+            result.points.detach(),
+            ck.metric,
+            extent=self.extent,
+            codes=ck.codes[:3000],
+            resolution=self.opt.resolution,
+        )
+        s.figures.append(
+            (
+                self.figure(fig, "interpolation.png"),
+                f"5. Euclidean vs Riemannian interpolation ({', '.join(names)})",
+            )
+        )
+        self.done()
+        return s
+
+    def paths(self) -> Section:
+        self.step(f"paths ({self.opt.n_pairs} pairs)")
+        ck, opt = self.ck, self.opt
+        s = Section("Geodesics versus straight lines")
+        idx = A.random_pairs(len(ck.codes), opt.n_pairs, opt.seed)
+        result = self.geodesics(ck.metric, idx)
+        straight = A.straight_lines(ck.codes[idx[:, 0]], ck.codes[idx[:, 1]], opt.n_points)
+        std_fn = getattr(ck.model, "decode_std", None) if ck.kind == "gaussian" else None
+        stats = A.path_statistics(
+            ck.metric,
+            {"straight": straight, "geodesic": result.points.detach()},
+            ck.codes,
+            std_fn=std_fn,
+        )
+        ratio = stats["straight"]["length"] / stats["geodesic"]["length"]
+        dist = {k: v["distance_to_data"] for k, v in stats.items()}
+        head = ck.codes[:2000].double()
+        spacing = torch.cdist(head, head).fill_diagonal_(float("inf")).min(1).values.median()
+        numbers = {
+            "pairs": opt.n_pairs,
+            "converged": int(result.converged.sum()),
+            "length_ratio_straight_over_geodesic": _quartiles(ratio),
+            "distance_to_data_straight": _quartiles(dist["straight"]),
+            "distance_to_data_geodesic": _quartiles(dist["geodesic"]),
+            "geodesic_closer_to_data_fraction": float(
+                (dist["geodesic"] < dist["straight"]).double().mean()
+            ),
+            "typical_code_spacing": float(spacing),
+        }
+        s.rows += [
+            ("random test pairs (converged)", f"{opt.n_pairs} ({numbers['converged']})"),
+            (
+                "length of the straight line / geodesic (median [quartiles])",
+                "{median:.3f} [{q25:.3f}, {q75:.3f}]".format(**_quartiles(ratio)),
+            ),
+            (
+                "mean distance of the path to the nearest code: straight, geodesic (median)",
+                f"{float(dist['straight'].median()):.3g}, {float(dist['geodesic'].median()):.3g}",
+            ),
+            (
+                "pairs whose geodesic stays closer to the data",
+                f"{100 * numbers['geodesic_closer_to_data_fraction']:.0f} %",
+            ),
+        ]
+        if std_fn is not None:
+            sig = {k: v["sigma"] for k, v in stats.items()}
+            numbers["sigma_straight"] = _quartiles(sig["straight"])
+            numbers["sigma_geodesic"] = _quartiles(sig["geodesic"])
+            s.rows.append(
+                (
+                    "mean decoder σ along the path: straight, geodesic (median)",
+                    f"{float(sig['straight'].median()):.3g}, {float(sig['geodesic'].median()):.3g}",
+                )
+            )
+        s.text.append(
+            f"{opt.n_pairs} random pairs of test codes, each joined by a straight latent line "
+            "and by a geodesic; lengths are measured in observation space. The distance to "
+            "the data is the latent distance from points along the path to the nearest test "
+            f"code (for scale: the median distance from one of {len(head):,} codes to its "
+            f"nearest neighbour among them is {float(spacing):.2g})."
+        )
+        self.numbers["paths"] = numbers
+        self.done()
+        return s
+
+    def similarity(self) -> Section:
+        from .. import viz
+
+        self.step("distances and classes")
+        ck, opt = self.ck, self.opt
+        s = Section("Distances reflect similarity")
+        numbers: dict = {}
+        if ck.images is not None:
+            idx = A.random_pairs(ck.n_images, opt.n_similarity_pairs, opt.seed + 1)
+            result = self.geodesics(ck.metric, idx)
+            pixel = (ck.images[idx[:, 0]] - ck.images[idx[:, 1]]).norm(dim=-1)
+            euclid = (ck.codes[idx[:, 0]] - ck.codes[idx[:, 1]]).norm(dim=-1)
+            numbers["spearman_pixel_vs_euclidean"] = A.spearman(pixel, euclid)
+            numbers["spearman_pixel_vs_geodesic"] = A.spearman(pixel, result.length.detach())
+            numbers["similarity_pairs"] = opt.n_similarity_pairs
+            numbers["similarity_pairs_converged"] = int(result.converged.sum())
+            s.rows += [
+                (
+                    f"Spearman ρ with pixel distance, {opt.n_similarity_pairs} pairs: Euclidean",
+                    f"{numbers['spearman_pixel_vs_euclidean']:.3f}",
+                ),
+                (
+                    f"Spearman ρ with pixel distance, {opt.n_similarity_pairs} pairs: geodesic",
+                    f"{numbers['spearman_pixel_vs_geodesic']:.3f}",
+                ),
+            ]
+        else:
+            s.text.append(f"No test images ({ck.image_source}): pixel distances skipped.")
+
+        from ..geodesics import pairwise_distances
+
+        limit = ck.n_images or len(ck.codes)
+        labels = ck.labels[:limit]
+        sel = torch.cat(
+            [torch.nonzero(labels == k)[: opt.per_class, 0] for k in torch.unique(labels)]
+        )
+        z, lab = ck.codes[sel], labels[sel]
+        euclid_d = torch.cdist(z.double(), z.double())
+        geo_d = pairwise_distances(ck.metric, z, route="graph", progress=False).double()
+        numbers["knn_k"] = opt.knn
+        numbers["knn_points"] = len(sel)
+        numbers["knn_accuracy_euclidean"] = A.knn_accuracy(euclid_d, lab, opt.knn)
+        numbers["knn_accuracy_geodesic"] = A.knn_accuracy(geo_d, lab, opt.knn)
+        if ck.images is not None:
+            pix = ck.images[sel].double()
+            numbers["knn_accuracy_pixels"] = A.knn_accuracy(torch.cdist(pix, pix), lab, opt.knn)
+        s.rows += [
+            (
+                f"{opt.knn}-NN accuracy (leave-one-out, {len(sel)} codes): Euclidean latent",
+                f"{100 * numbers['knn_accuracy_euclidean']:.1f} %",
+            ),
+            (
+                f"{opt.knn}-NN accuracy: geodesic",
+                f"{100 * numbers['knn_accuracy_geodesic']:.1f} %",
+            ),
+        ]
+        if "knn_accuracy_pixels" in numbers:
+            s.rows.append(
+                (
+                    f"{opt.knn}-NN accuracy: pixels (reference)",
+                    f"{100 * numbers['knn_accuracy_pixels']:.1f} %",
+                )
+            )
+        e_cls = A.class_mean_distances(euclid_d, lab)
+        g_cls = A.class_mean_distances(geo_d, lab)
+        closest_e = A.closest_class_pairs(e_cls)
+        closest_g = A.closest_class_pairs(g_cls)
+        numbers["closest_classes_euclidean"] = closest_e
+        numbers["closest_classes_geodesic"] = closest_g
+        numbers["class_distances_euclidean"] = e_cls.tolist()
+        numbers["class_distances_geodesic"] = g_cls.tolist()
+        s.rows += [
+            (
+                "closest class pairs, Euclidean",
+                ", ".join(f"{k} ({v:.3g})" for k, v in closest_e),
+            ),
+            ("closest class pairs, geodesic", ", ".join(f"{k} ({v:.3g})" for k, v in closest_g)),
+        ]
+        s.text.append(
+            "The seed says geodesic distances reflect the similarity of the images, and "
+            "expects 4–9 and 3–8 among the closest classes. Rank correlations use the "
+            "energy solver on random test pairs; the class matrices and kNN use all pairs of "
+            f"{opt.per_class} codes per class, by shortest paths on a latent grid graph "
+            "(within about 1 % of the solver)."
+        )
+        fig = viz.distance_matrices(e_cls, g_cls)
+        s.figures.append((self.figure(fig, "class_distances.png"), "6. Class distance matrices"))
+        self.numbers["similarity"] = numbers
+        self.done()
+        return s
+
+    def density(self) -> Section:
+        from .. import viz
+
+        self.step("density connection")
+        ck = self.ck
+        s = Section("The density connection")
+        z, lab = ck.codes[:2000], ck.labels[:2000]
+        log_vol = ck.metric.log_volume(z).detach().double()
+        log_den = viz.kde_log_density(ck.codes, z)
+        keep = torch.isfinite(log_vol)
+        pearson = float(torch.corrcoef(torch.stack([log_vol[keep], log_den[keep]]))[0, 1])
+        rho = A.spearman(log_vol[keep], log_den[keep])
+        slope = float(
+            torch.linalg.lstsq(
+                torch.stack([log_den[keep], torch.ones_like(log_den[keep])], 1),
+                log_vol[keep, None],
+            ).solution[0, 0]
+        )
+        self.numbers["density"] = {"pearson": pearson, "spearman": rho, "slope": slope}
+        verdict = (
+            "larger where the codes are dense (the opposite of 1/√det G ∝ p)"
+            if slope > 0
+            else "smaller where the codes are dense, as 1/√det G ∝ p predicts"
+        )
+        s.text.append(
+            "Lebanon (UAI 2003) learns metrics whose inverse volume element models the "
+            "density: log √det G = -log p + const, a slope of -1. Here the volume element "
+            f"is {verdict}."
+        )
+        s.rows += [
+            ("slope of log √det G on log KDE density", f"{slope:.2f}"),
+            ("Pearson, Spearman", f"{pearson:.2f}, {rho:.2f}"),
+        ]
+        fig = viz.density_connection(log_vol, log_den, labels=lab)
+        s.figures.append((self.figure(fig, "density_connection.png"), "8. Density connection"))
+        self.done()
+        return s
+
+    def uncertainty(self, ck: _Checkpoint) -> Section:
+        from .. import viz
+
+        self.step("uncertainty term")
+        opt = self.opt
+        s = Section("The Gaussian decoder's uncertainty term")
+        model = ck.model
+        mean_metric = PullbackMetric(model.decoder)
+        # The heatmaps in float64: where sigma levels off, J_sigma is ~1e-8 and its float32
+        # round-off would speckle the uncertainty term's map.
+        model64 = copy.deepcopy(model).double()
+        mean64, std64 = PullbackMetric(model64.decoder), PullbackMetric(model64.std)
+        sub = _Builder(ck, opt, self.folder, self.bar)
+        # The pairs to draw: of 256 random pairs, the 4 whose straight line crosses the
+        # largest sigma, i.e. a gap between clusters, where the uncertainty term matters.
+        cand = A.random_pairs(len(ck.codes), 256, opt.seed + 3)
+        line = A.straight_lines(ck.codes[cand[:, 0]], ck.codes[cand[:, 1]], 24)
+        with torch.no_grad():
+            sigma = model.decode_std(line.reshape(-1, 2)).reshape(len(cand), 24, -1).mean(-1)
+        idx = cand[sigma.max(1).values.argsort(descending=True)[:4]]
+        with_ = sub.geodesics(ck.metric, idx).points.detach()
+        without = sub.geodesics(mean_metric, idx).points.detach()
+        extent = _extent(ck.codes, 0.35)  # wider than the data: sigma grows away from it
+        fig = viz.uncertainty_figure(
+            mean64,
+            std64,
+            model64.decode_std,
+            extent,
+            codes=ck.codes[:3000],
+            curves_with=with_,
+            curves_without=without,
+            resolution=max(60, opt.resolution // 2),
+        )
+        s.figures.append(
+            (self.figure(fig, "uncertainty.png"), "7. Mean term, uncertainty term and σ(z)")
+        )
+        n = max(2, opt.n_pairs // 2)
+        idx = A.random_pairs(len(ck.codes), n, opt.seed + 2)
+        curves = {
+            "straight": A.straight_lines(ck.codes[idx[:, 0]], ck.codes[idx[:, 1]], opt.n_points),
+            "mean-only geodesic": sub.geodesics(mean_metric, idx).points.detach(),
+            "full geodesic": sub.geodesics(ck.metric, idx).points.detach(),
+        }
+        stats = A.path_statistics(ck.metric, curves, ck.codes, std_fn=model.decode_std)
+        numbers = {k: {m: _quartiles(v) for m, v in st.items()} for k, st in stats.items()}
+        for k, st in stats.items():
+            s.rows.append(
+                (
+                    f"{k}: median σ along the path, distance to data",
+                    f"{float(st['sigma'].median()):.3g}, "
+                    f"{float(st['distance_to_data'].median()):.3g}",
+                )
+            )
+        s.text.append(
+            f"The Gaussian VAE in `{ck.path}`: G = J_μᵀJ_μ + J_σᵀJ_σ, with an RBF network "
+            "for σ that grows away from the data. Its geodesics (solid) avoid the regions "
+            "of high σ that the mean-only metric's geodesics (dashed) cross. Drawn: of 256 "
+            "random test pairs, the 4 whose straight line crosses the largest σ; the "
+            f"statistics are over {n} other random test pairs."
+        )
+        self.numbers["uncertainty"] = numbers
+        self.done()
+        return s
+
+
+def build_report(
+    checkpoint: str | os.PathLike = "bernoulli",
+    out: str | os.PathLike = "outputs/report",
+    *,
+    uncertainty_checkpoint: str | os.PathLike | None = None,
+    options: ReportOptions | None = None,
+    progress: bool = True,
+    title: str | None = None,
+) -> Report:
+    """Every figure of the seed and the numbers behind its claims, for one checkpoint.
+
+    Parameters
+    ----------
+    checkpoint : path or {"bernoulli", "gaussian"}
+        A folder written by ``pullback-geom train`` (or its ``model.pt``), or the name of
+        a bundled model. The model must have a 2-D latent space.
+    out : path
+        The report folder: ``report.md``, ``numbers.json`` and the PNGs. Built under a
+        temporary name and moved into place when complete; an earlier report there is
+        replaced.
+    uncertainty_checkpoint : path, optional
+        A Gaussian model for the uncertainty section (figure 7) when ``checkpoint`` is
+        not one itself (the demo pairs the bundled Bernoulli and Gaussian models).
+    options : ReportOptions, optional
+    progress : bool, default True
+        A tqdm bar over the report's steps, on stderr.
+    title : str, optional
+
+    Returns
+    -------
+    Report
+
+    Raises
+    ------
+    FileNotFoundError
+        No checkpoint at the path given.
+    ValueError
+        A corrupt checkpoint, a latent space that is not 2-D, bad options.
+    FileExistsError
+        ``out`` exists and is not a report folder.
+    """
+    from tqdm.auto import tqdm
+
+    options = options or ReportOptions()
+    options.check()
+    t0 = time.perf_counter()
+    ck = _Checkpoint(checkpoint, options)
+    extra = None
+    if ck.kind == "gaussian":
+        extra = ck
+    elif uncertainty_checkpoint is not None:
+        extra = _Checkpoint(uncertainty_checkpoint, options)
+        if extra.kind != "gaussian":
+            raise ValueError(
+                f"uncertainty_checkpoint must be a Gaussian model; {extra.path} is {extra.kind}"
+            )
+    steps = 6 + (extra is not None)
+    with (
+        staged_folder(out) as folder,
+        tqdm(total=steps, desc="report", unit="step", disable=not progress, file=sys.stderr) as bar,
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+        b = _Builder(ck, options, folder, bar)
+        sections = [b.latent_space(), b.volume(), b.geodesic_pairs(), b.paths()]
+        sections += [b.similarity(), b.density()]
+        if extra is not None:
+            sections.append(b.uncertainty(extra))
+        seconds = time.perf_counter() - t0
+        notes = Counter(
+            f"{w.category.__name__}: {w.message}"
+            for w in caught
+            if not issubclass(w.category, SingularMetricWarning)
+        )
+        singular = sum(issubclass(w.category, SingularMetricWarning) for w in caught)
+        numbers = {
+            "checkpoint": str(ck.path),
+            "model": ck.kind,
+            "images": ck.image_source,
+            "options": {k: str(v) if k == "data_dir" else v for k, v in vars(options).items()},
+            "seconds": seconds,
+            **b.numbers,
+        }
+        intro = [
+            f"Checkpoint `{ck.path}` ({ck.kind} VAE, 2-D latent space); test images: "
+            f"{ck.image_source}. Made by pullback_geom in {seconds:.0f} s "
+            f"(solver: {options.solver}, {options.n_points} nodes per curve).",
+            "Every number below is recomputed by `pullback-geom report`; `numbers.json` "
+            "holds them all.",
+        ]
+        if singular or notes:
+            lines = [f"- {k} (×{v})" for k, v in notes.items()]
+            if singular:
+                lines.append(
+                    f"- the metric was singular at some points on {singular} evaluations "
+                    "(dead ReLU regions); a small ridge was added there"
+                )
+            sections.append(Section("Solver and metric warnings", ["\n".join(lines)]))
+        doc = render_markdown(
+            title or "Riemannian geometry of a VAE's latent space: the seed's figures and claims",
+            intro,
+            sections,
+        )
+        (folder / "report.md").write_text(doc)
+        write_json(folder / "numbers.json", numbers)
+    return Report(Path(out), numbers, b.figures, seconds)

@@ -1,0 +1,124 @@
+"""The report's files: figures and a Markdown document, written to a folder atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Section", "figure_bytes", "render_markdown", "save_figure", "staged_folder"]
+
+#: Files that mark a folder as a report folder this package may replace.
+MARKERS = ("report.md", "numbers.json")
+
+
+@dataclass
+class Section:
+    """One part of the report: prose, figures and a table of numbers.
+
+    Attributes
+    ----------
+    title : str
+    text : list of str
+        Paragraphs (Markdown).
+    figures : list of (str, str)
+        ``(file name, caption)`` of PNGs in the report folder.
+    rows : list of (str, str)
+        ``(quantity, value)`` rows of the section's table.
+    """
+
+    title: str
+    text: list[str] = field(default_factory=list)
+    figures: list[tuple[str, str]] = field(default_factory=list)
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+
+def render_markdown(title: str, intro: list[str], sections: list[Section]) -> str:
+    """The report document: a title, an introduction, then each section in order."""
+    lines = [f"# {title}", ""]
+    for paragraph in intro:
+        lines += [paragraph, ""]
+    for s in sections:
+        lines += [f"## {s.title}", ""]
+        for paragraph in s.text:
+            lines += [paragraph, ""]
+        if s.rows:
+            lines += ["| quantity | value |", "|---|---|"]
+            lines += [f"| {k} | {v} |" for k, v in s.rows]
+            lines.append("")
+        for name, caption in s.figures:
+            lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    return "\n".join(lines)
+
+
+def figure_bytes(fig, dpi: int = 110) -> bytes:
+    """A matplotlib figure rendered to PNG in memory."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def save_figure(fig, path: Path, dpi: int = 110) -> None:
+    """Write a figure as PNG into the (staged) report folder."""
+    path.write_bytes(figure_bytes(fig, dpi))
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _is_replaceable(folder: Path) -> bool:
+    return not any(folder.iterdir()) or all((folder / m).is_file() for m in MARKERS)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder under a temporary name, then move it to ``out`` in one rename.
+
+    A reader never sees a half-written report: on error the temporary folder is removed
+    and ``out`` is left as it was. An existing ``out`` is replaced only if it is empty or
+    an earlier report (it holds ``report.md`` and ``numbers.json``).
+
+    Yields
+    ------
+    Path
+        The temporary folder to write into.
+
+    Raises
+    ------
+    FileExistsError
+        ``out`` exists and is a file, or a non-empty folder that is not a report.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or not _is_replaceable(out)):
+        raise FileExistsError(
+            f"{out} exists and is not a pullback-geom report folder (no {' and '.join(MARKERS)}); "
+            "choose another --out or remove it"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the report is not
+        yield tmp
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
