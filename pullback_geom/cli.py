@@ -67,6 +67,7 @@ def _report_options(args: argparse.Namespace):
         ode=not args.no_ode,
         seed=args.seed,
         data_dir=args.data_dir,
+        dpi=args.dpi,
     )
 
 
@@ -144,6 +145,9 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
         "--no-ode", action="store_true", help="skip the ODE-shooting solutions of figure 4"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random pairs")
+    parser.add_argument(
+        "--dpi", type=int, default=110, help="resolution of the PNGs (default: %(default)s)"
+    )
     parser.add_argument(
         "--data-dir",
         default=None,

@@ -66,6 +66,8 @@ def test_report_command_end_to_end(tiny_checkpoint, tmp_path, capsys):
     doc = (out / "report.md").read_text()
     for name in FIGURES:
         assert f"]({name})" in doc
+    assert "## The seed's claims against the measurements" in doc
+    assert "the uncertainty term keeps geodesics" in doc
     numbers = json.loads((out / "numbers.json").read_text())
     sim = numbers["similarity"]
     assert -1 <= sim["spearman_pixel_vs_geodesic"] <= 1

@@ -25,6 +25,7 @@ __all__ = [
     "knn_accuracy",
     "class_mean_distances",
     "closest_class_pairs",
+    "class_pair_rank",
 ]
 
 
@@ -144,7 +145,8 @@ def path_statistics(
     -------
     dict of str to dict
         Per path kind: ``"length"``, ``"distance_to_data"`` (mean over the path) and,
-        with ``std_fn``, ``"sigma"`` (mean over the path), each a Tensor of shape (B,).
+        with ``std_fn``, ``"sigma"`` and ``"sigma_max"`` (the pixel-mean ``sigma``
+        averaged over the path, and its largest value on it), each a Tensor of shape (B,).
     """
     from ..geodesics._common import refined_length
 
@@ -159,7 +161,9 @@ def path_statistics(
         if std_fn is not None:
             with torch.no_grad():
                 sigma = std_fn(samples.reshape(-1, samples.shape[-1]))
-            stats["sigma"] = sigma.reshape(*samples.shape[:2], -1).mean(-1).mean(-1)
+            sigma = sigma.reshape(*samples.shape[:2], -1).mean(-1)  # pixel mean, (B, n)
+            stats["sigma"] = sigma.mean(-1)
+            stats["sigma_max"] = sigma.max(-1).values
         out[name] = stats
     return out
 
@@ -241,3 +245,11 @@ def closest_class_pairs(
     values = class_distances[iu[0], iu[1]]
     order = values.argsort()[:top]
     return [(f"{names[iu[0, o]]}–{names[iu[1, o]]}", float(values[o])) for o in order]
+
+
+def class_pair_rank(class_distances: Tensor, a: int, b: int) -> int:
+    """Rank (1 = closest) of the class pair ``a–b`` among all off-diagonal pairs."""
+    k = class_distances.shape[0]
+    iu = torch.triu_indices(k, k, offset=1)
+    values = class_distances[iu[0], iu[1]]
+    return int((values < class_distances[min(a, b), max(a, b)]).sum()) + 1
