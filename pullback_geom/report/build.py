@@ -122,7 +122,9 @@ class _Checkpoint:
     def __init__(self, checkpoint, options: ReportOptions) -> None:
         from ..vae import default_checkpoint, load, load_latents
 
+        self.name = f"`{checkpoint}`"
         if str(checkpoint) in ("bernoulli", "gaussian") and not Path(str(checkpoint)).exists():
+            self.name = f"the bundled {checkpoint} model (`pullback_geom/defaults/{checkpoint}`)"
             checkpoint = default_checkpoint(str(checkpoint))
         self.path = Path(checkpoint)
         self.model = load(self.path)
@@ -233,8 +235,8 @@ class _Builder:
         ck = self.ck
         s = Section("The latent space")
         s.text.append(
-            f"{len(ck.codes):,} test-set codes (encoder means) of the {ck.kind} VAE in "
-            f"`{ck.path}`, and images decoded from a regular grid over the central 99 % "
+            f"{len(ck.codes):,} test-set codes (encoder means) of the {ck.kind} VAE, "
+            f"{ck.name}, and images decoded from a regular grid over the central 99 % "
             "of the codes."
         )
         fig = viz.latent_scatter(ck.codes, ck.labels)
@@ -623,7 +625,7 @@ class _Builder:
                 )
             )
         s.text.append(
-            f"The Gaussian VAE in `{ck.path}`: G = J_μᵀJ_μ + J_σᵀJ_σ, with an RBF network "
+            f"The Gaussian VAE, {ck.name}: G = J_μᵀJ_μ + J_σᵀJ_σ, with an RBF network "
             "for σ that grows away from the data. The seed says the uncertainty term keeps "
             "geodesics where the decoder is certain. Pairs: of 256 random test pairs, the 16 "
             "whose straight line crosses the largest σ (gaps between clusters); the first 4 "
@@ -810,7 +812,7 @@ def build_report(
             **b.numbers,
         }
         intro = [
-            f"Checkpoint `{ck.path}` ({ck.kind} VAE, 2-D latent space); test images: "
+            f"Checkpoint: {ck.name} ({ck.kind} VAE, 2-D latent space); test images: "
             f"{ck.image_source}. Made by pullback_geom in {seconds:.0f} s "
             f"(solver: {options.solver}, {options.n_points} nodes per curve).",
             "Every number below is recomputed by `pullback-geom report`; `numbers.json` "
