@@ -92,6 +92,7 @@ class PullbackMetric:
         if jacobian not in ("auto", "forward", "chain"):
             raise ValueError(f"jacobian must be 'auto', 'forward' or 'chain'; got {jacobian!r}")
         chainable = isinstance(decoder, nn.Module) and supports_chain(decoder)
+        self._auto = jacobian == "auto"
         if jacobian == "auto":
             jacobian = "chain" if chainable else "forward"
         if jacobian == "chain" and not chainable:
@@ -228,15 +229,31 @@ class PullbackMetric:
         """``G``, ``G^{-1}`` and ``<II_ij, II_kl>`` at ``z`` (see :mod:`.curvature`)."""
         d = z.shape[1]
         if self.jacobian_method == "chain":
-            _, tangents, second = sequential_jet(self.decoder, z, detach=self._detach)
-            gram = C.jet_gram(tangents, second)
-            if self.ridge > 0:  # the ridge block adds ridge * I to G and nothing else
-                ridge = torch.zeros_like(gram[0])
-                ridge[:d, :d] = self.ridge * torch.eye(d, dtype=z.dtype, device=z.device)
-                gram = gram + ridge
+            gram = C.jet_gram(*sequential_jet(self.decoder, z, detach=self._detach)[1:])
+        elif self._auto and isinstance(self.decoder, _GaussianDecoder):
+            # The Gram matrix of stacked outputs is the sum of the parts' Gram matrices,
+            # so a chain-rule mean (the VAEs' nn.Sequential) and a forward-mode std mix.
+            gram = sum(C.jet_gram(*self._part_jet(part, z)) for part in self.decoder.children())
         else:
-            gram = C.jet_gram(*C.jet(self.embed, z))
+            return C.second_fundamental_inner(C.jet_gram(*C.jet(self.embed, z)), d)
+        if self.ridge > 0:  # the ridge block adds ridge * I to G and nothing else
+            ridge = torch.zeros_like(gram[0])
+            ridge[:d, :d] = self.ridge * torch.eye(d, dtype=z.dtype, device=z.device)
+            gram = gram + ridge
         return C.second_fundamental_inner(gram, d)
+
+    def _part_jet(self, part: nn.Module, z: Tensor) -> tuple[Tensor, Tensor]:
+        """First and second derivative rows of one output of a tuple decoder."""
+        if supports_chain(part):
+            return sequential_jet(part, z, detach=self._detach)[1:]
+
+        def flat(x: Tensor) -> Tensor:
+            if self._detach:
+                state = {k: v.detach() for k, v in part.state_dict(keep_vars=True).items()}
+                return functional_call(part, state, (x,)).reshape(x.shape[0], -1)
+            return part(x).reshape(x.shape[0], -1)
+
+        return C.jet(flat, z)
 
     def _curvature_streams(self) -> int:
         d = self._latent_dim
