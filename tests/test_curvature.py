@@ -289,3 +289,28 @@ def test_singular_metric_warns_and_regularises():
     with warnings.catch_warnings():
         warnings.simplefilter("error", SingularMetricWarning)
         PullbackMetric(dec, ridge=1e-3).scalar_curvature(z)  # a ridge: no warning
+
+
+class RBFLike(nn.Module):
+    """A std network that is not an ``nn.Sequential``: forward mode in the mixed path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.centres = nn.Parameter(torch.randn(4, 2, dtype=F64))
+
+    def forward(self, z: Tensor) -> Tensor:
+        sq = (z[:, None] - self.centres).square().sum(-1)
+        return 0.5 + torch.exp(-sq)
+
+
+def test_gaussian_mixed_chain_and_forward_mode():
+    """A Gaussian decoder with a Sequential mean and any std: the parts' Gram matrices add."""
+    mean, std = tanh_mlp(2, 5), RBFLike()
+    z = points(6, 2)
+    auto = PullbackMetric.gaussian(mean, std)
+    forward = PullbackMetric.gaussian(mean, std, jacobian="forward")
+    with torch.no_grad():
+        torch.testing.assert_close(auto.riemann_tensor(z), forward.riemann_tensor(z), **TOL)
+    k = auto.detached().gaussian_curvature(z)
+    assert k.grad_fn is None
+    torch.testing.assert_close(k, forward.gaussian_curvature(z).detach(), **TOL)
