@@ -1,9 +1,9 @@
 """Benchmark curvature on the seed's decoder (2 -> 512 ReLU -> 784 sigmoid), float32.
 
 Prints, for ``scalar_curvature`` at batch 2048, the ratio of its time to one plain forward
-pass (target <= 12; the floor is about 6-8: the primal, two tangents and three
-second-order tangents), for the chain-rule path (the default for ``nn.Sequential``) and
-generic forward mode, against:
+pass (target <= 12: the primal, two tangents and three second-order tangents, which start
+only at the last activation after the ReLU), for the chain-rule path (the default for
+``nn.Sequential``) and generic forward mode, against:
 
 * a straightforward nested-``jacfwd`` version (``vmap(jacfwd(jacfwd(f)))`` for the full
   Hessian, then the normal parts ``II = H - J G^{-1} J^T H`` formed in ``R^D``);
@@ -14,8 +14,9 @@ generic forward mode, against:
   themselves autodiff Hessians.
 
 Ratios to the forward pass are medians of per-repeat ratios, each repeat timing one
-forward pass right before the method (see ``bench_metric.py``). A float64 cross-check
-compares the methods' values.
+forward pass right before the method (see ``bench_metric.py``); likewise each geomstats
+run is paired with a run of ours. A float64 cross-check compares the methods' values, and
+geomstats' own ``PullbackMetric`` curvature is shown against ours and on the unit sphere.
 
 Usage::
 

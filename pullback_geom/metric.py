@@ -492,14 +492,12 @@ class PullbackMetric:
             geomstats' ``RiemannianMetric.riemann_tensor``.
         """
         z, single = self._points(z)
-        d = self._latent_dim
 
         def fn(x: Tensor) -> Tensor:
             _, inverse, sff = self._curvature_terms(x)
             return C.riemann_from_sff(sff, inverse)
 
         out = check_finite_output(self._map(fn, self._curvature_streams(), z), "Riemann tensor")
-        out = out.reshape(-1, d, d, d, d)
         return out[0] if single else out
 
     def ricci_tensor(self, z: Tensor) -> Tensor:
