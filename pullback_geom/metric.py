@@ -233,7 +233,8 @@ class PullbackMetric:
         elif self._auto and isinstance(self.decoder, _GaussianDecoder):
             # The Gram matrix of stacked outputs is the sum of the parts' Gram matrices,
             # so a chain-rule mean (the VAEs' nn.Sequential) and a forward-mode std mix.
-            gram = sum(C.jet_gram(*self._part_jet(part, z)) for part in self.decoder.children())
+            parts = (self.decoder.mean, self.decoder.std)
+            gram = sum(C.jet_gram(*self._part_jet(part, z)) for part in parts)
         else:
             return C.second_fundamental_inner(C.jet_gram(*C.jet(self.embed, z)), d)
         if self.ridge > 0:  # the ridge block adds ridge * I to G and nothing else
@@ -242,13 +243,13 @@ class PullbackMetric:
             gram = gram + ridge
         return C.second_fundamental_inner(gram, d)
 
-    def _part_jet(self, part: nn.Module, z: Tensor) -> tuple[Tensor, Tensor]:
+    def _part_jet(self, part: Decoder, z: Tensor) -> tuple[Tensor, Tensor]:
         """First and second derivative rows of one output of a tuple decoder."""
-        if supports_chain(part):
+        if isinstance(part, nn.Module) and supports_chain(part):
             return sequential_jet(part, z, detach=self._detach)[1:]
 
         def flat(x: Tensor) -> Tensor:
-            if self._detach:
+            if self._detach and isinstance(part, nn.Module):
                 state = {k: v.detach() for k, v in part.state_dict(keep_vars=True).items()}
                 return functional_call(part, state, (x,)).reshape(x.shape[0], -1)
             return part(x).reshape(x.shape[0], -1)

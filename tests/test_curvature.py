@@ -314,3 +314,7 @@ def test_gaussian_mixed_chain_and_forward_mode():
     k = auto.detached().gaussian_curvature(z)
     assert k.grad_fn is None
     torch.testing.assert_close(k, forward.gaussian_curvature(z).detach(), **TOL)
+    # plain callables as parts (not nn.Modules) take part too
+    plain = PullbackMetric.gaussian(mean, lambda x: std(x), latent_dim=2)
+    with torch.no_grad():
+        torch.testing.assert_close(plain.gaussian_curvature(z), k, **TOL)
