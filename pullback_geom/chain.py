@@ -16,6 +16,7 @@ from torch import Tensor, nn
 __all__ = [
     "sequential_value_and_jacobian",
     "sequential_second_derivatives",
+    "sequential_jet",
     "supports_chain",
 ]
 
@@ -202,3 +203,57 @@ def sequential_second_derivatives(
         second = torch.zeros(shape, dtype=x.dtype, device=x.device)
     second = second if v is not None else second.permute(0, 3, 1, 2)
     return x.reshape(b, -1), tangent.mT, second
+
+
+def sequential_jet(
+    decoder: nn.Sequential, z: Tensor, *, detach: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Output, first and symmetric second derivatives of an ``nn.Sequential`` decoder as rows.
+
+    What curvature needs (:mod:`pullback_geom.curvature`): the second derivatives
+    ``d_i d_j f`` only for ``i <= j`` (``d (d + 1) / 2`` streams instead of ``d^2``), in the
+    row layout ``(B, streams, D)`` that one batched Gram matrix consumes without a copy.
+
+    Parameters
+    ----------
+    decoder : nn.Sequential
+        See :func:`supports_chain`.
+    z : Tensor, shape (B, d)
+    detach : bool, default False
+
+    Returns
+    -------
+    value : Tensor, shape (B, D)
+    tangents : Tensor, shape (B, d, D)
+        ``tangents[b, i] = d_i f``.
+    second : Tensor, shape (B, d (d + 1) / 2, D)
+        ``second[b, p] = d_i d_j f`` for the ``p``-th pair of ``torch.triu_indices(d, d)``.
+    """
+    _check_chain(decoder)
+    b, d = z.shape
+    iu, ju = torch.triu_indices(d, d, device=z.device)
+    x = z
+    tangent = torch.eye(d, dtype=z.dtype, device=z.device).expand(b, d, d)
+    second = None  # stays None through the leading piecewise-linear layers
+    for layer in decoder:
+        if isinstance(layer, nn.Linear):
+            weight, bias = _weights(layer, detach)
+            x = nn.functional.linear(x, weight, bias)
+            tangent = tangent @ weight.mT
+            second = None if second is None else second @ weight.mT
+        elif isinstance(layer, _ACTIVATIONS):
+            pre, x = x, layer(x)
+            d1 = _activation_derivative(layer, pre, x).unsqueeze(-2)
+            d2 = _activation_second_derivative(layer, pre, x)
+            if second is not None:
+                second = d1 * second
+            if d2 is not None:
+                extra = d2.unsqueeze(-2) * tangent[:, iu] * tangent[:, ju]
+                second = extra if second is None else second + extra
+            tangent = d1 * tangent
+        else:
+            x = layer(x).reshape(b, -1)
+    value = x.reshape(b, -1)
+    if second is None:  # a piecewise-linear decoder: all second derivatives vanish
+        second = value.new_zeros((b, iu.numel(), value.shape[1]))
+    return value, tangent, second

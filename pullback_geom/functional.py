@@ -35,6 +35,7 @@ __all__ = [
     "christoffels_from_derivatives",
     "acceleration_from_derivatives",
     "spd_solve",
+    "spd_cholesky",
     "SingularMetricWarning",
 ]
 
@@ -152,6 +153,25 @@ def spd_solve(mat: Tensor, rhs: Tensor, *, what: str = "metric tensor") -> Tenso
     -------
     Tensor, shape (B, d, k)
     """
+    return torch.cholesky_solve(rhs, spd_cholesky(mat, what=what, stacklevel=4))
+
+
+def spd_cholesky(mat: Tensor, *, what: str = "metric tensor", stacklevel: int = 3) -> Tensor:
+    """Lower Cholesky factor of ``mat``, regularised where singular as :func:`spd_solve` does.
+
+    Parameters
+    ----------
+    mat : Tensor, shape (B, d, d)
+    what : str
+        Names ``mat`` in the warning and in errors.
+    stacklevel : int
+        Of the :class:`SingularMetricWarning`.
+
+    Returns
+    -------
+    Tensor, shape (B, d, d)
+        ``L`` with ``L L^T = mat`` (plus the ridge at singular points).
+    """
     chol, info = torch.linalg.cholesky_ex(mat)
     bad = info != 0
     if bool(bad.any()):
@@ -172,9 +192,9 @@ def spd_solve(mat: Tensor, rhs: Tensor, *, what: str = "metric tensor") -> Tenso
             "a small ridge was added there. Pass ridge=... to PullbackMetric to "
             "regularise the metric consistently.",
             SingularMetricWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
-    return torch.cholesky_solve(rhs, chol)
+    return chol
 
 
 def christoffel_symbols(f: FlatMap, z: Tensor) -> Tensor:

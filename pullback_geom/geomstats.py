@@ -546,6 +546,82 @@ class PullbackRiemannianMetric(RiemannianMetric):
         """``v^T G(z) v``, shape (...,); see :meth:`inner_product`."""
         return self.inner_product(vector, vector, base_point)
 
+    # Curvature: closed forms from the core (Gauss equation), not geomstats' autodiff of
+    # the Christoffel symbols; geomstats' curvature(), covariant_riemann_tensor() and
+    # directional_curvature() build on riemann_tensor() and so use it too.
+    def riemann_tensor(self, base_point=None) -> Tensor:
+        """Riemann tensor by the Gauss equation, geomstats' layout.
+
+        Parameters
+        ----------
+        base_point : array-like, shape (..., d)
+
+        Returns
+        -------
+        Tensor, shape (..., d, d, d, d)
+            ``out[..., i, j, k, l] = R^l_{ijk} = dx^l(R(e_j, e_k) e_i)``.
+        """
+        z = self._base(base_point, "riemann_tensor")
+        with _grad_only_if_needed(*z.flat):
+            out = self.pullback.riemann_tensor(z.flat[0])
+        d = self._space.dim
+        return z.out(out, (d, d, d, d))
+
+    def ricci_tensor(self, base_point=None) -> Tensor:
+        """Ricci tensor ``Ric_ik = R^j_{ijk}``.
+
+        Parameters
+        ----------
+        base_point : array-like, shape (..., d)
+
+        Returns
+        -------
+        Tensor, shape (..., d, d)
+        """
+        z = self._base(base_point, "ricci_tensor")
+        with _grad_only_if_needed(*z.flat):
+            out = self.pullback.ricci_tensor(z.flat[0])
+        d = self._space.dim
+        return z.out(out, (d, d))
+
+    def scalar_curvature(self, base_point=None) -> Tensor:
+        """Scalar curvature ``S = G^{ij} Ric_ij``.
+
+        Parameters
+        ----------
+        base_point : array-like, shape (..., d)
+
+        Returns
+        -------
+        Tensor, shape (...,)
+        """
+        z = self._base(base_point, "scalar_curvature")
+        with _grad_only_if_needed(*z.flat):
+            out = self.pullback.scalar_curvature(z.flat[0])
+        return z.out(out, ())
+
+    def sectional_curvature(self, tangent_vec_a, tangent_vec_b, base_point=None) -> Tensor:
+        """Sectional curvature ``<R(a, b) b, a> / (|a|^2 |b|^2 - <a, b>^2)``.
+
+        Unlike geomstats' default (0 for a degenerate plane), zero or parallel tangent
+        vectors raise a ValueError.
+
+        Parameters
+        ----------
+        tangent_vec_a, tangent_vec_b, base_point : array-like, shape (..., d)
+            Broadcast against each other.
+
+        Returns
+        -------
+        Tensor, shape (...,)
+        """
+        if base_point is None:
+            raise ValueError("the pullback metric depends on the point: pass base_point")
+        batch = _Batch(self, base_point, tangent_vec_a, tangent_vec_b)
+        with _grad_only_if_needed(*batch.flat):
+            out = self.pullback.sectional_curvature(*batch.flat)
+        return batch.out(out, ())
+
 
 def latent_space(
     metric: PullbackMetric,

@@ -11,9 +11,15 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
+from . import curvature as C
 from . import functional as F
 from ._checks import batch_curves, batch_points, check_finite_output, same_shape
-from .chain import sequential_second_derivatives, sequential_value_and_jacobian, supports_chain
+from .chain import (
+    sequential_jet,
+    sequential_second_derivatives,
+    sequential_value_and_jacobian,
+    supports_chain,
+)
 
 __all__ = ["PullbackMetric"]
 
@@ -86,6 +92,7 @@ class PullbackMetric:
         if jacobian not in ("auto", "forward", "chain"):
             raise ValueError(f"jacobian must be 'auto', 'forward' or 'chain'; got {jacobian!r}")
         chainable = isinstance(decoder, nn.Module) and supports_chain(decoder)
+        self._auto = jacobian == "auto"
         if jacobian == "auto":
             jacobian = "chain" if chainable else "forward"
         if jacobian == "chain" and not chainable:
@@ -217,6 +224,41 @@ class PullbackMetric:
         jac = torch.cat([jac, eye.expand(b, d, d)], dim=1)
         zeros = second.new_zeros((b, d, *second.shape[2:]))
         return jac, torch.cat([second, zeros], dim=1)
+
+    def _curvature_terms(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``G``, ``G^{-1}`` and ``<II_ij, II_kl>`` at ``z`` (see :mod:`.curvature`)."""
+        d = z.shape[1]
+        if self.jacobian_method == "chain":
+            gram = C.jet_gram(*sequential_jet(self.decoder, z, detach=self._detach)[1:])
+        elif self._auto and isinstance(self.decoder, _GaussianDecoder):
+            # The Gram matrix of stacked outputs is the sum of the parts' Gram matrices,
+            # so a chain-rule mean (the VAEs' nn.Sequential) and a forward-mode std mix.
+            parts = (self.decoder.mean, self.decoder.std)
+            gram = sum(C.jet_gram(*self._part_jet(part, z)) for part in parts)
+        else:
+            return C.second_fundamental_inner(C.jet_gram(*C.jet(self.embed, z)), d)
+        if self.ridge > 0:  # the ridge block adds ridge * I to G and nothing else
+            ridge = torch.zeros_like(gram[0])
+            ridge[:d, :d] = self.ridge * torch.eye(d, dtype=z.dtype, device=z.device)
+            gram = gram + ridge
+        return C.second_fundamental_inner(gram, d)
+
+    def _part_jet(self, part: Decoder, z: Tensor) -> tuple[Tensor, Tensor]:
+        """First and second derivative rows of one output of a tuple decoder."""
+        if isinstance(part, nn.Module) and supports_chain(part):
+            return sequential_jet(part, z, detach=self._detach)[1:]
+
+        def flat(x: Tensor) -> Tensor:
+            if self._detach and isinstance(part, nn.Module):
+                state = {k: v.detach() for k, v in part.state_dict(keep_vars=True).items()}
+                return functional_call(part, state, (x,)).reshape(x.shape[0], -1)
+            return part(x).reshape(x.shape[0], -1)
+
+        return C.jet(flat, z)
+
+    def _curvature_streams(self) -> int:
+        d = self._latent_dim
+        return 1 + d + d * (d + 1) // 2
 
     # ------------------------------------------------------------------ plumbing
     def _points(self, z, name: str = "z") -> tuple[Tensor, bool]:
@@ -430,6 +472,144 @@ class PullbackMetric:
         acc = self._map(self._acceleration, self._latent_dim + 5, z, v)
         acc = check_finite_output(acc, "geodesic acceleration")
         return acc[0] if single else acc
+
+    # ------------------------------------------------------------------ curvature
+    def riemann_tensor(self, z: Tensor) -> Tensor:
+        """Riemann curvature tensor by the Gauss equation (geomstats' index convention).
+
+        From the second fundamental form of the decoded surface (see
+        :mod:`pullback_geom.curvature`): first and second derivatives of the decoder
+        only, no derivative of ``G`` or of the Christoffel symbols.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d) or (d,)
+
+        Returns
+        -------
+        Tensor, shape (B, d, d, d, d) or (d, d, d, d)
+            ``out[..., i, j, k, l] = R^l_{ijk} = dx^l(R(e_j, e_k) e_i)`` with
+            ``R(X, Y) Z = nabla_X nabla_Y Z - nabla_Y nabla_X Z - nabla_[X,Y] Z``, as
+            geomstats' ``RiemannianMetric.riemann_tensor``.
+        """
+        z, single = self._points(z)
+
+        def fn(x: Tensor) -> Tensor:
+            _, inverse, sff = self._curvature_terms(x)
+            return C.riemann_from_sff(sff, inverse)
+
+        out = check_finite_output(self._map(fn, self._curvature_streams(), z), "Riemann tensor")
+        return out[0] if single else out
+
+    def ricci_tensor(self, z: Tensor) -> Tensor:
+        """Ricci tensor ``Ric_ik = R^j_{ijk}`` (geomstats' convention; ``(d - 1) G`` on a
+        unit sphere).
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d) or (d,)
+
+        Returns
+        -------
+        Tensor, shape (B, d, d) or (d, d)
+        """
+        z, single = self._points(z)
+
+        def fn(x: Tensor) -> Tensor:
+            _, inverse, sff = self._curvature_terms(x)
+            return C.ricci_from_sff(sff, inverse)
+
+        out = check_finite_output(self._map(fn, self._curvature_streams(), z), "Ricci tensor")
+        return out[0] if single else out
+
+    def scalar_curvature(self, z: Tensor) -> Tensor:
+        """Scalar curvature ``S = G^{ik} Ric_ik`` (``d (d - 1)`` on a unit sphere).
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d) or (d,)
+
+        Returns
+        -------
+        Tensor, shape (B,) or ()
+        """
+        z, single = self._points(z)
+
+        def fn(x: Tensor) -> Tensor:
+            _, inverse, sff = self._curvature_terms(x)
+            return C.scalar_from_sff(sff, inverse)
+
+        out = check_finite_output(self._map(fn, self._curvature_streams(), z), "scalar curvature")
+        return out[0] if single else out
+
+    def gaussian_curvature(self, z: Tensor) -> Tensor:
+        """Gaussian curvature ``K = S / 2`` of a 2-D latent space.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, 2) or (2,)
+
+        Returns
+        -------
+        Tensor, shape (B,) or ()
+
+        Raises
+        ------
+        ValueError
+            If the latent dimension is not 2 (use :meth:`sectional_curvature` or
+            :meth:`scalar_curvature`).
+        """
+        z, single = self._points(z)
+        if self._latent_dim != 2:
+            raise ValueError(
+                f"Gaussian curvature is defined for a 2-D latent space; this one has d = "
+                f"{self._latent_dim}. Use sectional_curvature(z, u, v) or scalar_curvature(z)"
+            )
+
+        def fn(x: Tensor) -> Tensor:
+            metric, _, sff = self._curvature_terms(x)
+            return C.gaussian_from_sff(sff, metric)
+
+        out = self._map(fn, self._curvature_streams(), z)
+        out = check_finite_output(out, "Gaussian curvature")
+        return out[0] if single else out
+
+    def sectional_curvature(self, z: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        """Sectional curvature of the plane spanned by ``u`` and ``v`` at ``z``.
+
+        ``K(u, v) = <R(u, v) v, u> / (|u|^2 |v|^2 - <u, v>^2)`` in ``G``; 1 for every
+        plane of a unit sphere. ``u`` and ``v`` may have one row for all points.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d) or (d,)
+        u, v : Tensor, shape (B, d), (1, d) or (d,)
+
+        Returns
+        -------
+        Tensor, shape (B,) or ()
+
+        Raises
+        ------
+        ValueError
+            Where ``u`` and ``v`` are zero or parallel (they span no plane).
+        """
+        z, single = self._points(z)
+        u, _ = self._points(u, "u")
+        v, _ = self._points(v, "v")
+        for name, x in (("u", u), ("v", v)):
+            if x.shape[0] not in (1, z.shape[0]):
+                same_shape(x, z, f"{name} and z")
+        u, v = u.expand_as(z).contiguous(), v.expand_as(z).contiguous()
+        C.check_plane(u, v)
+
+        def fn(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+            metric, _, sff = self._curvature_terms(x)
+            return C.sectional_from_sff(sff, metric, a, b)
+
+        out = self._map(fn, self._curvature_streams(), z, u, v)
+        out = check_finite_output(out, "sectional curvature")
+        return out[0] if single else out
 
     def decode_curve(self, curve: Tensor) -> Tensor:
         """The flattened decoded points of curves.

@@ -21,6 +21,7 @@ included). Save with ``fig.savefig(path)``. See ``docs/gallery.md``.
 """
 
 from ._common import Extent, draw_volume
+from .curvature import curvature_map as curvature_map  # figure 9: Gaussian curvature
 from .distances import distance_matrices
 from .latent import (
     decoded_grid,
