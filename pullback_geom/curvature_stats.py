@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from .geodesics import GeodesicConvergenceWarning, connecting_geodesic
+from .geodesics._common import resample_curves
 from .metric import PullbackMetric
 from .viz._common import check_metric, extent_around, latent_grid, like, to_numpy
 from .viz.curvature import curvature_grid
@@ -162,19 +162,6 @@ def _log_densities(codes: np.ndarray, labels: np.ndarray, pts: np.ndarray):
     return log_p.numpy(), purity.numpy()
 
 
-def _resample(curves: Tensor, n: int) -> Tensor:
-    """Polylines ``(B, N, d)`` resampled at ``n`` equal steps of latent arc length."""
-    seg = curves.diff(dim=1).norm(dim=-1)  # (B, N - 1)
-    s = torch.cat([seg.new_zeros(seg.shape[0], 1), seg.cumsum(1)], 1)
-    s = s / s[:, -1:].clamp_min(torch.finfo(s.dtype).tiny)
-    t = torch.linspace(0, 1, n, dtype=s.dtype, device=s.device).expand(s.shape[0], n)
-    idx = torch.searchsorted(s.contiguous(), t.contiguous()).clamp(1, s.shape[1] - 1)
-    s0, s1 = s.gather(1, idx - 1), s.gather(1, idx)
-    w = ((t - s0) / (s1 - s0).clamp_min(torch.finfo(s.dtype).tiny)).unsqueeze(-1)
-    take = lambda i: curves.gather(1, i.unsqueeze(-1).expand(-1, -1, curves.shape[-1]))  # noqa: E731
-    return take(idx - 1) + w * (take(idx) - take(idx - 1))
-
-
 def curvature_statistics(
     metric: PullbackMetric,
     codes,
@@ -261,7 +248,7 @@ def curvature_statistics(
         geo = connecting_geodesic(m, p, q, n_points=n_points)
     t = torch.linspace(0, 1, samples, dtype=dtype, device=device)[None, :, None]
     lines = p[:, None] + t * (q - p)[:, None]
-    curves = torch.cat([_resample(geo.points.detach(), samples), lines])
+    curves = torch.cat([resample_curves(geo.points.detach(), samples), lines])
     with torch.no_grad():
         k_path = m.gaussian_curvature(curves.reshape(-1, 2)).reshape(2, len(p), samples)
         line_length = m.curve_length(lines)

@@ -23,6 +23,7 @@ FIGURES = {
     "class_distances.png",
     "density_connection.png",
     "uncertainty.png",
+    "curvature.png",
 }
 SMALL = ["--pairs", "6", "--similarity-pairs", "24", "--per-class", "4", "--nodes", "12"]
 

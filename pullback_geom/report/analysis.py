@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..geodesics._common import resample_curves
 from ..metric import PullbackMetric
 
 __all__ = [
@@ -74,30 +75,6 @@ def straight_lines(p: Tensor, q: Tensor, n_points: int) -> Tensor:
     """Straight latent segments from ``p`` to ``q``, shape (B, n_points, d)."""
     t = torch.linspace(0, 1, n_points, dtype=p.dtype, device=p.device)[None, :, None]
     return p[:, None] + t * (q - p)[:, None]
-
-
-def resample_curves(curves: Tensor, n_points: int) -> Tensor:
-    """Curves resampled at ``n_points`` nodes evenly spaced in latent arc length.
-
-    Parameters
-    ----------
-    curves : Tensor, shape (B, N, d)
-    n_points : int
-
-    Returns
-    -------
-    Tensor, shape (B, n_points, d)
-    """
-    seg = (curves[:, 1:] - curves[:, :-1]).norm(dim=-1)
-    s = torch.cat([torch.zeros_like(seg[:, :1]), seg.cumsum(1)], dim=1)
-    total = s[:, -1:].clamp_min(torch.finfo(s.dtype).tiny)
-    s = s / total
-    target = torch.linspace(0, 1, n_points, dtype=s.dtype, device=s.device).expand(len(s), -1)
-    k = torch.searchsorted(s.contiguous(), target.contiguous(), right=True).clamp(1, s.shape[1] - 1)
-    s0, s1 = s.gather(1, k - 1), s.gather(1, k)
-    w = ((target - s0) / (s1 - s0).clamp_min(torch.finfo(s.dtype).tiny)).clamp(0, 1)[..., None]
-    idx = k[..., None].expand(-1, -1, curves.shape[-1])
-    return (1 - w) * curves.gather(1, idx - 1) + w * curves.gather(1, idx)
 
 
 def distance_to_codes(points: Tensor, codes: Tensor, chunk: int = 4096) -> Tensor:

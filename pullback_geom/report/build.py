@@ -537,6 +537,69 @@ class _Builder:
         self.done()
         return s
 
+    def curvature(self) -> Section:
+        from ..curvature_stats import curvature_statistics
+        from ..viz import curvature_map
+
+        self.step("curvature")
+        ck, opt = self.ck, self.opt
+        s = Section("Curvature")
+        fig = curvature_map(
+            ck.metric,
+            self.extent,
+            ck.codes[:3000],
+            ck.labels[:3000],
+            resolution=max(60, opt.resolution // 2),
+        )
+        s.figures.append((self.figure(fig, "curvature.png"), "9. Gaussian curvature"))
+        stats = curvature_statistics(
+            ck.metric,
+            ck.codes[:3000],
+            ck.labels[:3000],
+            resolution=max(40, opt.resolution // 2),
+            n_pairs=min(32, opt.n_pairs),
+            n_points=opt.n_points,
+            seed=opt.seed,
+        )
+        numbers = {
+            name: {
+                "n": r.n,
+                "mean_abs": r.mean_abs,
+                "mean": r.mean,
+                "positive": r.positive,
+                "negative": r.negative,
+            }
+            for name, r in stats.regions.items()
+        }
+        for name, r in stats.regions.items():
+            s.rows.append(
+                (
+                    f"{name}: mean |K|, share K < 0 ({r.n} points)",
+                    f"{r.mean_abs:.2e}, {100 * r.negative:.0f} %",
+                )
+            )
+        if stats.paths is not None:
+            ratio = torch.as_tensor(stats.paths.ratio, dtype=torch.float64)
+            numbers["geodesic_over_line_mean_abs_K"] = _quartiles(ratio)
+            numbers["geodesic_lower_fraction"] = float((ratio < 1).double().mean())
+            s.rows.append(
+                (
+                    "mean |K| along geodesics / along straight lines (median over pairs)",
+                    f"{float(ratio.median()):.2f}; geodesic lower on "
+                    f"{100 * numbers['geodesic_lower_fraction']:.0f} % of {len(ratio)} pairs",
+                )
+            )
+        s.text.append(
+            "Gaussian curvature K of the pullback metric by the Gauss equation (red: "
+            "positive, blue: negative). Regions of the latent grid by the density of the "
+            "codes and the purity of their classes: inside one class's cluster, dense but "
+            "mixed, the sparse gaps between clusters, and outside the data "
+            "(`pullback_geom.curvature_stats`; docs/curvature.md)."
+        )
+        self.numbers["curvature"] = numbers
+        self.done()
+        return s
+
     def density(self) -> Section:
         from .. import viz
 
@@ -719,6 +782,16 @@ def _claims(n: dict) -> Section:
                 _verdict(full < mean_only, _close(full, mean_only)),
             )
         )
+    if "curvature" in n and "gaps" in n["curvature"] and "clusters" in n["curvature"]:
+        c = n["curvature"]
+        gaps, clusters = c["gaps"]["mean_abs"], c["clusters"]["mean_abs"]
+        rows.append(
+            (
+                "beyond the seed (Latent Space Oddity): the manifold curves between clusters",
+                f"mean |K| in the gaps {gaps:.2e} vs inside clusters {clusters:.2e}",
+                _verdict(gaps > clusters),
+            )
+        )
     s.text.append(
         "| claim of the seed | measured | verdict |\n|---|---|---|\n"
         + "\n".join(f"| {c} | {m} | {v} |" for c, m, v in rows)
@@ -782,7 +855,7 @@ def build_report(
             raise ValueError(
                 f"uncertainty_checkpoint must be a Gaussian model; {extra.path} is {extra.kind}"
             )
-    steps = 6 + (extra is not None)
+    steps = 7 + (extra is not None)
     with (
         staged_folder(out) as folder,
         tqdm(total=steps, desc="report", unit="step", disable=not progress, file=sys.stderr) as bar,
@@ -795,7 +868,7 @@ def build_report(
         sections.append(b.similarity())
         if extra is not None:
             sections.append(b.uncertainty(extra))
-        sections.append(b.density())
+        sections += [b.density(), b.curvature()]
         seconds = time.perf_counter() - t0
         notes = Counter(
             f"{w.category.__name__}: {w.message}"
