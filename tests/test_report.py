@@ -192,3 +192,13 @@ def test_class_representatives_are_near_the_class_median():
     labels = torch.tensor([0, 0, 0, 1, 1])
     reps = A.class_representatives(codes, labels)
     assert reps[0] == 1 and reps[1] in (3, 4)
+
+
+def test_markdown_tables_escape_bars_in_cells():
+    from pullback_geom.report.document import table
+
+    text = table(("quantity", "value"), [("mean |K| in the gaps", "2e-2")])
+    row = text.splitlines()[2]
+    # Three unescaped bars: the cell borders; the |K| bars are escaped.
+    assert row.replace("\\|", "").count("|") == 3
+    assert "\\|K\\|" in row

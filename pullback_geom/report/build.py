@@ -19,7 +19,14 @@ from torch import Tensor
 from .. import PullbackMetric, SingularMetricWarning
 from ..datasets import load_test_images, to_unit_float
 from . import analysis as A
-from .document import Section, render_markdown, save_figure, staged_folder, write_json
+from .document import (
+    Section,
+    render_markdown,
+    save_figure,
+    staged_folder,
+    table,
+    write_json,
+)
 
 __all__ = ["ReportOptions", "Report", "build_report"]
 
@@ -122,9 +129,10 @@ class _Checkpoint:
     def __init__(self, checkpoint, options: ReportOptions) -> None:
         from ..vae import default_checkpoint, load, load_latents
 
-        self.name = f"`{checkpoint}`"
+        self.name, self.label = f"`{checkpoint}`", str(checkpoint)
         if str(checkpoint) in ("bernoulli", "gaussian") and not Path(str(checkpoint)).exists():
             self.name = f"the bundled {checkpoint} model (`pullback_geom/defaults/{checkpoint}`)"
+            self.label = f"pullback_geom/defaults/{checkpoint}"
             checkpoint = default_checkpoint(str(checkpoint))
         self.path = Path(checkpoint)
         self.model = load(self.path)
@@ -792,10 +800,7 @@ def _claims(n: dict) -> Section:
                 _verdict(gaps > clusters),
             )
         )
-    s.text.append(
-        "| claim of the seed | measured | verdict |\n|---|---|---|\n"
-        + "\n".join(f"| {c} | {m} | {v} |" for c, m, v in rows)
-    )
+    s.text.append(table(("claim of the seed", "measured", "verdict"), rows))
     return s
 
 
@@ -877,7 +882,7 @@ def build_report(
         )
         singular = sum(issubclass(w.category, SingularMetricWarning) for w in caught)
         numbers = {
-            "checkpoint": str(ck.path),
+            "checkpoint": ck.label,
             "model": ck.kind,
             "images": ck.image_source,
             "options": {k: str(v) if k == "data_dir" else v for k, v in vars(options).items()},

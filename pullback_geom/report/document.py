@@ -39,6 +39,18 @@ class Section:
     rows: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a bare ``|`` (as in ``|K|``) would split it."""
+    return str(text).replace("|", "\\|")
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def render_markdown(title: str, intro: list[str], sections: list[Section]) -> str:
     """The report document: a title, an introduction, then each section in order."""
     lines = [f"# {title}", ""]
@@ -50,7 +62,7 @@ def render_markdown(title: str, intro: list[str], sections: list[Section]) -> st
             lines += [paragraph, ""]
         if s.rows:
             lines += ["| quantity | value |", "|---|---|"]
-            lines += [f"| {k} | {v} |" for k, v in s.rows]
+            lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in s.rows]
             lines.append("")
         for name, caption in s.figures:
             lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
