@@ -72,7 +72,7 @@ def _report_options(args: argparse.Namespace):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    out = Path(args.out or ("outputs/surfaces" if args.surfaces else "outputs/demo"))
     if args.surfaces:
         from .report.surfaces_demo import run_surface_demo
 
@@ -305,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         "bundled 2-D MNIST VAEs (Bernoulli; Gaussian for the uncertainty term): PNGs, "
         "report.md and numbers.json in --out. About 1-3 minutes on 2 CPU cores.",
     )
-    demo.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
+    demo.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: outputs/demo; with --surfaces, outputs/surfaces)",
+    )
     demo.add_argument(
         "--surfaces",
         action="store_true",
