@@ -3,7 +3,8 @@
 Two families, one module each:
 
 * :mod:`~pullback_geom.geodesics.ode`: the geodesic ODE ``c'' = -Gamma(c', c')``
-  integrated by RK4 (:func:`exp_map`), and boundary values by Newton shooting on the
+  integrated by RK4 or adaptive Dormand–Prince 5(4)
+  (:func:`exp_map`), and boundary values by Newton shooting on the
   initial velocity (:func:`log_map`);
 * :mod:`~pullback_geom.geodesics.energy`: minimisation of the discrete curve energy
   measured in observation space (:func:`connecting_geodesic`, :func:`geodesic_distance`),
@@ -16,7 +17,7 @@ Two families, one module each:
 from ._common import GeodesicConvergenceWarning, GeodesicResult
 from .energy import connecting_geodesic, geodesic_distance
 from .graph import LatentGraph, graph_geodesics, latent_graph
-from .ode import exp_map, log_map
+from .ode import IVPInfo, exp_map, log_map
 from .pairwise import PairwiseInfo, block_slices, distance_block, pairwise_distances
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "GeodesicConvergenceWarning",
     "connecting_geodesic",
     "exp_map",
+    "IVPInfo",
     "log_map",
     "geodesic_distance",
     "pairwise_distances",
