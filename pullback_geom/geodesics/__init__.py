@@ -11,10 +11,13 @@ Two families, one module each:
   by Levenberg–Marquardt (default), :mod:`~pullback_geom.geodesics.georce` or L-BFGS;
 * :mod:`~pullback_geom.geodesics.pairwise`: distance matrices in deterministic blocks
   (:func:`pairwise_distances`, :func:`distance_block`), optionally initialised by shortest
-  paths on a latent grid graph (:mod:`~pullback_geom.geodesics.graph`).
+  paths on a latent grid graph (:mod:`~pullback_geom.geodesics.graph`);
+* :mod:`~pullback_geom.geodesics.compare`: every method (ours, geomstats', stochman's) on
+  the same pairs, with the same diagnostics (:func:`compare_geodesics`).
 """
 
 from ._common import GeodesicConvergenceWarning, GeodesicResult
+from .compare import COMPARE_METHODS, GeodesicComparison, MethodRow, compare_geodesics
 from .energy import connecting_geodesic, geodesic_distance
 from .graph import LatentGraph, graph_geodesics, latent_graph
 from .ode import IVPInfo, exp_map, log_map
@@ -32,6 +35,10 @@ __all__ = [
     "distance_block",
     "block_slices",
     "PairwiseInfo",
+    "compare_geodesics",
+    "GeodesicComparison",
+    "MethodRow",
+    "COMPARE_METHODS",
     "LatentGraph",
     "latent_graph",
     "graph_geodesics",
