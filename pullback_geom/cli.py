@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
     demo.set_defaults(func=_demo)
     _add_train_parser(sub)
+    __import__("pullback_geom.geodesics.compare", fromlist=["_"]).add_compare_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv[1:]

@@ -25,7 +25,10 @@ def sphere_comparison(sphere):
     methods = ["lm", "ode", "geomstats_logode", "stochman"]
     # Shooting to 1e-7 rather than log_map's 1e-9: as informative here, and faster.
     options = {"ode": {"tol": 1e-7}}
-    return compare_geodesics(sphere, p, q, methods=methods, n_eval=33, method_options=options)
+    return compare_geodesics(
+        sphere, p, q, methods=methods, n_eval=33, method_options=options,
+        exact=sphere_distance(p, q),
+    )  # fmt: skip
 
 
 def test_every_method_finds_the_great_circle(sphere_comparison):
@@ -57,7 +60,8 @@ def test_markdown_table_lists_every_method(sphere_comparison):
     text = sphere_comparison.to_markdown()
     for name in sphere_comparison.rows:
         assert f"| {name} |" in text
-    assert "| pair | |p - q| | lm | ode | geomstats_logode | stochman |" in text
+    assert "| pair | |p - q| | exact | lm | ode | geomstats_logode | stochman |" in text
+    assert "median rel. error vs exact" in text
 
 
 def test_residual_detects_a_curve_that_is_not_a_geodesic():
@@ -122,3 +126,25 @@ def test_bad_points(sphere):
         compare_geodesics(sphere, p, torch.full((2, 2), float("nan"), dtype=F64), methods=["lm"])
     with pytest.raises(ValueError, match="p and q"):
         compare_geodesics(sphere, p, torch.zeros(3, 2, dtype=F64), methods=["lm"])
+
+
+def test_cli_writes_table_and_figure(tmp_path, capsys):
+    from pullback_geom.cli import main
+
+    out = tmp_path / "cmp"
+    code = main(["compare", "--surface", "sphere", "--pairs", "2", "--methods", "lm,georce",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| lm | 2/2 |" in printed and "median rel. error vs exact" in printed
+    assert (out / "compare.md").read_text().startswith("# Geodesic methods compared")
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    from pullback_geom.cli import main
+
+    assert main(["compare", "--checkpoint", str(tmp_path / "nowhere")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    assert main(["compare", "--methods", "lm,bogus", "--out", str(tmp_path)]) == 2
+    assert "unknown methods ['bogus']" in capsys.readouterr().err

@@ -119,6 +119,10 @@ class GeodesicComparison:
         The method the others' lengths are compared with.
     agree_rtol : float
         Relative length difference counted as agreement.
+    skipped : dict of str to str
+        Default methods left out, with the reason.
+    exact : Tensor, shape (B,), optional
+        Closed-form distances, when known (e.g. great circles on the sphere).
     """
 
     p: Tensor
@@ -128,6 +132,7 @@ class GeodesicComparison:
     reference: str
     agree_rtol: float = 1e-3
     skipped: dict[str, str] = field(default_factory=dict)
+    exact: Tensor | None = None
 
     def relative_length_difference(self, method: str) -> Tensor:
         """``(L_method - L_reference) / L_reference`` per pair, shape (B,)."""
@@ -183,14 +188,16 @@ class GeodesicComparison:
     def to_markdown(self) -> str:
         """The summary table (one row per method) and the per-pair length table."""
         b = len(self.p)
+        exact = self.exact is not None
         lines = [
             f"{b} pairs; lengths compared with `{self.reference}` (agreement: relative "
             f"length difference <= {self.agree_rtol:g} where both converged).",
             "",
             "| method | converged | agrees (of both converged) | median length | "
             "median rel. length diff. | max residual (median over pairs) | "
-            "max end-point error | median round-trip error | s/pair |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "max end-point error | median round-trip error | s/pair |"
+            + (" median rel. error vs exact |" if exact else ""),
+            "|---" * (9 + exact) + "|",
         ]
         for name, row in self.rows.items():
             if row.error is not None:
@@ -204,7 +211,9 @@ class GeodesicComparison:
                 f"{_num(row.length.nanmedian())} | {_num(rel.nanmedian())} | "
                 f"{_num(row.residual.nanmedian())} | {_num(_nanmax(row.endpoint_error))} | "
                 f"{_num(row.roundtrip_error.nanmedian())} | {row.seconds / b:.3g} |"
-            )
+                + (f" {_num(((row.length - self.exact) / self.exact).abs().nanmedian())} |"
+                   if exact else "")
+            )  # fmt: skip
         for name, why in self.skipped.items():
             lines.append(f"| {name} | skipped: {_cell(why)} | | | | | | | |")
         names = list(self.rows)
@@ -213,8 +222,11 @@ class GeodesicComparison:
             "Per pair: length (✗ = not converged, ↯ = no curve); last column: why methods "
             f"disagree with `{self.reference}`.",
             "",
-            "| pair | |p - q| | " + " | ".join(names) + " | disagreements |",
-            "|---" * (len(names) + 3) + "|",
+            "| pair | |p - q| | "
+            + ("exact | " if exact else "")
+            + " | ".join(names)
+            + " | disagreements |",
+            "|---" * (len(names) + 3 + exact) + "|",
         ]
         diag = {n: self.diagnosis(n) for n in names}
         for i in range(b):
@@ -494,6 +506,7 @@ def compare_geodesics(
     agree_rtol: float = 1e-3,
     method_options: dict[str, dict] | None = None,
     exp_options: dict | None = None,
+    exact: Tensor | None = None,
     progress: bool = False,
 ) -> GeodesicComparison:
     """Run every geodesic method on the same pairs and diagnose each curve the same way.
@@ -526,7 +539,12 @@ def compare_geodesics(
         ``geomstats_path`` ``n_nodes`` (default 20), ``stochman`` those of
         ``DecoderManifold.connecting_geodesic``.
     exp_options : dict, optional
-        Options of the round trip's :func:`exp_map` (``rtol``, ``atol``, ``max_steps``).
+        Options of the round trip's :func:`exp_map` (``rtol``, ``atol``, ``max_steps``);
+        default ``rtol=1e-6, atol=1e-8`` (float32: ``1e-5, 1e-7``), enough for an error
+        reported to two digits down to ~1e-5.
+    exact : Tensor, shape (B,), optional
+        Known distances (e.g. :func:`~pullback_geom.surfaces.sphere_distance`): the table
+        then gives each method's error against them.
     progress : bool, default False
         A tqdm bar over methods.
 
@@ -552,6 +570,10 @@ def compare_geodesics(
         reference = "lm" if "lm" in names else names[0]
     if reference not in names:
         raise ValueError(f"reference {reference!r} is not among the methods {names}")
+    if exact is not None:
+        exact = torch.as_tensor(exact, dtype=p.dtype)
+        if exact.shape != (p.shape[0],):
+            raise ValueError(f"exact must have shape ({p.shape[0]},); got {tuple(exact.shape)}")
     if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 5:
         raise ValueError(f"n_eval must be an integer >= 5; got {n_eval!r}")
     if isinstance(refine, bool) or not isinstance(refine, int) or refine < 1:
@@ -589,5 +611,132 @@ def compare_geodesics(
             curves[name] = torch.full((b, n_eval, d), float("nan"), dtype=p.dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularMetricWarning)
-        _round_trips(metric, rows, velocities, p, q, exp_options or {})
-    return GeodesicComparison(p, q, curves, rows, reference, agree_rtol, skipped)
+        low = p.dtype != torch.float64
+        tolerances = {"rtol": 1e-5 if low else 1e-6, "atol": 1e-7 if low else 1e-8}
+        _round_trips(metric, rows, velocities, p, q, {**tolerances, **(exp_options or {})})
+    return GeodesicComparison(p, q, curves, rows, reference, agree_rtol, skipped, exact)
+
+
+# --------------------------------------------------------------------------------- CLI
+def _cli_metric_and_pairs(args) -> tuple[PullbackMetric, Tensor, Tensor, str, Tensor | None]:
+    """The metric, ``--pairs`` pairs and a description, from ``--surface``/``--checkpoint``."""
+    gen = torch.Generator().manual_seed(args.seed)
+    n = args.pairs
+    if args.checkpoint is None:
+        from ..surfaces import GaussianBump, InverseStereographic
+
+        if args.surface == "sphere":
+            # |z| < 1.5: the great circles stay well inside the chart.
+            radius = 1.5 * torch.rand(2 * n, 1, generator=gen, dtype=torch.float64).sqrt()
+            angle = 2 * math.pi * torch.rand(2 * n, 1, generator=gen, dtype=torch.float64)
+            z = radius * torch.cat([angle.cos(), angle.sin()], 1)
+            metric = PullbackMetric(InverseStereographic())
+            what = "unit sphere (inverse stereographic chart), |z| < 1.5, float64"
+        else:
+            # Pairs on either side of the bump, so that geodesics bend around it.
+            y = 1.8 * torch.rand(2 * n, 1, generator=gen, dtype=torch.float64) - 0.9
+            x = torch.full_like(y, 1.6)
+            z = torch.cat([torch.cat([-x[:n], y[:n]], 1), torch.cat([x[n:], y[n:]], 1)])
+            metric = PullbackMetric(GaussianBump())
+            what = "Gaussian bump (height 2, width 0.6), float64"
+        return metric, z[:n], z[n:], what, None
+    from .. import vae
+
+    name = args.checkpoint
+    folder = vae.default_checkpoint(name) if name in ("bernoulli", "gaussian") else name
+    from pathlib import Path
+
+    if not Path(folder).exists():
+        raise FileNotFoundError(
+            f"no checkpoint at {folder}: give a folder written by 'pullback-geom train' "
+            "(model.pt, config.json, latents.pt) or 'bernoulli'/'gaussian' for the bundled ones"
+        )
+    model = vae.load(folder)
+    codes = vae.load_latents(folder).codes
+    if len(codes) < 2 * n:
+        raise ValueError(f"--pairs {n} needs {2 * n} test-set codes; {folder} has {len(codes)}")
+    dtype = next(model.parameters()).dtype
+    idx = torch.randperm(len(codes), generator=gen)[: 2 * n]
+    z = codes[idx].to(dtype)
+    what = f"{type(model).__name__} from {folder}, test-set codes, {dtype}"
+    return model.pullback_metric(), z[:n], z[n:], what, codes
+
+
+def _compare_cli(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from ..checkpoint import atomic_write_bytes
+
+    prog = "pullback-geom compare: error:"
+    try:
+        if args.pairs < 1:
+            raise ValueError(f"--pairs must be a positive integer; got {args.pairs}")
+        methods = None
+        if args.methods:
+            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        metric, p, q, what, codes = _cli_metric_and_pairs(args)
+        print(f"pullback_geom compare: {len(p)} pairs, seed {args.seed}; {what}", flush=True)
+        exact = None
+        if args.checkpoint is None and args.surface == "sphere":
+            from ..surfaces import sphere_distance
+
+            exact = sphere_distance(p, q)
+        result = compare_geodesics(metric, p, q, methods=methods, exact=exact, progress=True)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"{prog} {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    text = result.to_markdown()
+    print(text)
+    header = (
+        f"# Geodesic methods compared\n\n{what}; {len(p)} pairs, seed {args.seed}.\n"
+        "Columns are defined in `docs/geodesics.md` (comparison tool).\n\n"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "compare.md", (header + text).encode())
+    if metric.latent_dim == 2:
+        import io
+
+        from ..viz.compare import comparison_figure
+
+        fig = comparison_figure(metric, result, codes=None if codes is None else codes[:2000])
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        atomic_write_bytes(out / "compare.png", buffer.getvalue())
+        print(f"wrote {out / 'compare.md'} and {out / 'compare.png'}")
+    else:
+        print(f"wrote {out / 'compare.md'} (no figure: the latent space is not 2-D)")
+    return 0
+
+
+def add_compare_parser(subparsers) -> None:
+    """Register the ``compare`` subcommand on an ``argparse`` subparsers object."""
+    cmd = subparsers.add_parser(
+        "compare",
+        help="every geodesic method on the same pairs: a table and a figure",
+        description="Run the built-in energy solvers (lm, georce, lbfgs), ODE shooting, "
+        "geomstats' solvers and stochman's connecting_geodesic on the same pairs and "
+        "diagnose every curve the same way (length, energy, geodesic-equation residual, "
+        "end-point and exp-log round-trip errors, time). Writes compare.md and "
+        "compare.png to --out.",
+    )
+    source = cmd.add_mutually_exclusive_group()
+    source.add_argument(
+        "--surface", choices=["sphere", "bump"], default="sphere",
+        help="an analytic surface (default: %(default)s)",
+    )  # fmt: skip
+    source.add_argument(
+        "--checkpoint", default=None,
+        help="a trained model's folder, or 'bernoulli'/'gaussian' for the bundled 2-D "
+        "MNIST models; pairs are drawn from its test-set codes",
+    )  # fmt: skip
+    cmd.add_argument("--pairs", type=int, default=8, help="default: %(default)s")
+    cmd.add_argument(
+        "--methods", default=None,
+        help="comma-separated, from: " + ", ".join(COMPARE_METHODS)
+        + " (default: all but geomstats_shooting, which takes minutes per pair)",
+    )  # fmt: skip
+    cmd.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    cmd.add_argument("--out", default="outputs/compare", help="default: %(default)s")
+    cmd.set_defaults(func=_compare_cli)

@@ -21,6 +21,7 @@ included). Save with ``fig.savefig(path)``. See ``docs/gallery.md``.
 """
 
 from ._common import Extent, draw_volume
+from .compare import comparison_figure as comparison_figure
 from .distances import distance_matrices
 from .latent import (
     decoded_grid,
