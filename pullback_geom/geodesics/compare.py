@@ -541,7 +541,8 @@ def compare_geodesics(
     exp_options : dict, optional
         Options of the round trip's :func:`exp_map` (``rtol``, ``atol``, ``max_steps``);
         default ``rtol=1e-6, atol=1e-8`` (float32: ``1e-5, 1e-7``), enough for an error
-        reported to two digits down to ~1e-5.
+        reported to two digits down to ~1e-5, and ``max_steps=1000``: a shot that needs
+        more (stiff or stuck where ``G`` is nearly singular) counts as diverged (NaN).
     exact : Tensor, shape (B,), optional
         Known distances (e.g. :func:`~pullback_geom.surfaces.sphere_distance`): the table
         then gives each method's error against them.
@@ -612,7 +613,9 @@ def compare_geodesics(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularMetricWarning)
         low = p.dtype != torch.float64
-        tolerances = {"rtol": 1e-5 if low else 1e-6, "atol": 1e-7 if low else 1e-8}
+        tolerances = {
+            "rtol": 1e-5 if low else 1e-6, "atol": 1e-7 if low else 1e-8, "max_steps": 1000
+        }  # fmt: skip
         _round_trips(metric, rows, velocities, p, q, {**tolerances, **(exp_options or {})})
     return GeodesicComparison(p, q, curves, rows, reference, agree_rtol, skipped, exact)
 
