@@ -77,6 +77,10 @@ COMPARE_METHODS = {
 # measured on the seed decoder). Run only when asked for by name.
 _SLOW = ("geomstats_shooting",)
 
+# Residual below which a converged curve counts as a geodesic in the diagnosis (its
+# geodesic curvature turns it by less than 0.05 rad over its whole length).
+_GEODESIC_RESIDUAL = 0.05
+
 
 @dataclass
 class MethodRow:
@@ -154,8 +158,11 @@ class GeodesicComparison:
         Returns
         -------
         list of str, length B
-            ``"agrees"`` when the lengths agree to ``agree_rtol``; otherwise the
-            difference with the method's convergence, end-point miss and residual.
+            ``"agrees"`` when the curve reaches ``q`` and the lengths agree to
+            ``agree_rtol``; otherwise the difference and its likely cause: no curve, does
+            not reach ``q``, stopped early, another (longer) geodesic when the residual is
+            below 0.05, not a geodesic at this resolution, or a shorter curve than the
+            reference's.
         """
         row = self.rows[method]
         if row.error is not None:
@@ -163,26 +170,33 @@ class GeodesicComparison:
         rel = self.relative_length_difference(method)
         out = []
         for i in range(len(self.p)):
-            r = float(rel[i])
+            r, res = float(rel[i]), float(row.residual[i])
+            conv = bool(row.converged[i])
             if not math.isfinite(float(row.length[i])):
                 out.append("no curve (diverged)")
-                continue
-            if abs(r) <= self.agree_rtol:
+            elif float(row.endpoint_error[i]) > self.agree_rtol:
+                # A curve that does not end at q: its length is not a distance p -> q.
+                out.append(
+                    f"does not reach q (misses it by {float(row.endpoint_error[i]):.1e} |p-q|)"
+                )
+            elif abs(r) <= self.agree_rtol:
                 out.append("agrees")
-                continue
-            why = []
-            if float(row.endpoint_error[i]) > self.agree_rtol:
-                why.append(f"misses q by {float(row.endpoint_error[i]):.1e}")
-            elif not bool(row.converged[i]):
-                why.append("stopped early")
-            if r > 0:
-                why.append(f"residual {float(row.residual[i]):.2g}")
-                text = f"longer by {r:.1e}"
-                if len(why) == 1:  # a converged geodesic that is not the shortest
-                    text += ": another geodesic, not minimising"
+            elif r > 0 and not conv:
+                out.append(f"longer by {r:.1e}: stopped early (residual {res:.2g})")
+            elif r > 0 and res < _GEODESIC_RESIDUAL:
+                out.append(
+                    f"longer by {r:.1e}: another geodesic, not minimising (residual {res:.2g})"
+                )
+            elif r > 0:
+                out.append(
+                    f"longer by {r:.1e}: converged by its own test, but not a geodesic at "
+                    f"this resolution (residual {res:.2g})"
+                )
             else:
-                text = f"shorter by {-r:.1e}: the {self.reference} curve is only a local minimum"
-            out.append(f"{text} ({', '.join(why)})")
+                out.append(
+                    f"shorter by {-r:.1e}: {self.reference}'s curve is not minimal (a local "
+                    "minimum, or under-resolved)" + ("" if conv else "; stopped early")
+                )
         return out
 
     def to_markdown(self) -> str:

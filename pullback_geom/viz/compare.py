@@ -26,21 +26,21 @@ __all__ = ["comparison_figure"]
 _DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (3, 2)), (0, (1, 3)), "-"]
 
 
-def _extent(p: np.ndarray, q: np.ndarray, curves: list[np.ndarray], codes) -> Extent:
-    """Around the end points (and codes), widened for the curves but not beyond half the
-    span on each side: a diverged shot must not shrink the pairs to a dot."""
-    base = extent_around(p, q, codes)
+def _extent(p: np.ndarray, q: np.ndarray, curves: list[np.ndarray]) -> Extent:
+    """Around the end points, widened for the curves that reach ``q`` but by at most half
+    the span on each side: a diverged shot leaves the frame instead of shrinking the
+    pairs to a dot (data codes are drawn where they fall, they do not set the frame)."""
+    base = extent_around(p, q)
     span = max(base[1] - base[0], base[3] - base[2])
-    pts = [c.reshape(-1, 2) for c in curves]
-    pts = np.concatenate([_corners(base)] + [x[np.isfinite(x).all(-1)] for x in pts])
+    pts = [np.array([[base[0], base[2]], [base[1], base[3]]])]
+    for c in curves:
+        reach = np.isfinite(c).all((1, 2)) & (np.abs(c[:, -1] - q).max(-1) < 1e-3 * span)
+        pts.append(c[reach].reshape(-1, 2))
+    pts = np.concatenate(pts)
     lo = np.maximum(pts.min(0), [base[0] - span / 2, base[2] - span / 2])
     hi = np.minimum(pts.max(0), [base[1] + span / 2, base[3] + span / 2])
     pad = 0.04 * (hi - lo).max()
     return (lo[0] - pad, hi[0] + pad, lo[1] - pad, hi[1] + pad)
-
-
-def _corners(extent: Extent) -> np.ndarray:
-    return np.array([[extent[0], extent[2]], [extent[1], extent[3]]])
 
 
 def comparison_figure(
@@ -71,7 +71,8 @@ def comparison_figure(
     codes : array or Tensor, shape (n, 2), optional
         Data codes drawn as small dots.
     extent : (xmin, xmax, ymin, ymax), optional
-        Default: around the end points and the curves.
+        Default: around the end points and the curves that reach ``q`` (at most half the
+        end points' span beyond them).
     resolution : int, default 200
     title : str, optional
     figsize : (float, float), default (8, 6.5)
@@ -90,7 +91,7 @@ def comparison_figure(
         for name, c in comparison.curves.items()
     }
     codes = None if codes is None else to_numpy(codes, "codes", "(n, 2)", 2, 2)
-    extent = _extent(p, q, list(curves.values()), codes) if extent is None else extent
+    extent = _extent(p, q, list(curves.values())) if extent is None else extent
     extent = check_extent(extent)
 
     fig = new_figure(figsize)
