@@ -62,6 +62,9 @@ def test_markdown_table_lists_every_method(sphere_comparison):
         assert f"| {name} |" in text
     assert "| pair | |p - q| | exact | lm | ode | geomstats_logode | stochman |" in text
     assert "median rel. error vs exact" in text
+    # Every per-pair row has a cell per column: pair, |p - q|, exact, 4 methods, notes.
+    rows = [line for line in text.splitlines() if line.startswith("| 0 |")]
+    assert len(rows) == 1 and rows[0].count(" | ") == 7
 
 
 def test_residual_detects_a_curve_that_is_not_a_geodesic():

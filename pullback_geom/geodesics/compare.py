@@ -252,11 +252,17 @@ class GeodesicComparison:
                     cells.append("↯")
                 else:
                     cells.append(f"{val:.5g}" + ("" if bool(row.converged[i]) else " ✗"))
-            notes = "; ".join(f"{n}: {diag[n][i]}" for n in names if diag[n][i] != "agrees")
-            dist = float(torch.linalg.vector_norm(self.q[i] - self.p[i]))
-            lines.append(
-                f"| {i} | {dist:.3g} | " + " | ".join(cells) + f" | {_cell(notes) or '-'} |"
+            # Failed methods are explained once, in the summary table.
+            notes = "; ".join(
+                f"{n}: {diag[n][i]}"
+                for n in names
+                if diag[n][i] != "agrees" and self.rows[n].error is None
             )
+            dist = float(torch.linalg.vector_norm(self.q[i] - self.p[i]))
+            if exact:
+                cells.insert(0, f"{float(self.exact[i]):.5g}")
+            cells = " | ".join(cells)
+            lines.append(f"| {i} | {dist:.3g} | {cells} | {_cell(notes, 600) or '-'} |")
         return "\n".join(lines) + "\n"
 
 
