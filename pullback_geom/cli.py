@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_report_options(report)
     report.set_defaults(func=_report)
     _add_train_parser(sub)
+    __import__("pullback_geom.geodesics.compare", fromlist=["_"]).add_compare_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv[1:]

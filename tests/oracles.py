@@ -127,6 +127,21 @@ def great_circle(p: Tensor, q: Tensor) -> Tensor:
     return torch.arccos(cos.clamp(-1, 1))
 
 
+def sphere_geodesic(z: Tensor, v: Tensor, t: Tensor) -> Tensor:
+    """Closed-form ``exp_z(s v)`` for ``s`` in ``t``: the great circle through ``f(z)`` with
+    velocity ``J(z) v`` (``J`` by reverse-mode autograd), projected back to the chart.
+
+    ``z, v`` of shape ``(B, d)``, ``t`` of shape ``(T,)``; result ``(B, T, d)``.
+    """
+    x = stereographic(z)
+    jac = [ag_jacobian(stereographic, zi[None])[0, :, 0] for zi in z]
+    u = torch.stack([j @ vi for j, vi in zip(jac, v, strict=True)])
+    speed = u.norm(dim=-1, keepdim=True)[:, None]
+    ang = speed * t[None, :, None]
+    y = x[:, None] * ang.cos() + (u[:, None] / speed) * ang.sin()
+    return y[..., :-1] / (1 - y[..., -1:])
+
+
 def autograd_hessian(f, z: Tensor) -> Tensor:
     """Second derivatives ``(B, D, d, d)`` of a flat batched ``f`` by reverse mode, per point."""
     rows = [

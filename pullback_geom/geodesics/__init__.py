@@ -3,20 +3,24 @@
 Two families, one module each:
 
 * :mod:`~pullback_geom.geodesics.ode`: the geodesic ODE ``c'' = -Gamma(c', c')``
-  integrated by RK4 (:func:`exp_map`), and boundary values by Newton shooting on the
+  integrated by RK4 or adaptive Dormand–Prince 5(4)
+  (:func:`exp_map`), and boundary values by Newton shooting on the
   initial velocity (:func:`log_map`);
 * :mod:`~pullback_geom.geodesics.energy`: minimisation of the discrete curve energy
   measured in observation space (:func:`connecting_geodesic`, :func:`geodesic_distance`),
   by Levenberg–Marquardt (default), :mod:`~pullback_geom.geodesics.georce` or L-BFGS;
 * :mod:`~pullback_geom.geodesics.pairwise`: distance matrices in deterministic blocks
   (:func:`pairwise_distances`, :func:`distance_block`), optionally initialised by shortest
-  paths on a latent grid graph (:mod:`~pullback_geom.geodesics.graph`).
+  paths on a latent grid graph (:mod:`~pullback_geom.geodesics.graph`);
+* :mod:`~pullback_geom.geodesics.compare`: every method (ours, geomstats', stochman's) on
+  the same pairs, with the same diagnostics (:func:`compare_geodesics`).
 """
 
 from ._common import GeodesicConvergenceWarning, GeodesicResult
+from .compare import COMPARE_METHODS, GeodesicComparison, MethodRow, compare_geodesics
 from .energy import connecting_geodesic, geodesic_distance
 from .graph import LatentGraph, graph_geodesics, latent_graph
-from .ode import exp_map, log_map
+from .ode import IVPInfo, exp_map, log_map
 from .pairwise import PairwiseInfo, block_slices, distance_block, pairwise_distances
 
 __all__ = [
@@ -24,12 +28,17 @@ __all__ = [
     "GeodesicConvergenceWarning",
     "connecting_geodesic",
     "exp_map",
+    "IVPInfo",
     "log_map",
     "geodesic_distance",
     "pairwise_distances",
     "distance_block",
     "block_slices",
     "PairwiseInfo",
+    "compare_geodesics",
+    "GeodesicComparison",
+    "MethodRow",
+    "COMPARE_METHODS",
     "LatentGraph",
     "latent_graph",
     "graph_geodesics",

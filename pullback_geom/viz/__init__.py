@@ -15,13 +15,16 @@ included). Save with ``fig.savefig(path)``. See ``docs/gallery.md``.
  6     :func:`distance_matrices`    class distance matrices, Euclidean and geodesic
  7     :func:`uncertainty_figure`   mean and uncertainty terms, ``sigma(z)``
  8     :func:`density_connection`   log volume vs log KDE density
+ 9     :func:`curvature_map`        Gaussian curvature, codes and class names overlaid
+ 10    :func:`comparison_figure`    every geodesic method's curves over (3)
 =====  ===========================  ==================================================
 
 :func:`draw_volume` draws (3) on any Axes; :func:`kde_log_density` is the KDE of (8).
 """
 
 from ._common import Extent, draw_volume
-from .curvature import curvature_map as curvature_map  # figure 9: Gaussian curvature
+from .compare import comparison_figure
+from .curvature import curvature_map
 from .distances import distance_matrices
 from .latent import (
     decoded_grid,
@@ -44,4 +47,6 @@ __all__ = [
     "uncertainty_figure",
     "density_connection",
     "kde_log_density",
+    "curvature_map",
+    "comparison_figure",
 ]
