@@ -290,6 +290,8 @@ def _add_train_parser(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pullback-geom`` console command."""
+    from .cli_compare import add_compare_parser
+
     # torch scripts its forward-mode decompositions on first use and warns about its own
     # deprecated torch.jit.script; that is noise for a user of this command.
     warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
@@ -340,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_report_options(report)
     report.set_defaults(func=_report)
     _add_train_parser(sub)
-    __import__("pullback_geom.geodesics.compare", fromlist=["_"]).add_compare_parser(sub)
+    add_compare_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv[1:]
