@@ -236,7 +236,7 @@ class GeodesicComparison:
             "Per pair: length (✗ = not converged, ↯ = no curve); last column: why methods "
             f"disagree with `{self.reference}`.",
             "",
-            "| pair | |p - q| | "
+            "| pair | ‖p − q‖ | "
             + ("exact | " if exact else "")
             + " | ".join(names)
             + " | disagreements |",
