@@ -142,8 +142,44 @@ def _keep_geomstats_dtype() -> None:
             setattr(module, name, _in_geomstats_dtype(attr, config, module is gs.autodiff))
 
 
+def _svd_flip_for_tensors(original: Callable) -> Callable:
+    """sklearn's ``svd_flip`` that also takes torch tensors.
+
+    geomstats' ``TangentPCA`` passes its backend's arrays (torch tensors here) to
+    scikit-learn's ``svd_flip``, whose array-API dispatch (scikit-learn >= 1.5) treats
+    them as NumPy arrays and fails with "Cannot interpret 'torch.float64' as a data
+    type". Same convention: each singular pair's sign makes the largest ``|u|`` entry
+    of its column positive.
+    """
+
+    @functools.wraps(original)
+    def svd_flip(u, v, u_based_decision: bool = True):
+        if not isinstance(u, Tensor):
+            return original(u, v, u_based_decision=u_based_decision)
+        if u_based_decision:
+            rows = u.abs().argmax(0)
+            signs = torch.sign(u[rows, torch.arange(u.shape[1], device=u.device)])
+        else:
+            cols = v.abs().argmax(1)
+            signs = torch.sign(v[torch.arange(v.shape[0], device=v.device), cols])
+        signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+        return u * signs[None, :], (None if v is None else v * signs[:, None])
+
+    svd_flip._pullback_geom_patched = True  # type: ignore[attr-defined]
+    return svd_flip
+
+
+def _patch_tangent_pca() -> None:
+    """Let geomstats' ``TangentPCA`` run on the PyTorch backend (see above). Idempotent."""
+    import geomstats.learning.pca as pca
+
+    if not getattr(pca.svd_flip, "_pullback_geom_patched", False):
+        pca.svd_flip = _svd_flip_for_tensors(pca.svd_flip)
+
+
 _import_geomstats()
 _keep_geomstats_dtype()
+_patch_tangent_pca()
 
 from geomstats.geometry.euclidean import Euclidean  # noqa: E402
 from geomstats.geometry.riemannian_metric import RiemannianMetric  # noqa: E402
@@ -338,14 +374,23 @@ class PullbackLogSolver(LogSolver):
         metric = _pullback_metric(self._space)
         pair = _Batch(metric, base_point, point)
         p, q = pair.flat
-        if p.shape[0] == 0:
-            return pair.out(p, (self._space.dim,))
+        # Coincident and nearly coincident pairs are common in geomstats (FrechetMean and
+        # RiemannianKMeans start at a data point; converged means are compared), and the
+        # solvers cannot meet their relative tolerance on a curve shorter than about
+        # sqrt(eps): they run to max_iter and warn. There log_p(q) = q - p + O(|q - p|^2).
+        step = q - p
+        scale = torch.finfo(p.dtype).eps ** 0.5 * (1 + p.norm(dim=-1))
+        same = step.norm(dim=-1) <= scale
+        v = torch.where(same[:, None], step, torch.zeros_like(p))
+        if bool(same.all()):
+            return pair.out(v, (self._space.dim,))
+        p, q = p[~same], q[~same]
         with torch.no_grad():
             if self.method == "shooting":
-                v = geodesics.log_map(metric.pullback, p, q, **self.options)
+                v[~same] = geodesics.log_map(metric.pullback, p, q, **self.options)
             else:
                 x = geodesics.connecting_geodesic(metric.pullback, p, q, **self.options).points
-                v = (x.shape[1] - 1) * (-1.5 * x[:, 0] + 2 * x[:, 1] - 0.5 * x[:, 2])
+                v[~same] = (x.shape[1] - 1) * (-1.5 * x[:, 0] + 2 * x[:, 1] - 0.5 * x[:, 2])
         return pair.out(v, (self._space.dim,))
 
     def geodesic_bvp(self, point, base_point) -> Path:
