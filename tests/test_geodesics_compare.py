@@ -60,9 +60,9 @@ def test_markdown_table_lists_every_method(sphere_comparison):
     text = sphere_comparison.to_markdown()
     for name in sphere_comparison.rows:
         assert f"| {name} |" in text
-    assert "| pair | |p - q| | exact | lm | ode | geomstats_logode | stochman |" in text
+    assert "| pair | ‖p − q‖ | exact | lm | ode | geomstats_logode | stochman |" in text
     assert "median rel. error vs exact" in text
-    # Every per-pair row has a cell per column: pair, |p - q|, exact, 4 methods, notes.
+    # Every per-pair row has a cell per column: pair, ‖p − q‖, exact, 4 methods, notes.
     rows = [line for line in text.splitlines() if line.startswith("| 0 |")]
     assert len(rows) == 1 and rows[0].count(" | ") == 7
 
