@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from oracles import tanh_mlp
-from synthetic import synthetic_digits, tiny_config
+from synthetic import synthetic_digits, tiny_config, write_mnist
 
 from pullback_geom import PullbackMetric
 from pullback_geom.cli import main
@@ -142,3 +142,23 @@ def test_command_errors(checkpoints, tmp_path, capsys, which, extra, match):
     assert main(argv) == 2
     assert match in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_command_trains_one_model_per_seed(tmp_path, capsys):
+    root = write_mnist(tmp_path / "data", n_train=64, n_test=30)
+    out = tmp_path / "out"
+    argv = ["identifiability", "--seeds", "0", "1", "2", "--model", "ensemble"]
+    argv += ["--decoders", "2", "--epochs", "1", "--data-dir", str(root), "--limit", "64"]
+    argv += ["--metric", "ensemble", "--pairs", "5", "--nodes", "6", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    result = json.loads((out / "identifiability.json").read_text())
+    assert result["models"] == ["ensemble_seed0", "ensemble_seed1", "ensemble_seed2"]
+    config = json.loads((out / "models" / "ensemble_seed1" / "config.json").read_text())
+    assert config["architecture"]["decoders"] == 2 and config["training"]["seed"] == 1
+    for extra, match in (
+        (["--seeds", "0", "1"], "at least 3 seeds"),
+        (["--seeds", "0", "1", "2", "--checkpoints", "a", "b", "c"], "either --checkpoints"),
+        ([], "either --checkpoints"),
+    ):
+        assert main(["identifiability", *extra, "--out", str(tmp_path / "o")]) == 2
+        assert match in capsys.readouterr().err
