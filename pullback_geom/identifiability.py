@@ -306,7 +306,7 @@ def identifiability_figure(table: dict[str, Any], euclidean: Any, geodesic: Any,
         ax.set_aspect("equal")
         ax.set_xlabel(f"{label}, model {names[0]} (/ its mean)")
         ax.set_ylabel(f"model {names[1]} (/ its mean)")
-        ax.set_title(f"{label}: model {names[0]} vs {names[1]}")
+        ax.set_title(f"{label}\nmodel {names[0]} vs model {names[1]}")
         ax.legend(loc="upper left")
     fig.suptitle(title)
     return fig
