@@ -1,7 +1,8 @@
-"""VAE models of 28 x 28 images: the seed's Bernoulli VAE and a Gaussian VAE whose
-uncertainty grows away from the data; loading checkpoints and the bundled defaults.
+"""VAE models of 28 x 28 images: the seed's Bernoulli VAE, a Gaussian VAE whose
+uncertainty grows away from the data and a decoder ensemble; loading checkpoints and the
+bundled defaults.
 
-Both models share the seed's architecture: an encoder 784 -> 512 (ReLU) -> mean and log
+All models share the seed's architecture: an encoder 784 -> 512 (ReLU) -> mean and log
 standard deviation of a ``d``-dimensional latent, and a decoder d -> 512 (ReLU) -> 784
 (sigmoid), an ``nn.Sequential`` so that :class:`~pullback_geom.PullbackMetric` uses its
 fast chain-rule Jacobian.
@@ -15,10 +16,17 @@ fast chain-rule Jacobian.
   Gaussian likelihood with a learnt std lets the mean go blurry where the std is
   large; with the same seed the two models' means are identical), then, with them
   fixed, the RBF weights maximise the Gaussian log-likelihood.
+- :class:`EnsembleVAE`: one encoder and ``K`` decoders trained on their own bootstrap
+  weights of every batch; its metric is the ensemble's expected metric
+  ``(1/K) sum_k J_k^T J_k`` (Syrota et al., 2024).
+
+``model.pullback_metric(kind=...)`` also offers the Fisher–Rao pullback of the
+Bernoulli mean (``"fisher-rao"``, :mod:`pullback_geom.fisher_rao`); without ``kind`` each
+model gives its own metric, as before.
 
 Checkpoints come from ``pullback-geom train`` (:mod:`pullback_geom.training`); read
-them with :func:`load` and :func:`load_latents`. The package ships one trained 2-D model
-of each kind (:func:`load_default`), regenerated from the repository root with::
+them with :func:`load` and :func:`load_latents`. The package ships one trained 2-D
+Bernoulli and one Gaussian model (:func:`load_default`), regenerated from the repository root with::
 
     pullback-geom train --model bernoulli --epochs 30 --latent-dim 2 --seed 0 \\
         --data-dir ../shared/data --out pullback_geom/defaults/bernoulli --compact --threads 1
