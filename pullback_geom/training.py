@@ -46,7 +46,7 @@ class TrainConfig:
 
     Parameters
     ----------
-    model : {"bernoulli", "gaussian"}
+    model : {"bernoulli", "gaussian", "ensemble"}
     latent_dim : int, default 2
     hidden : int, default 512
     epochs : int, default 30
@@ -69,6 +69,8 @@ class TrainConfig:
     rbf_lr : float, default 0.05
         Gaussian model: Adam's learning rate on the log-weights in stage 2.
     rbf_batch_size : int, default 512
+    decoders : int, default 4
+        Ensemble model: number of decoders (``>= 2``).
     """
 
     model: str = "bernoulli"
@@ -85,14 +87,20 @@ class TrainConfig:
     rbf_epochs: int = 10
     rbf_lr: float = 0.05
     rbf_batch_size: int = 512
+    decoders: int = 4
 
     def __post_init__(self) -> None:
-        if self.model not in ("bernoulli", "gaussian"):
-            raise ValueError(f"model must be 'bernoulli' or 'gaussian'; got {self.model!r}")
+        if self.model not in ("bernoulli", "gaussian", "ensemble"):
+            raise ValueError(
+                f"model must be 'bernoulli', 'gaussian' or 'ensemble'; got {self.model!r}"
+            )
         for name in ("latent_dim", "hidden", "batch_size", "n_centres", "rbf_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        k = self.decoders
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise ValueError(f"decoders must be an integer >= 2; got {self.decoders!r}")
         for name in ("epochs", "rbf_epochs", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -111,6 +119,8 @@ class TrainConfig:
         }
         if self.model == "gaussian":
             arch.update(n_centres=self.n_centres, zeta=self.zeta)
+        if self.model == "ensemble":
+            arch["decoders"] = self.decoders
         return arch
 
 
@@ -176,7 +186,7 @@ def _vae_epoch(model, opt, x, batch_size, gen, bar) -> float:
     for i in range(0, len(x), batch_size):
         xb = x[perm[i : i + batch_size]]
         z, kl = model.sample_latent(xb, gen)
-        loss = (model.bernoulli_nll(xb, z) + kl).mean()
+        loss = (model.training_nll(xb, z, gen) + kl).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -257,10 +267,12 @@ def _new_optimizer(model: VAE, cfg: TrainConfig, stage: int) -> torch.optim.Opti
 def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, folder: Path) -> None:
     """A resumed run may add epochs; anything else must match the saved run."""
     now = dataclasses.asdict(cfg)
+    # Runs saved before a field existed used its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     differ = [
-        f"{k}: saved {saved.get(k)!r}, now {v!r}"
+        f"{k}: saved {saved.get(k, defaults[k])!r}, now {v!r}"
         for k, v in now.items()
-        if k not in ("epochs", "rbf_epochs") and saved.get(k) != v
+        if k not in ("epochs", "rbf_epochs") and saved.get(k, defaults[k]) != v
     ]
     if differ:
         raise ValueError(
@@ -395,7 +407,7 @@ def train_vae(
                 metrics["test_neg_elbo_bernoulli"] = evaluate(
                     model, test_images, seed=cfg.seed, bernoulli=True
                 )
-            if cfg.model == "bernoulli" or model.std.is_fitted:
+            if cfg.model != "gaussian" or model.std.is_fitted:
                 metrics["test_neg_elbo"] = evaluate(model, test_images, seed=cfg.seed)
             # The history records the objective of the epoch's stage.
             stage_objective = "test_neg_elbo_bernoulli" if stage == 1 else "test_neg_elbo"
@@ -487,6 +499,8 @@ _LIKELIHOOD = {
     "bernoulli": "Bernoulli on pixel intensities in [0, 1]",
     "gaussian": "stage 1: Bernoulli on intensities (encoder and mean); stage 2: Gaussian "
     "with the RBF std, mean fixed; test_neg_elbo is the Gaussian one (a density, nats)",
+    "ensemble": "Bernoulli on pixel intensities in [0, 1], averaged over the decoders; in "
+    "training each decoder sees its own bootstrap (Poisson(1)) weights of each batch",
 }
 
 

@@ -1,7 +1,8 @@
-"""VAE models of 28 x 28 images: the seed's Bernoulli VAE and a Gaussian VAE whose
-uncertainty grows away from the data; loading checkpoints and the bundled defaults.
+"""VAE models of 28 x 28 images: the seed's Bernoulli VAE, a Gaussian VAE whose
+uncertainty grows away from the data and a decoder ensemble; loading checkpoints and the
+bundled defaults.
 
-Both models share the seed's architecture: an encoder 784 -> 512 (ReLU) -> mean and log
+All models share the seed's architecture: an encoder 784 -> 512 (ReLU) -> mean and log
 standard deviation of a ``d``-dimensional latent, and a decoder d -> 512 (ReLU) -> 784
 (sigmoid), an ``nn.Sequential`` so that :class:`~pullback_geom.PullbackMetric` uses its
 fast chain-rule Jacobian.
@@ -15,10 +16,17 @@ fast chain-rule Jacobian.
   Gaussian likelihood with a learnt std lets the mean go blurry where the std is
   large; with the same seed the two models' means are identical), then, with them
   fixed, the RBF weights maximise the Gaussian log-likelihood.
+- :class:`EnsembleVAE`: one encoder and ``K`` decoders trained on their own bootstrap
+  weights of every batch; its metric is the ensemble's expected metric
+  ``(1/K) sum_k J_k^T J_k`` (Syrota et al., 2024).
+
+``model.pullback_metric(kind=...)`` also offers the Fisher–Rao pullback of the
+Bernoulli mean (``"fisher-rao"``, :mod:`pullback_geom.fisher_rao`); without ``kind`` each
+model gives its own metric, as before.
 
 Checkpoints come from ``pullback-geom train`` (:mod:`pullback_geom.training`); read
-them with :func:`load` and :func:`load_latents`. The package ships one trained 2-D model
-of each kind (:func:`load_default`), regenerated from the repository root with::
+them with :func:`load` and :func:`load_latents`. The package ships one trained 2-D
+Bernoulli and one Gaussian model (:func:`load_default`), regenerated from the repository root with::
 
     pullback-geom train --model bernoulli --epochs 30 --latent-dim 2 --seed 0 \\
         --data-dir ../shared/data --out pullback_geom/defaults/bernoulli --compact --threads 1
@@ -41,11 +49,14 @@ from torch.nn import functional as F
 from ._checks import batch_points
 from .checkpoint import read_latents, read_weights
 from .datasets import to_unit_float
+from .fisher_rao import fisher_rao_decoder, fisher_rao_metric, logit_decoder
 from .metric import PullbackMetric
 from .rbf import RBFStd
 
 __all__ = [
     "BernoulliVAE",
+    "EnsembleDecoder",
+    "EnsembleVAE",
     "Encoder",
     "GaussianVAE",
     "Latents",
@@ -111,6 +122,8 @@ class VAE(nn.Module):
     """
 
     kind: ClassVar[str] = ""
+    #: the ``kind`` values :meth:`pullback_metric` accepts; the first is its default
+    metric_kinds: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, latent_dim: int = 2, hidden: int = 512) -> None:
         super().__init__()
@@ -165,9 +178,34 @@ class VAE(nn.Module):
         out = self.decoder(z)
         return out[0] if single else out
 
-    def pullback_metric(self, **kwargs: Any) -> PullbackMetric:
-        """The latent space's Riemannian metric (``kwargs`` go to :class:`PullbackMetric`)."""
-        raise NotImplementedError
+    def pullback_metric(self, kind: str | None = None, **kwargs: Any) -> PullbackMetric:
+        """The latent space's Riemannian metric.
+
+        Parameters
+        ----------
+        kind : str, optional
+            One of :attr:`metric_kinds` (default: the first, the model's own metric).
+            ``"mean"``: the pullback through the decoded mean; ``"fisher-rao"``: the
+            Fisher–Rao pullback of the Bernoulli mean
+            (:func:`~pullback_geom.fisher_rao.fisher_rao_metric`); ``"uncertainty"``
+            (Gaussian model) and ``"ensemble"`` (ensemble model): see those classes.
+        **kwargs
+            Passed to :class:`PullbackMetric`.
+        """
+        kind = self.metric_kinds[0] if kind is None else kind
+        if kind not in self.metric_kinds:
+            raise ValueError(
+                f"a {self.kind} model has no {kind!r} metric; "
+                f"choose one of {list(self.metric_kinds)}"
+            )
+        return self._metric(kind, **kwargs)
+
+    def _metric(self, kind: str, **kwargs: Any) -> PullbackMetric:
+        if kind == "mean":
+            return PullbackMetric(self.decoder, **kwargs)
+        if kind == "fisher-rao":
+            return fisher_rao_metric(self.decoder, **kwargs)
+        raise NotImplementedError(kind)
 
     # ------------------------------------------------------------------ likelihoods
     def sample_latent(
@@ -205,6 +243,16 @@ class VAE(nn.Module):
     def reconstruction_nll(self, x: Tensor, z: Tensor) -> Tensor:
         """``-log p(x | z)`` under the model's likelihood, shape (B,), in nats."""
         raise NotImplementedError
+
+    def training_nll(
+        self, x: Tensor, z: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """The reconstruction term that training minimises, shape (B,), in nats.
+
+        The Bernoulli ``-log p(x | z)`` for every model here (stage 1 of the Gaussian
+        model too); the ensemble model weights it per decoder (see :class:`EnsembleVAE`).
+        """
+        return self.bernoulli_nll(x, z)
 
     def negative_elbo(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """One-sample estimate of the negative ELBO of each image, in nats.
@@ -276,9 +324,14 @@ class BernoulliVAE(VAE):
     def reconstruction_nll(self, x: Tensor, z: Tensor) -> Tensor:
         return self.bernoulli_nll(x, z)
 
-    def pullback_metric(self, **kwargs: Any) -> PullbackMetric:
-        """``PullbackMetric(self.decoder)``: the pullback through the decoded mean."""
-        return PullbackMetric(self.decoder, **kwargs)
+    metric_kinds = ("mean", "fisher-rao")
+
+    def pullback_metric(self, kind: str | None = None, **kwargs: Any) -> PullbackMetric:
+        """``PullbackMetric(self.decoder)`` (``kind="mean"``, the default): the pullback
+        through the decoded mean; ``kind="fisher-rao"``: the Fisher–Rao pullback
+        ``J^T diag(1/(mu(1-mu))) J`` (:func:`~pullback_geom.fisher_rao.fisher_rao_metric`).
+        ``kwargs`` go to :class:`PullbackMetric`."""
+        return super().pullback_metric(kind, **kwargs)
 
 
 class GaussianVAE(VAE):
@@ -331,8 +384,17 @@ class GaussianVAE(VAE):
     def reconstruction_nll(self, x: Tensor, z: Tensor) -> Tensor:
         return self.gaussian_nll(x, z)
 
-    def pullback_metric(self, **kwargs: Any) -> PullbackMetric:
-        """``PullbackMetric.gaussian(mean, std)``: ``G = J_mu^T J_mu + J_sigma^T J_sigma``."""
+    metric_kinds = ("uncertainty", "mean", "fisher-rao")
+
+    def pullback_metric(self, kind: str | None = None, **kwargs: Any) -> PullbackMetric:
+        """``PullbackMetric.gaussian(mean, std)``: ``G = J_mu^T J_mu + J_sigma^T J_sigma``
+        (``kind="uncertainty"``, the default); ``"mean"`` and ``"fisher-rao"`` use the
+        mean alone, as for :class:`BernoulliVAE`. ``kwargs`` go to :class:`PullbackMetric`."""
+        return super().pullback_metric(kind, **kwargs)
+
+    def _metric(self, kind: str, **kwargs: Any) -> PullbackMetric:
+        if kind != "uncertainty":
+            return super()._metric(kind, **kwargs)
         if not self.std.is_fitted:
             raise RuntimeError(
                 "the Gaussian model's std network is not fitted yet, so it has no metric; "
@@ -345,8 +407,140 @@ class GaussianVAE(VAE):
         return {**super().architecture(), "n_centres": k, "zeta": self.std.zeta}
 
 
+class EnsembleDecoder(nn.Module):
+    """``K`` seed decoders; ``forward`` is their mean image, :meth:`stacked` all of them.
+
+    Parameters
+    ----------
+    members : sequence of nn.Sequential
+        Decoders ``(B, d) -> (B, 1, 28, 28)`` ending in a sigmoid.
+    """
+
+    def __init__(self, members: list[nn.Sequential]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """The ensemble's mean image, ``(B, d) -> (B, 1, 28, 28)``."""
+        return torch.stack([m(z) for m in self.members]).mean(0)
+
+    def logits(self, z: Tensor) -> Tensor:
+        """Every member's logits, ``(B, d) -> (K, B, 784)``."""
+        return torch.stack([m[:3](z) for m in self.members])
+
+
+class _Stacked(nn.Module):
+    """``z -> (f_1(z), ..., f_K(z)) / sqrt(K)``: a tuple, which PullbackMetric concatenates."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.scale = 1 / math.sqrt(len(members))
+
+    def forward(self, z: Tensor) -> tuple[Tensor, ...]:
+        return tuple(self.scale * m(z) for m in self.members)
+
+
+class EnsembleVAE(VAE):
+    r"""One encoder, ``K`` decoders: the expected metric of a decoder ensemble.
+
+    Syrota, Moreno-Muñoz and Hauberg ("Decoder ensembling for learned latent geometries",
+    2024) use the disagreement of independently trained decoders, instead of an RBF
+    network, as the uncertainty that makes the metric grow away from the data. The
+    metric (``kind="ensemble"``, the default) is the expected one,
+
+    .. math:: G(z) = rac1K \sum_k J_k(z)^T J_k(z),
+
+    the Euclidean pullback through ``z -> (f_1(z), ..., f_K(z)) / sqrt(K)``, so every tool
+    of :class:`PullbackMetric` applies unchanged. ``kind="fisher-rao"`` is the expected
+    Fisher–Rao metric of the members, ``kind="mean"`` the pullback through the ensemble's
+    mean image.
+
+    Training (``pullback-geom train --model ensemble --decoders K``) minimises the
+    Bernoulli negative ELBO with the reconstruction term averaged over the decoders, each
+    decoder starting from its own random initialisation and seeing its own bootstrap
+    resample of every batch (Poisson(1) weights per image and decoder,
+    :meth:`training_nll`). Both sources of randomness matter only where the data do not
+    pin the decoders down, so the members agree on the data and disagree away from it.
+
+    Parameters
+    ----------
+    latent_dim : int, default 2
+    hidden : int, default 512
+    decoders : int, default 4
+        ``K >= 2``.
+    """
+
+    kind = "ensemble"
+    metric_kinds = ("ensemble", "fisher-rao", "mean")
+
+    def __init__(self, latent_dim: int = 2, hidden: int = 512, decoders: int = 4) -> None:
+        super().__init__(latent_dim, hidden)
+        if isinstance(decoders, bool) or not isinstance(decoders, int) or decoders < 2:
+            raise ValueError(f"decoders must be an integer >= 2; got {decoders!r}")
+        # The base class's decoder is member 0: with the same seed, a Bernoulli model and
+        # an ensemble start from the same encoder and first decoder.
+        others = [mean_decoder(latent_dim, hidden) for _ in range(decoders - 1)]
+        self.decoder = EnsembleDecoder([self.decoder, *others])
+
+    @property
+    def n_decoders(self) -> int:
+        """``K``."""
+        return len(self.decoder.members)
+
+    def member_logits(self, z: Tensor) -> Tensor:
+        """Every decoder's logits, ``(B, d) -> (K, B, 784)``."""
+        return self.decoder.logits(z)
+
+    def bernoulli_nll(self, x: Tensor, z: Tensor) -> Tensor:
+        """``-log p(x | z)`` averaged over the decoders, shape (B,), in nats.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, 784), floats in [0, 1]
+        z : Tensor, shape (B, d)
+        """
+        return self._member_nll(x, z).mean(0)
+
+    def reconstruction_nll(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.bernoulli_nll(x, z)
+
+    def training_nll(
+        self, x: Tensor, z: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Each decoder's ``-log p(x | z)`` weighted by its own bootstrap weights
+        (Poisson(1) per image, drawn from ``generator``), averaged over decoders: (B,)."""
+        nll = self._member_nll(x, z)
+        weights = torch.poisson(torch.ones_like(nll), generator=generator)
+        return (weights * nll).mean(0)
+
+    def _member_nll(self, x: Tensor, z: Tensor) -> Tensor:
+        logits = self.member_logits(z)
+        target = x.expand_as(logits)
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+
+    def _metric(self, kind: str, **kwargs: Any) -> PullbackMetric:
+        members = list(self.decoder.members)
+        if kind == "ensemble":
+            return PullbackMetric(_Stacked(members), latent_dim=self.latent_dim, **kwargs)
+        if kind == "fisher-rao":
+            embeddings = [fisher_rao_decoder(logit_decoder(m)) for m in members]
+            return PullbackMetric(_Stacked(embeddings), latent_dim=self.latent_dim, **kwargs)
+        return super()._metric(kind, latent_dim=self.latent_dim, **kwargs)
+
+    def architecture(self) -> dict[str, Any]:
+        return {**super().architecture(), "decoders": self.n_decoders}
+
+    def _reference(self) -> Tensor:
+        return self.decoder.members[0][0].weight
+
+
 #: model name -> class
-MODELS: dict[str, type[VAE]] = {"bernoulli": BernoulliVAE, "gaussian": GaussianVAE}
+MODELS: dict[str, type[VAE]] = {
+    "bernoulli": BernoulliVAE,
+    "gaussian": GaussianVAE,
+    "ensemble": EnsembleVAE,
+}
 
 
 def build_model(kind: str, architecture: dict[str, Any]) -> VAE:
@@ -380,7 +574,7 @@ def load(path: str | os.PathLike) -> VAE:
 
     Returns
     -------
-    BernoulliVAE or GaussianVAE
+    BernoulliVAE, GaussianVAE or EnsembleVAE
         In eval mode, float32, on the CPU.
 
     Raises
@@ -429,8 +623,8 @@ def load_latents(path: str | os.PathLike) -> Latents:
 
 def default_checkpoint(name: str = "bernoulli") -> Path:
     """The folder of a bundled checkpoint, ``"bernoulli"`` or ``"gaussian"``."""
-    if name not in MODELS:
-        raise ValueError(f"no bundled model {name!r}; choose one of {sorted(MODELS)}")
+    if name not in ("bernoulli", "gaussian"):
+        raise ValueError(f"no bundled model {name!r}; choose 'bernoulli' or 'gaussian'")
     folder = Path(str(resources.files("pullback_geom") / "defaults" / name))
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(

@@ -158,7 +158,7 @@ def test_compact_checkpoints_store_float16_and_no_resume_state(data, tmp_path):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="model must be 'bernoulli' or 'gaussian'"):
+    with pytest.raises(ValueError, match="model must be 'bernoulli', 'gaussian' or 'ensemble'"):
         TrainConfig(model="poisson")
     with pytest.raises(ValueError, match="latent_dim must be a positive integer"):
         TrainConfig(latent_dim=0)
