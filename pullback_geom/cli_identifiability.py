@@ -1,0 +1,164 @@
+"""``pullback-geom identifiability``: are distances stable across retrainings? Euclidean
+vs geodesic distances of the same test pairs in K models (:mod:`pullback_geom.identifiability`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .cli import _error, _print_rows
+
+__all__ = ["add_identifiability_parser"]
+
+
+def _identifiability(args: argparse.Namespace) -> int:
+    import shlex
+
+    import torch
+
+    from .identifiability import run_identifiability
+
+    out = Path(args.out)
+    if args.threads is not None:
+        if args.threads < 1:
+            return _error(
+                "identifiability", ValueError(f"--threads must be >= 1; got {args.threads}")
+            )
+        torch.set_num_threads(args.threads)
+    command = shlex.join(["pullback-geom", "identifiability", *args.argv])
+    try:
+        if (args.checkpoints is None) == (args.seeds is None):
+            raise ValueError("pass either --checkpoints A B C ... or --seeds 0 1 2 ...")
+        checkpoints = args.checkpoints
+        if args.seeds is not None:
+            checkpoints = _train_seeds(args, out / "models")
+        print(
+            f"pullback_geom identifiability: {len(checkpoints)} models, {args.pairs} test "
+            f"pairs, metric{'s' * (len(args.metric) != 1)} {', '.join(args.metric)} -> {out}",
+            flush=True,
+        )
+        result = run_identifiability(
+            checkpoints,
+            out,
+            metrics=args.metric,
+            n_pairs=args.pairs,
+            pair_seed=args.pair_seed,
+            n_points=args.nodes,
+            command=command,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        return _error("identifiability", err)
+    rows = {}
+    for kind, t in result["metrics"].items():
+        e, g = t["euclidean"]["cv_summary"]["median"], t["geodesic"]["cv_summary"]["median"]
+        rows[f"{kind}: median CV Euclidean / geodesic"] = f"{e:.3f} / {g:.3f}"
+    rows["report"] = str(out / "identifiability.md")
+    _print_rows(rows)
+    return 0
+
+
+def _train_seeds(args: argparse.Namespace, folder: Path) -> list[str]:
+    """Train (or reuse, resuming) one model per seed under ``folder``; their paths."""
+    from .datasets import load_dataset
+    from .training import TrainConfig, train_vae
+
+    if len(args.seeds) < 3:
+        raise ValueError(f"the experiment needs at least 3 seeds; got {args.seeds}")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds must differ; got {args.seeds}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be a positive integer; got {args.limit}")
+    train = load_dataset("mnist", args.data_dir, train=True)
+    test = load_dataset("mnist", args.data_dir, train=False)
+    if args.limit is not None:
+        train = type(train)(*(t[: args.limit] for t in train))
+        test = type(test)(*(t[: args.limit] for t in test))
+    dataset = {
+        "name": "mnist",
+        "train_size": len(train.images),
+        "test_size": len(test.images),
+        "limit": args.limit,
+    }
+    paths = []
+    for seed in args.seeds:
+        cfg = TrainConfig(
+            model=args.model,
+            latent_dim=args.latent_dim,
+            epochs=args.epochs,
+            seed=seed,
+            decoders=args.decoders,
+        )
+        path = folder / f"{args.model}_seed{seed}"
+        print(f"training {args.model} seed {seed} ({args.epochs} epochs) -> {path}", flush=True)
+        train_vae(
+            cfg,
+            train.images,
+            test.images,
+            test.labels,
+            out=path,
+            resume=True,  # a finished run with the same settings is reused as it is
+            dataset=dataset,
+            command=f"pullback-geom identifiability (seed {seed})",
+        )
+        paths.append(str(path))
+    return paths
+
+
+def add_identifiability_parser(sub) -> None:
+    from .identifiability import METRICS
+
+    parser = sub.add_parser(
+        "identifiability",
+        help="are distances stable across retrainings? Euclidean vs geodesic",
+        description="Measure the same random test-image pairs in K >= 3 models that differ "
+        "only in their seed: the coefficient of variation of each pair's distance across "
+        "the models (each model's distances divided by their mean) and the rank "
+        "correlation between models, for Euclidean latent distances and geodesic ones. "
+        "Writes identifiability.md, identifiability.json and a figure per metric to --out.",
+    )
+    parser.add_argument(
+        "--checkpoints", nargs="+", default=None, help="K >= 3 checkpoint folders to compare"
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="instead, train one model per seed (under OUT/models; reused when there)",
+    )
+    parser.add_argument(
+        "--metric",
+        nargs="+",
+        choices=METRICS,
+        default=["mean"],
+        help="mean: the decoded mean; uncertainty: the Gaussian model's full metric; "
+        "fisher-rao: the Bernoulli Fisher-Rao pullback; ensemble: a decoder ensemble's "
+        "expected metric (default: mean)",
+    )
+    parser.add_argument("--pairs", type=int, default=200, help="default: %(default)s")
+    parser.add_argument(
+        "--pair-seed", type=int, default=0, help="seed of the pairs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--nodes", type=int, default=32, help="nodes per geodesic (default: %(default)s)"
+    )
+    parser.add_argument("--out", default="outputs/identifiability", help="default: %(default)s")
+    parser.add_argument(
+        "--model",
+        choices=["bernoulli", "gaussian", "ensemble"],
+        default="bernoulli",
+        help="with --seeds: the model to train (default: %(default)s)",
+    )
+    parser.add_argument("--epochs", type=int, default=8, help="with --seeds (default: 8)")
+    parser.add_argument("--latent-dim", type=int, default=2, help="with --seeds (default: 2)")
+    parser.add_argument(
+        "--decoders", type=int, default=4, help="with --seeds, ensemble model (default: 4)"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="with --seeds: the folder holding MNIST/raw/"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="with --seeds: first N images of each split"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.set_defaults(func=_identifiability)
