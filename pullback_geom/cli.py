@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the seed's figures and numbers on the bundled models, offline",
         description="Every figure of the seed and the numbers behind its claims, on the "
         "bundled 2-D MNIST VAEs (Bernoulli; Gaussian for the uncertainty term): PNGs, "
-        "report.md and numbers.json in --out. About 1-3 minutes on 2 CPU cores.",
+        "report.md and numbers.json in --out. About a minute on 2 CPU cores.",
     )
     demo.add_argument(
         "--out",
