@@ -256,6 +256,16 @@ class PullbackMetric:
 
         return C.jet(flat, z)
 
+    def _curvature(self, z: Tensor, from_terms: Callable[..., Tensor], what: str) -> Tensor:
+        """``from_terms(G, G^{-1}, second fundamental form)`` at ``z``, chunked and checked."""
+        z, single = self._points(z)
+
+        def fn(x: Tensor) -> Tensor:
+            return from_terms(*self._curvature_terms(x))
+
+        out = check_finite_output(self._map(fn, self._curvature_streams(), z), what)
+        return out[0] if single else out
+
     def _curvature_streams(self) -> int:
         d = self._latent_dim
         return 1 + d + d * (d + 1) // 2
@@ -492,14 +502,9 @@ class PullbackMetric:
             ``R(X, Y) Z = nabla_X nabla_Y Z - nabla_Y nabla_X Z - nabla_[X,Y] Z``, as
             geomstats' ``RiemannianMetric.riemann_tensor``.
         """
-        z, single = self._points(z)
-
-        def fn(x: Tensor) -> Tensor:
-            _, inverse, sff = self._curvature_terms(x)
-            return C.riemann_from_sff(sff, inverse)
-
-        out = check_finite_output(self._map(fn, self._curvature_streams(), z), "Riemann tensor")
-        return out[0] if single else out
+        return self._curvature(
+            z, lambda g, inv, sff: C.riemann_from_sff(sff, inv), "Riemann tensor"
+        )
 
     def ricci_tensor(self, z: Tensor) -> Tensor:
         """Ricci tensor ``Ric_ik = R^j_{ijk}`` (geomstats' convention; ``(d - 1) G`` on a
@@ -513,14 +518,7 @@ class PullbackMetric:
         -------
         Tensor, shape (B, d, d) or (d, d)
         """
-        z, single = self._points(z)
-
-        def fn(x: Tensor) -> Tensor:
-            _, inverse, sff = self._curvature_terms(x)
-            return C.ricci_from_sff(sff, inverse)
-
-        out = check_finite_output(self._map(fn, self._curvature_streams(), z), "Ricci tensor")
-        return out[0] if single else out
+        return self._curvature(z, lambda g, inv, sff: C.ricci_from_sff(sff, inv), "Ricci tensor")
 
     def scalar_curvature(self, z: Tensor) -> Tensor:
         """Scalar curvature ``S = G^{ik} Ric_ik`` (``d (d - 1)`` on a unit sphere).
@@ -533,14 +531,9 @@ class PullbackMetric:
         -------
         Tensor, shape (B,) or ()
         """
-        z, single = self._points(z)
-
-        def fn(x: Tensor) -> Tensor:
-            _, inverse, sff = self._curvature_terms(x)
-            return C.scalar_from_sff(sff, inverse)
-
-        out = check_finite_output(self._map(fn, self._curvature_streams(), z), "scalar curvature")
-        return out[0] if single else out
+        return self._curvature(
+            z, lambda g, inv, sff: C.scalar_from_sff(sff, inv), "scalar curvature"
+        )
 
     def gaussian_curvature(self, z: Tensor) -> Tensor:
         """Gaussian curvature ``K = S / 2`` of a 2-D latent space.
@@ -559,20 +552,15 @@ class PullbackMetric:
             If the latent dimension is not 2 (use :meth:`sectional_curvature` or
             :meth:`scalar_curvature`).
         """
-        z, single = self._points(z)
         if self._latent_dim != 2:
+            self._points(z)  # bad input is named before the dimension
             raise ValueError(
                 f"Gaussian curvature is defined for a 2-D latent space; this one has d = "
                 f"{self._latent_dim}. Use sectional_curvature(z, u, v) or scalar_curvature(z)"
             )
-
-        def fn(x: Tensor) -> Tensor:
-            metric, _, sff = self._curvature_terms(x)
-            return C.gaussian_from_sff(sff, metric)
-
-        out = self._map(fn, self._curvature_streams(), z)
-        out = check_finite_output(out, "Gaussian curvature")
-        return out[0] if single else out
+        return self._curvature(
+            z, lambda g, inv, sff: C.gaussian_from_sff(sff, g), "Gaussian curvature"
+        )
 
     def sectional_curvature(self, z: Tensor, u: Tensor, v: Tensor) -> Tensor:
         """Sectional curvature of the plane spanned by ``u`` and ``v`` at ``z``.
