@@ -65,6 +65,7 @@ def _report_options(args: argparse.Namespace):
         solver=args.solver,
         n_points=args.nodes,
         ode=not args.no_ode,
+        graph_start=not args.straight_start,
         seed=args.seed,
         data_dir=args.data_dir,
         dpi=args.dpi,
@@ -143,6 +144,11 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-ode", action="store_true", help="skip the ODE-shooting solutions of figure 4"
+    )
+    parser.add_argument(
+        "--straight-start",
+        action="store_true",
+        help="start geodesics from straight lines instead of grid-graph shortest paths",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random pairs")
     parser.add_argument(

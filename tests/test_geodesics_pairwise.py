@@ -8,7 +8,9 @@ import torch
 from pullback_geom import PullbackMetric
 from pullback_geom.geodesics import (
     block_slices,
+    connecting_geodesic,
     distance_block,
+    graph_geodesics,
     latent_graph,
     pairwise_distances,
 )
@@ -68,3 +70,27 @@ def test_bad_input(sphere, points):
     metric4 = PullbackMetric(InverseStereographic())
     with pytest.raises(ValueError, match="d <= 3"):
         pairwise_distances(metric4, torch.zeros(3, 4, dtype=F64), route="graph")
+
+
+def test_paired_graph_paths_are_the_diagonal_of_the_full_table(sphere, points):
+    a, b = points[:6], points[6:12]
+    graph = latent_graph(sphere, points)
+    full, full_curves = graph_geodesics(sphere, graph, a, b, n_points=9)
+    dist, curves = graph_geodesics(sphere, graph, a, b, n_points=9, paired=True)
+    torch.testing.assert_close(dist, full.diagonal())
+    torch.testing.assert_close(curves, full_curves[torch.arange(6), torch.arange(6)])
+    with pytest.raises(ValueError, match="paired"):
+        graph_geodesics(sphere, graph, a, b[:3], paired=True)
+
+
+def test_graph_started_geodesics_match_great_circles(sphere, points):
+    p, q = points[:8], points[8:16]
+    res = connecting_geodesic(sphere, p, q, init_curve="graph")
+    exact = sphere_distance(p, q)
+    assert bool(res.converged.all())
+    assert float(((res.length - exact) / exact).abs().max()) < 1e-3
+    assert res.points.shape == (8, 32, 2)
+    torch.testing.assert_close(res.points[:, 0], p)
+    torch.testing.assert_close(res.points[:, -1], q)
+    with pytest.raises(ValueError, match="init_curve"):
+        connecting_geodesic(sphere, p, q, init_curve="spline")

@@ -58,7 +58,7 @@ def test_report_command_end_to_end(tiny_checkpoint, tmp_path, capsys):
     ckpt, data = tiny_checkpoint
     out = tmp_path / "rep"
     argv = ["report", "--checkpoint", str(ckpt), "--out", str(out), "--data-dir", str(data)]
-    code = main([*argv, *SMALL, "--no-ode"])
+    code = main([*argv, *SMALL, "--no-ode", "--straight-start"])
     assert code == 0, capsys.readouterr().err
     files = {p.name for p in out.iterdir()}
     assert FIGURES | {"report.md", "numbers.json"} == files
@@ -96,6 +96,7 @@ def test_rerun_replaces_an_earlier_report_and_draws_ode_solutions(tiny_checkpoin
     report = build_report(ckpt, out, options=opts, progress=False)
     numbers = json.loads((out / "numbers.json").read_text())
     assert numbers["options"]["seed"] == 3 and numbers == json.loads(json.dumps(report.numbers))
+    assert numbers["options"]["graph_start"] is True
     assert not (out / "stale.png").exists()
     pairs = numbers["geodesic_pairs"]
     assert len(pairs["ode_reached"]) == len(pairs["pairs"]) == len(pairs["energy_length"])

@@ -160,6 +160,7 @@ def graph_geodesics(
     b: Tensor,
     *,
     n_points: int | None = None,
+    paired: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Graph distances (and, optionally, initial curves) from every ``a`` to every ``b``.
 
@@ -173,15 +174,20 @@ def graph_geodesics(
     n_points : int, optional
         If given, also return the shortest paths resampled to ``n_points`` nodes at
         constant decoded speed, end points exactly ``a[i]`` and ``b[j]``.
+    paired : bool, default False
+        Only the pairs ``(a[i], b[i])`` (``r == c``): ``dist`` of shape (r,) and
+        ``curves`` of shape (r, n_points, d).
 
     Returns
     -------
-    dist : Tensor, shape (r, c)
+    dist : Tensor, shape (r, c), or (r,) if ``paired``
         Graph distances (observation-space lengths of the grid paths).
-    curves : Tensor, shape (r, c, n_points, d) or None
+    curves : Tensor, shape (r, c, n_points, d) or (r, n_points, d) if ``paired``; or None
     """
     a, _ = metric._points(a, "a")
     b, _ = metric._points(b, "b")
+    if paired and a.shape != b.shape:
+        raise ValueError(f"paired=True needs a and b of one shape; got {a.shape} and {b.shape}")
     m = graph.nodes.shape[0]
     pts = torch.cat([a, b])
     k = pts.shape[0]
@@ -210,10 +216,16 @@ def graph_geodesics(
     targets = np.arange(m + a.shape[0], m + k)
     out = dijkstra(full, directed=False, indices=sources, return_predecessors=n_points is not None)
     dist_all, pred = out if n_points is not None else (out, None)
-    dist = torch.as_tensor(dist_all[:, targets], dtype=a.dtype, device=a.device)
+    if paired:
+        dist = dist_all[np.arange(a.shape[0]), targets]
+    else:
+        dist = dist_all[:, targets]
+    dist = torch.as_tensor(dist, dtype=a.dtype, device=a.device)
     if n_points is None:
         return dist, None
-    curves = _paths(graph, pts, dist_all, pred, targets, n_points).to(a.device)
+    curves = _paths(graph, pts, dist_all, pred, targets, n_points, paired).to(a.device)
+    if paired:
+        return dist, curves
     return dist, curves.reshape(a.shape[0], b.shape[0], n_points, a.shape[1])
 
 
@@ -224,12 +236,18 @@ def _paths(
     pred: np.ndarray,
     targets: np.ndarray,
     n_points: int,
+    paired: bool = False,
 ) -> Tensor:
-    """Walk the predecessor trees for all (source, target) pairs at once and resample."""
+    """Walk the predecessor trees for all (source, target) pairs at once and resample.
+
+    ``paired``: only source ``i`` to target ``i``."""
     r = pred.shape[0]
     coords = torch.cat([graph.nodes.cpu(), pts.cpu()]).double().numpy()
-    row = np.repeat(np.arange(r), targets.size)
-    cur = np.tile(targets, r)
+    if paired:
+        row, cur = np.arange(r), targets.copy()
+    else:
+        row = np.repeat(np.arange(r), targets.size)
+        cur = np.tile(targets, r)
     walk = [cur]
     while True:
         nxt = pred[row, cur]
