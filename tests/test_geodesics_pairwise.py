@@ -94,3 +94,17 @@ def test_graph_started_geodesics_match_great_circles(sphere, points):
     torch.testing.assert_close(res.points[:, -1], q)
     with pytest.raises(ValueError, match="init_curve"):
         connecting_geodesic(sphere, p, q, init_curve="spline")
+
+
+def test_subdivided_edges_follow_the_decoded_segment(sphere, points):
+    # A decoded segment is at least as long as its chord (triangle inequality) and its
+    # subdivided length converges as the pieces shrink.
+    chord = latent_graph(sphere, points, resolution=12).adjacency
+    w4 = latent_graph(sphere, points, resolution=12, subdivide=4).adjacency
+    w16 = latent_graph(sphere, points, resolution=12, subdivide=16).adjacency
+    assert (chord != 0).nnz == (w4 != 0).nnz
+    assert bool(((w4 - chord).data >= -1e-12).all())
+    assert float(abs(w16 - w4).max()) < float(abs(w4 - chord).max())
+    assert float(abs(w4 - chord).max()) > 1e-6  # the sphere's edges do bend
+    with pytest.raises(ValueError, match="subdivide"):
+        latent_graph(sphere, points, subdivide=0)

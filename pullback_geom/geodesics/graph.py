@@ -75,6 +75,7 @@ def latent_graph(
     resolution: int | None = None,
     margin: float = 0.1,
     reach: int | None = None,
+    subdivide: int = 1,
 ) -> LatentGraph:
     """Build the grid graph over the bounding box of ``points``.
 
@@ -89,6 +90,12 @@ def latent_graph(
         Extra fraction of the box's extent on every side.
     reach : int, optional
         Neighbour offsets with entries up to ``reach`` (default 3 in 2-D, 1 in 3-D).
+    subdivide : int, default 1
+        Weigh each edge by the decoded length of its latent segment split into
+        ``subdivide`` pieces instead of by its chord. Chords skip the bends of the decoded
+        edge, so on trained ReLU decoders chord-weighted graph distances come out ~3 %
+        below the geodesic; ``subdivide=4`` costs ``subdivide - 1`` decoder evaluations
+        per edge and brings them within ~1 % (``docs/geodesics.md``).
 
     Returns
     -------
@@ -105,6 +112,8 @@ def latent_graph(
     reach = reach or (3 if d == 2 else 1)
     if resolution < 2:
         raise ValueError(f"resolution must be at least 2; got {resolution}")
+    if isinstance(subdivide, bool) or not isinstance(subdivide, int) or subdivide < 1:
+        raise ValueError(f"subdivide must be a positive integer; got {subdivide!r}")
     lo, hi = z.amin(0), z.amax(0)
     extent = (hi - lo).clamp_min(1e-3 * (1 + z.abs().max()))
     lo, hi = lo - margin * extent, hi + margin * extent
@@ -122,7 +131,10 @@ def latent_graph(
         cols.append(dst.ravel())
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     with torch.no_grad():
-        w = _chord(emb, torch.as_tensor(rows), torch.as_tensor(cols))
+        if subdivide == 1:
+            w = _chord(emb, torch.as_tensor(rows), torch.as_tensor(cols))
+        else:
+            w = _subdivided(metric, nodes, rows, cols, subdivide)
     m = resolution**d
     adj = coo_matrix((w, (rows, cols)), shape=(m, m)).tocsr()
     return LatentGraph(lo, hi, shape, nodes, emb, (adj + adj.T).tocsr(), reach)
@@ -138,6 +150,24 @@ def _chord(emb: Tensor, a: Tensor, b: Tensor) -> np.ndarray:
     if not parts:
         return np.zeros(0)
     return torch.cat(parts).double().clamp_min(1e-300).cpu().numpy()
+
+
+def _subdivided(
+    metric: PullbackMetric, nodes: Tensor, rows: np.ndarray, cols: np.ndarray, k: int
+) -> np.ndarray:
+    """Decoded lengths of the latent segments ``nodes[rows] -> nodes[cols]`` in ``k`` steps."""
+    t = torch.linspace(0, 1, k + 1, dtype=nodes.dtype, device=nodes.device)[None, :, None]
+    step = max(1, 65536 // (k + 1))
+    out = []
+    for i in range(0, len(rows), step):
+        a = nodes[torch.as_tensor(rows[i : i + step], device=nodes.device)]
+        b = nodes[torch.as_tensor(cols[i : i + step], device=nodes.device)]
+        pts = (a[:, None] + t * (b - a)[:, None]).reshape(-1, nodes.shape[1])
+        x = metric._map(metric.embed, 1, pts).reshape(len(a), k + 1, -1)
+        out.append(torch.linalg.vector_norm(x.diff(dim=1), dim=-1).sum(-1))
+    if not out:
+        return np.zeros(0)
+    return torch.cat(out).double().clamp_min(1e-300).cpu().numpy()
 
 
 def _cell_corners(graph: LatentGraph, z: Tensor) -> Tensor:
