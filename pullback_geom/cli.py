@@ -10,23 +10,16 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _save_figure(fig, path: Path) -> None:
-    """Write a figure atomically (rendered in memory, then :func:`atomic_write_bytes`)."""
-    from .checkpoint import atomic_write_bytes
-    from .report.document import figure_bytes
-
-    atomic_write_bytes(path, figure_bytes(fig, dpi=120))
-
-
 def _error(command: str, err: BaseException) -> int:
     print(f"pullback-geom {command}: error: {err}", file=sys.stderr)
     return 2
 
 
-def _print_rows(rows: dict) -> None:
+def _print_rows(rows: dict, digits: int = 3) -> None:
+    """``key  value`` lines, keys aligned, floats to ``digits`` significant digits."""
     width = max(len(k) for k in rows)
     for key, value in rows.items():
-        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        text = f"{value:.{digits}g}" if isinstance(value, float) else str(value)
         print(f"  {key:<{width}}  {text}")
 
 
@@ -232,10 +225,7 @@ def _train(args: argparse.Namespace) -> int:
         rows["  of the mean, Bernoulli (stage 1)"] = metrics.get("test_neg_elbo_bernoulli")
     rows["seconds per epoch"] = metrics.get("seconds_per_epoch")
     rows["checkpoint"] = f"{out} (model.pt, config.json, latents.pt)"
-    width = max(len(k) for k in rows)
-    for key, value in rows.items():
-        text = f"{value:.4g}" if isinstance(value, float) else str(value)
-        print(f"  {key:<{width}}  {text}")
+    _print_rows(rows, digits=4)
     return 0
 
 

@@ -59,12 +59,11 @@ def _cli_metric_and_pairs(args) -> tuple[PullbackMetric, Tensor, Tensor, str, Te
 
 
 def _compare_cli(args) -> int:
-    import sys
     from pathlib import Path
 
     from .checkpoint import atomic_write_bytes
+    from .cli import _error
 
-    prog = "pullback-geom compare: error:"
     try:
         if args.pairs < 1:
             raise ValueError(f"--pairs must be a positive integer; got {args.pairs}")
@@ -80,8 +79,7 @@ def _compare_cli(args) -> int:
             exact = sphere_distance(p, q)
         result = compare_geodesics(metric, p, q, methods=methods, exact=exact, progress=True)
     except (FileNotFoundError, ValueError) as err:
-        print(f"{prog} {err}", file=sys.stderr)
-        return 2
+        return _error("compare", err)
     out = Path(args.out)
     text = result.to_markdown()
     print(text)
