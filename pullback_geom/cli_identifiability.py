@@ -133,7 +133,8 @@ def add_identifiability_parser(sub) -> None:
         default=["mean"],
         help="mean: the decoded mean; uncertainty: the Gaussian model's full metric; "
         "fisher-rao: the Bernoulli Fisher-Rao pullback; ensemble: a decoder ensemble's "
-        "expected metric (default: mean)",
+        "expected metric; disagreement: an ensemble's mean image plus the members' "
+        "per-pixel std as a Gaussian decoder's metric (default: mean)",
     )
     parser.add_argument("--pairs", type=int, default=200, help="default: %(default)s")
     parser.add_argument(

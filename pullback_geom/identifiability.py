@@ -319,7 +319,7 @@ def identifiability_figure(table: dict[str, Any], euclidean: Any, geodesic: Any,
 
 
 #: ``--metric`` values: the ``kind`` of :meth:`~pullback_geom.vae.VAE.pullback_metric`
-METRICS = ("mean", "uncertainty", "fisher-rao", "ensemble")
+METRICS = ("mean", "uncertainty", "fisher-rao", "ensemble", "disagreement")
 
 
 def load_models(checkpoints: Sequence[str | os.PathLike]) -> tuple[list, Tensor, Tensor]:
@@ -426,8 +426,9 @@ def run_identifiability(
             if kind not in model.metric_kinds:
                 raise ValueError(
                     f"{path} is a {model.kind} model, which has no {kind!r} metric (it offers "
-                    f"{list(model.metric_kinds)}); 'uncertainty' needs Gaussian models and "
-                    "'ensemble' ensemble models (pullback-geom train --model ...)"
+                    f"{list(model.metric_kinds)}); 'uncertainty' needs Gaussian models, "
+                    "'ensemble' and 'disagreement' ensemble models (pullback-geom train "
+                    "--model ...)"
                 )
     pairs = random_pairs(codes.shape[1], n_pairs, pair_seed)
     names = [Path(c).name or str(c) for c in checkpoints]

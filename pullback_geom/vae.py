@@ -441,18 +441,46 @@ class _Stacked(nn.Module):
         return tuple(self.scale * m(z) for m in self.members)
 
 
+class _MemberStd(nn.Module):
+    """``z -> scale * sqrt(Var_k f_k(z) + floor^2)``, per pixel: ``(B, d) -> (B, *obs)``.
+
+    The members' population standard deviation. The floor keeps the map smooth where the
+    members agree (``sqrt`` has no derivative at 0); it adds nothing to the metric there,
+    since the std is then a constant.
+    """
+
+    def __init__(self, members: list[nn.Module], floor: float, scale: float = 1.0) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.floor, self.scale = floor, scale
+
+    def forward(self, z: Tensor) -> Tensor:
+        images = torch.stack([m(z) for m in self.members])
+        variance = (images - images.mean(0)).square().mean(0)
+        return self.scale * (variance + self.floor**2).sqrt()
+
+
 class EnsembleVAE(VAE):
-    r"""One encoder, ``K`` decoders: the expected metric of a decoder ensemble.
+    r"""One encoder, ``K`` decoders: the metrics of a decoder ensemble.
 
     Syrota, Moreno-Muñoz and Hauberg ("Decoder ensembling for learned latent geometries",
     2024) use the disagreement of independently trained decoders, instead of an RBF
     network, as the uncertainty that makes the metric grow away from the data. The
     metric (``kind="ensemble"``, the default) is the expected one,
 
-    .. math:: G(z) = rac1K \sum_k J_k(z)^T J_k(z),
+    .. math:: G(z) = \frac1K \sum_k J_k(z)^T J_k(z),
 
     the Euclidean pullback through ``z -> (f_1(z), ..., f_K(z)) / sqrt(K)``, so every tool
-    of :class:`PullbackMetric` applies unchanged. ``kind="fisher-rao"`` is the expected
+    of :class:`PullbackMetric` applies unchanged. ``kind="disagreement"`` treats the
+    ensemble as one Gaussian decoder, mean ``fbar`` (the members' mean image) and std
+    ``s`` (their per-pixel spread, :meth:`decode_std`), and takes its metric as
+    :class:`GaussianVAE` does,
+
+    .. math:: G(z) = J_{\bar f}^T J_{\bar f} + J_s^T J_s;
+
+    it lies between the mean image's metric and the expected one (Cauchy–Schwarz: the
+    gradient of a pixel's std is the projection of the members' Jacobian spread), equal
+    to the expected one for ``K = 2`` and no floor. ``kind="fisher-rao"`` is the expected
     Fisher–Rao metric of the members, ``kind="mean"`` the pullback through the ensemble's
     mean image.
 
@@ -472,7 +500,7 @@ class EnsembleVAE(VAE):
     """
 
     kind = "ensemble"
-    metric_kinds = ("ensemble", "fisher-rao", "mean")
+    metric_kinds = ("ensemble", "disagreement", "fisher-rao", "mean")
 
     def __init__(self, latent_dim: int = 2, hidden: int = 512, decoders: int = 4) -> None:
         super().__init__(latent_dim, hidden)
@@ -487,6 +515,57 @@ class EnsembleVAE(VAE):
     def n_decoders(self) -> int:
         """``K``."""
         return len(self.decoder.members)
+
+    def decode_std(self, z: Tensor, floor: float = 0.0) -> Tensor:
+        """The members' disagreement: per pixel, ``sqrt(Var_k f_k(z) + floor^2)``.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d) or (d,)
+        floor : float, default 0
+
+        Returns
+        -------
+        Tensor, shape (B, 1, 28, 28) or (1, 28, 28)
+            The population standard deviation of the ``K`` decoded images.
+        """
+        z, single = self._points(z)
+        out = _MemberStd(list(self.decoder.members), floor)(z)
+        return out[0] if single else out
+
+    def pullback_metric(
+        self,
+        kind: str | None = None,
+        *,
+        floor: float = 1e-3,
+        scale: float = 1.0,
+        **kwargs: Any,
+    ) -> PullbackMetric:
+        """The ensemble's metric; ``kind`` is one of :attr:`metric_kinds` (see the class).
+
+        Parameters
+        ----------
+        kind : {"ensemble", "disagreement", "fisher-rao", "mean"}, optional
+            Default ``"ensemble"``.
+        floor : float, default 1e-3
+            ``"disagreement"`` only: the std is ``sqrt(Var_k f_k + floor^2)``, smooth
+            where the members agree.
+        scale : float, default 1
+            ``"disagreement"`` only: the std is multiplied by ``scale``, so that
+            ``G = J_fbar^T J_fbar + scale^2 J_s^T J_s``.
+        **kwargs
+            Passed to :class:`PullbackMetric`.
+        """
+        for name, value, default in (("floor", floor, 1e-3), ("scale", scale, 1.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0; got {value}")
+            if value != default and kind != "disagreement":
+                raise ValueError(f"{name}= applies to kind='disagreement' only; got {kind=}")
+        if kind == "disagreement":
+            kwargs.update(floor=float(floor), scale=float(scale))
+        return super().pullback_metric(kind, **kwargs)
 
     def member_logits(self, z: Tensor) -> Tensor:
         """Every decoder's logits, ``(B, d) -> (K, B, 784)``."""
@@ -523,6 +602,9 @@ class EnsembleVAE(VAE):
         members = list(self.decoder.members)
         if kind == "ensemble":
             return PullbackMetric(_Stacked(members), latent_dim=self.latent_dim, **kwargs)
+        if kind == "disagreement":
+            std = _MemberStd(members, kwargs.pop("floor"), kwargs.pop("scale"))
+            return PullbackMetric.gaussian(self.decoder, std, latent_dim=self.latent_dim, **kwargs)
         if kind == "fisher-rao":
             embeddings = [fisher_rao_decoder(logit_decoder(m)) for m in members]
             return PullbackMetric(_Stacked(embeddings), latent_dim=self.latent_dim, **kwargs)

@@ -149,10 +149,13 @@ def test_command_trains_one_model_per_seed(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["identifiability", "--seeds", "0", "1", "2", "--model", "ensemble"]
     argv += ["--decoders", "2", "--epochs", "1", "--data-dir", str(root), "--limit", "64"]
-    argv += ["--metric", "ensemble", "--pairs", "5", "--nodes", "6", "--out", str(out)]
+    argv += ["--metric", "ensemble", "disagreement", "--pairs", "5", "--nodes", "6"]
+    argv += ["--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     result = json.loads((out / "identifiability.json").read_text())
     assert result["models"] == ["ensemble_seed0", "ensemble_seed1", "ensemble_seed2"]
+    assert set(result["metrics"]) == {"ensemble", "disagreement"}
+    assert "| disagreement |" in (out / "identifiability.md").read_text()
     config = json.loads((out / "models" / "ensemble_seed1" / "config.json").read_text())
     assert config["architecture"]["decoders"] == 2 and config["training"]["seed"] == 1
     for extra, match in (
