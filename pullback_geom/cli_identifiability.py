@@ -134,7 +134,9 @@ def add_identifiability_parser(sub) -> None:
         help="mean: the decoded mean; uncertainty: the Gaussian model's full metric; "
         "fisher-rao: the Bernoulli Fisher-Rao pullback; ensemble: a decoder ensemble's "
         "expected metric; disagreement: an ensemble's mean image plus the members' "
-        "per-pixel std as a Gaussian decoder's metric (default: mean)",
+        "per-pixel std as a Gaussian decoder's metric; ensemble-energy: curves minimising "
+        "Syrota et al.'s ensemble energy (not a metric), measured by the mean image "
+        "(default: mean)",
     )
     parser.add_argument("--pairs", type=int, default=200, help="default: %(default)s")
     parser.add_argument(

@@ -149,13 +149,19 @@ def test_command_trains_one_model_per_seed(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["identifiability", "--seeds", "0", "1", "2", "--model", "ensemble"]
     argv += ["--decoders", "2", "--epochs", "1", "--data-dir", str(root), "--limit", "64"]
-    argv += ["--metric", "ensemble", "disagreement", "--pairs", "5", "--nodes", "6"]
+    argv += ["--metric", "ensemble", "disagreement", "ensemble-energy"]
+    argv += ["--pairs", "5", "--nodes", "6"]
     argv += ["--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     result = json.loads((out / "identifiability.json").read_text())
     assert result["models"] == ["ensemble_seed0", "ensemble_seed1", "ensemble_seed2"]
-    assert set(result["metrics"]) == {"ensemble", "disagreement"}
-    assert "| disagreement |" in (out / "identifiability.md").read_text()
+    assert set(result["metrics"]) == {"ensemble", "disagreement", "ensemble-energy"}
+    md = (out / "identifiability.md").read_text()
+    assert "| disagreement |" in md and "| ensemble-energy |" in md
+    energy = result["metrics"]["ensemble-energy"]
+    expected = np.array(energy["expected_length"]["distances"])
+    assert expected.shape == (3, 5) and (expected > 0).all()
+    assert "expected length over decoder pairs" in md
     config = json.loads((out / "models" / "ensemble_seed1" / "config.json").read_text())
     assert config["architecture"]["decoders"] == 2 and config["training"]["seed"] == 1
     for extra, match in (
