@@ -18,7 +18,8 @@ fast chain-rule Jacobian.
   fixed, the RBF weights maximise the Gaussian log-likelihood.
 - :class:`EnsembleVAE`: one encoder and ``K`` decoders trained on their own bootstrap
   weights of every batch; its metric is the ensemble's expected metric
-  ``(1/K) sum_k J_k^T J_k`` (Syrota et al., 2024).
+  ``(1/K) sum_k J_k^T J_k`` (Syrota et al., 2024), or (``kind="disagreement"``) the
+  Gaussian metric of the members' mean image and per-pixel std.
 
 ``model.pullback_metric(kind=...)`` also offers the Fisher–Rao pullback of the
 Bernoulli mean (``"fisher-rao"``, :mod:`pullback_geom.fisher_rao`); without ``kind`` each
@@ -188,7 +189,8 @@ class VAE(nn.Module):
             ``"mean"``: the pullback through the decoded mean; ``"fisher-rao"``: the
             Fisher–Rao pullback of the Bernoulli mean
             (:func:`~pullback_geom.fisher_rao.fisher_rao_metric`); ``"uncertainty"``
-            (Gaussian model) and ``"ensemble"`` (ensemble model): see those classes.
+            (Gaussian model), ``"ensemble"`` and ``"disagreement"`` (ensemble model): see
+            those classes.
         **kwargs
             Passed to :class:`PullbackMetric`.
         """
@@ -445,8 +447,8 @@ class _MemberStd(nn.Module):
     """``z -> scale * sqrt(Var_k f_k(z) + floor^2)``, per pixel: ``(B, d) -> (B, *obs)``.
 
     The members' population standard deviation. The floor keeps the map smooth where the
-    members agree (``sqrt`` has no derivative at 0); it adds nothing to the metric there,
-    since the std is then a constant.
+    members agree (``sqrt`` has no derivative at 0); where they agree exactly the std is
+    the constant ``scale * floor`` and adds nothing to the metric.
     """
 
     def __init__(self, members: list[nn.Module], floor: float, scale: float = 1.0) -> None:

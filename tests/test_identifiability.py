@@ -133,6 +133,7 @@ def test_command_writes_the_report(checkpoints, tmp_path, capsys):
         ([0, 1], [], "at least 3 models"),
         ([0, 1, 3], [], "latent dimension 3"),
         ([0, 1, 2], ["--metric", "ensemble"], "no 'ensemble' metric"),
+        ([0, 1, 2], ["--metric", "ensemble-energy"], "no 'ensemble-energy' metric"),
         (None, [], "no checkpoint at"),
     ],
 )
