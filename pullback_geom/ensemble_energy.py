@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ._checks import batch_curves, same_shape
 from .geodesics._common import _tolerance, refined_length
-from .metric import PullbackMetric
+from .metric import _CHUNK_BUDGET, PullbackMetric
 
 __all__ = ["EnsembleGeodesic", "ensemble_curve_energy", "ensemble_geodesic"]
 
@@ -160,7 +160,14 @@ def ensemble_geodesic(
     curve = p[:, None] + t * (q - p)[:, None]
     curve[:, -1] = q
     tol = _tolerance(p.dtype, tol, 1e-10)
-    curve, converged, iterations = _levenberg_marquardt(metrics, curve, weight, max_iter, tol)
+    # chunks of pairs bound the (K, B, N, D, d) Jacobians, as in connecting_geodesic
+    per_chunk = _CHUNK_BUDGET // (n_points * metrics[0].obs_dim * len(metrics) * (p.shape[1] + 1))
+    per_chunk = max(1, per_chunk)
+    parts = [
+        _levenberg_marquardt(metrics, curve[i : i + per_chunk], weight, max_iter, tol)
+        for i in range(0, len(curve), per_chunk)
+    ]
+    curve, converged, iterations = (torch.cat(x) for x in zip(*parts, strict=True))
     with torch.no_grad():
         b, n, d = curve.shape
         x = _decode(metrics, curve.reshape(-1, d)).reshape(len(metrics), b, n, -1)

@@ -107,3 +107,15 @@ def test_bad_arguments():
         ensemble_geodesic(decs, p, p + 1, n_points=2)
     with pytest.raises(ValueError, match="weight must be >= 0"):
         ensemble_geodesic(decs, p, p + 1, weight=-1.0)
+
+
+def test_chunks_of_pairs_give_the_same_curves(monkeypatch):
+    from pullback_geom import ensemble_energy
+
+    decs = members(3)
+    p, q = torch.randn(5, 2, dtype=F64), torch.randn(5, 2, dtype=F64)
+    whole = ensemble_geodesic(decs, p, q, n_points=8)
+    monkeypatch.setattr(ensemble_energy, "_CHUNK_BUDGET", 8 * 784 * 3 * 3 * 2)  # 2 pairs
+    chunked = ensemble_geodesic(decs, p, q, n_points=8)
+    torch.testing.assert_close(chunked.points, whole.points)
+    torch.testing.assert_close(chunked.length, whole.length)
