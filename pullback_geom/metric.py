@@ -362,10 +362,12 @@ class PullbackMetric:
         """
         z, _ = self._points(z)
         size = self._chunk(self._latent_dim + 1)
-        parts = [self._value_and_jacobian(z[i : i + size]) for i in range(0, z.shape[0], size)]
-        value = torch.cat([p[0] for p in parts])
-        jac = check_finite_output(torch.cat([p[1] for p in parts]), "Jacobian")
-        return value, jac
+        if z.shape[0] <= size:  # no copy through torch.cat
+            value, jac = self._value_and_jacobian(z)
+        else:
+            parts = [self._value_and_jacobian(z[i : i + size]) for i in range(0, z.shape[0], size)]
+            value, jac = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return value, check_finite_output(jac, "Jacobian")
 
     def metric_tensor(self, z: Tensor) -> Tensor:
         """``G(z) = J(z)^T J(z)``.

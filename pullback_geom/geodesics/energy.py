@@ -151,63 +151,91 @@ def _levenberg_marquardt(
 ) -> tuple[Tensor, ...]:
     b, n_pts, d = curve.shape
     m = n_pts - 2  # free nodes
+    opts = {"dtype": curve.dtype, "device": curve.device}
     ar = torch.arange(m, device=curve.device)
-    lam = torch.full((b,), 1e-3, dtype=curve.dtype, device=curve.device)
+    eye = torch.eye(d, **opts)
+    length, energy_out = torch.empty(b, **opts), torch.empty(b, **opts)
     converged = torch.zeros(b, dtype=torch.bool, device=curve.device)
     iterations = torch.zeros(b, dtype=torch.long, device=curve.device)
 
-    def energy(c: Tensor) -> Tensor:
-        x = metric.embed(c.reshape(-1, d)).reshape(c.shape[0], n_pts, -1)
-        return (n_pts - 1) * x.diff(dim=1).square().sum((1, 2))
+    def decode(free: Tensor) -> tuple[Tensor, Tensor]:
+        """Values (B, m, D) and transposed Jacobians (B, m, d, D) of the free nodes."""
+        val, jac = metric.value_and_jacobian(free.reshape(-1, d))
+        return val.reshape(free.shape[0], m, -1), jac.mT.reshape(free.shape[0], m, d, -1)
+
+    def steps(ends: Tensor, val: Tensor) -> Tensor:
+        return torch.cat([ends[:, :1], val, ends[:, 1:]], dim=1).diff(dim=1)
+
+    def finish(sel: Tensor, ends: Tensor, val: Tensor, free: Tensor) -> None:
+        """Write the pairs ``idx[sel]`` back: their nodes, chord length and energy."""
+        st = steps(ends[sel], val[sel])
+        curve[idx[sel], 1:-1] = free[sel]
+        length[idx[sel]] = torch.linalg.vector_norm(st, dim=-1).sum(-1)
+        energy_out[idx[sel]] = (n_pts - 1) * st.square().sum((1, 2))
 
     with torch.no_grad():
-        e = energy(curve)
+        # Only the pairs still running are kept (compacted when some finish), and the free
+        # nodes' values and Jacobians are carried over from the accepted trial: each
+        # iteration costs one decode with Jacobian and no gathers of the Jacobians.
+        idx = torch.arange(b, device=curve.device)
+        ends = metric.embed(curve[:, [0, -1]].reshape(-1, d)).reshape(b, 2, -1)
+        free = curve[:, 1:-1].clone()
+        val, jt = decode(free)
+        e = (n_pts - 1) * steps(ends, val).square().sum((1, 2))
+        lam = torch.full((b,), 1e-3, **opts)
         for _ in range(max_iter):
-            act = (~converged).nonzero().squeeze(1)
-            if act.numel() == 0:
+            ba = idx.numel()
+            if ba == 0:
                 break
-            c = curve[act]
-            ba = act.numel()
-            val, jac = metric.value_and_jacobian(c.reshape(-1, d))
-            val = val.reshape(ba, n_pts, -1)
-            jac = jac.reshape(ba, n_pts, -1, d)
-            r = val.diff(dim=1)  # (ba, N-1, D)
-            ji = jac[:, 1:-1]  # (ba, m, D, d)
-            gram = ji.mT @ ji  # G_k
-            grad = (ji.mT @ (r[:, :-1] - r[:, 1:]).unsqueeze(-1)).squeeze(-1)  # -(1/2) dS/dx_k
-            couple = ji[:, :-1].mT @ ji[:, 1:]  # J_k^T J_{k+1}
+            # 2 x_k - x_{k-1} - x_{k+1}, i.e. -(1/2) dS/dx_k before the Jacobian.
+            lap = 2 * val
+            lap[:, 1:] -= val[:, :-1]
+            lap[:, :-1] -= val[:, 1:]
+            lap[:, 0] -= ends[:, 0]
+            lap[:, -1] -= ends[:, 1]
+            gram = jt @ jt.mT  # G_k
+            grad = (jt @ lap.unsqueeze(-1)).squeeze(-1)
+            couple = jt[:, :-1] @ jt[:, 1:].mT  # J_k^T J_{k+1}
             scale = gram.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30)
-            eye = torch.eye(d, dtype=c.dtype, device=c.device)
-            blocks = torch.zeros(ba, m, m, d, d, dtype=c.dtype, device=c.device)
+            blocks = torch.zeros(ba, m, m, d, d, **opts)
             blocks[:, ar[:-1], ar[1:]] = -couple
             blocks[:, ar[1:], ar[:-1]] = -couple.mT
             base = 2 * gram
             while True:
-                blocks[:, ar, ar] = base + (lam[act] * scale)[:, None, None, None] * eye
+                blocks[:, ar, ar] = base + (lam * scale)[:, None, None, None] * eye
                 mat = blocks.permute(0, 1, 3, 2, 4).reshape(ba, m * d, m * d)
                 chol, info = torch.linalg.cholesky_ex(mat)
                 if not bool((info != 0).any()):
                     break
-                lam[act] = torch.where(info != 0, lam[act] * 10, lam[act])
+                lam = torch.where(info != 0, lam * 10, lam)
             rhs = -grad.reshape(ba, m * d, 1)
             step = torch.cholesky_solve(rhs, chol)
             # Decrease the Gauss-Newton model predicts (in units of S = E / (N - 1)).
             predicted = (step * rhs).sum((1, 2))
-            trial = c.clone()
-            trial[:, 1:-1] += step.reshape(ba, m, d)
-            e_trial = energy(trial)
-            accept = e_trial <= e[act]
-            curve[act] = torch.where(accept[:, None, None], trial, c)
-            e[act] = torch.where(accept, e_trial, e[act])
-            lam[act] = torch.where(accept, (lam[act] / 3).clamp_min(1e-9), lam[act] * 4)
-            iterations[act] += 1
-            small = (n_pts - 1) * predicted <= tol * e[act].clamp_min(1e-300)
-            converged[act] = (accept | (lam[act] > 1e8)) & small
-        x = metric.embed(curve.reshape(-1, d)).reshape(b, n_pts, -1)
-        steps = x.diff(dim=1)
-        length = torch.linalg.vector_norm(steps, dim=-1).sum(-1)
-        e = (n_pts - 1) * steps.square().sum((1, 2))
-    return curve, length, e, converged, iterations
+            trial = free + step.reshape(ba, m, d)
+            val_t, jt_t = decode(trial)
+            e_t = (n_pts - 1) * steps(ends, val_t).square().sum((1, 2))
+            accept = e_t <= e
+            if bool(accept.all()):
+                free, val, jt, e = trial, val_t, jt_t, e_t
+            else:
+                a3 = accept[:, None, None]
+                free, val = torch.where(a3, trial, free), torch.where(a3, val_t, val)
+                jt, e = torch.where(a3[..., None], jt_t, jt), torch.where(accept, e_t, e)
+            lam = torch.where(accept, (lam / 3).clamp_min(1e-9), lam * 4)
+            iterations[idx] += 1
+            small = (n_pts - 1) * predicted <= tol * e.clamp_min(1e-300)
+            done = (accept | (lam > 1e8)) & small
+            if bool(done.any()):
+                converged[idx[done]] = True
+                finish(done, ends, val, free)
+                keep = ~done
+                idx, ends, free, val, jt, e, lam = (
+                    x[keep] for x in (idx, ends, free, val, jt, e, lam)
+                )
+        if idx.numel():  # ran out of iterations
+            finish(torch.ones_like(idx, dtype=torch.bool), ends, val, free)
+    return curve, length, energy_out, converged, iterations
 
 
 def geodesic_distance(metric: PullbackMetric, p: Tensor, q: Tensor, **options) -> Tensor:
