@@ -13,6 +13,7 @@ from pullback_geom.geodesics import (
     geodesic_distance,
     log_map,
 )
+from pullback_geom.geodesics._common import refined_length, spline_points
 from pullback_geom.surfaces import InverseStereographic, LinearDecoder, sphere_distance
 
 F64 = torch.float64
@@ -170,3 +171,45 @@ def test_distances_are_invariant_to_reparametrisation(sphere):
     d_f = geodesic_distance(sphere, phi(p), phi(q), n_points=48)
     torch.testing.assert_close(d_g, d_f, rtol=2e-4, atol=1e-8)
     torch.testing.assert_close(d_g, sphere_distance(phi(p), phi(q)), rtol=2e-4, atol=1e-8)
+
+
+def test_spline_points_pass_through_the_nodes_and_keep_straight_lines_straight():
+    gen = torch.Generator().manual_seed(3)
+    curve = torch.randn(4, 7, 3, generator=gen, dtype=F64)
+    fine = spline_points(curve, 5)
+    assert fine.shape == (4, 31, 3)
+    torch.testing.assert_close(fine[:, ::5], curve, rtol=0, atol=0)
+    # Evenly spaced nodes on a line: the spline is that line, sampled evenly.
+    t = torch.linspace(0, 1, 7, dtype=F64)[None, :, None]
+    line = curve[:, :1] + t * (curve[:, -1:] - curve[:, :1])
+    dense = curve[:, :1] + torch.linspace(0, 1, 31, dtype=F64)[None, :, None] * (
+        curve[:, -1:] - curve[:, :1]
+    )
+    torch.testing.assert_close(spline_points(line, 5), dense, rtol=0, atol=1e-12)
+    # Coincident nodes give that point, exactly.
+    same = curve[:, :1].expand(-1, 7, -1)
+    assert torch.equal(spline_points(same, 5), same[:, :1].expand(-1, 31, -1))
+
+
+def test_refined_length_converges_to_the_great_circle_faster_than_chords(sphere):
+    # Nodes evenly spaced on great circles (exact geodesics, known length).
+    p, q = _sphere_pairs(10)
+    f = InverseStereographic()
+    a, b = f(p), f(q)
+    angle = sphere_distance(p, q)
+    t = torch.linspace(0, 1, 12, dtype=F64)[None, :, None]
+    w = b - (a * b).sum(-1, keepdim=True) * a
+    w = w / w.norm(dim=-1, keepdim=True)
+    on_sphere = (
+        a[:, None] * (t * angle[:, None, None]).cos()
+        + w[:, None] * (t * angle[:, None, None]).sin()
+    )
+    nodes = on_sphere[..., :2] / (1 - on_sphere[..., 2:])  # stereographic projection
+    torch.testing.assert_close(f(nodes.reshape(-1, 2)).reshape(10, 12, 3), on_sphere)
+    chord = refined_length(sphere, nodes, 1)
+    spline = refined_length(sphere, nodes, 8)
+    chord_err = ((chord - angle) / angle).abs().max()
+    spline_err = ((spline - angle) / angle).abs().max()
+    assert float(chord_err) > 3e-4  # chords cut corners: O(1/N^2)
+    assert float(spline_err) < 1e-4
+    assert bool((spline >= chord).all())

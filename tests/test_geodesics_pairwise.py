@@ -89,7 +89,7 @@ def test_graph_started_geodesics_match_great_circles(sphere, points):
     exact = sphere_distance(p, q)
     assert bool(res.converged.all())
     assert float(((res.length - exact) / exact).abs().max()) < 1e-3
-    assert res.points.shape == (8, 32, 2)
+    assert res.points.shape == (8, 16, 2)
     torch.testing.assert_close(res.points[:, 0], p)
     torch.testing.assert_close(res.points[:, -1], q)
     with pytest.raises(ValueError, match="init_curve"):

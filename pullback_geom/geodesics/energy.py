@@ -23,6 +23,7 @@ from ._common import (
     refined_length,
 )
 from .georce import georce
+from .graph import LatentGraph, graph_geodesics, latent_graph
 from .lbfgs import lbfgs
 
 __all__ = ["connecting_geodesic", "geodesic_distance"]
@@ -34,9 +35,9 @@ def connecting_geodesic(
     q: Tensor,
     *,
     method: str = "lm",
-    n_points: int = 32,
+    n_points: int = 16,
     refine: int = 8,
-    init_curve: Tensor | str | None = None,
+    init_curve: Tensor | LatentGraph | str | None = "auto",
     max_iter: int = 200,
     tol: float | None = None,
     warn: bool = True,
@@ -57,21 +58,26 @@ def connecting_geodesic(
         docstring). ``"georce"``: :mod:`~pullback_geom.geodesics.georce`, which minimises
         the left-point metric energy ``T sum u_t^T G(z_t) u_t`` instead. ``"lbfgs"``:
         ``torch.optim.LBFGS`` on the chord energy of all pairs summed (a baseline).
-    n_points : int, default 32
+    n_points : int, default 16
         ``N``, nodes per curve including the end points.
     refine : int, default 8
-        ``length`` is measured on the latent polygon with each segment split into
-        ``refine`` pieces (:func:`~pullback_geom.geodesics._common.refined_length`);
+        ``length`` is measured on the Catmull–Rom spline through the nodes, ``refine``
+        decoded points per segment (:func:`~pullback_geom.geodesics._common.refined_length`);
         ``1`` gives the chord length of the nodes. At the defaults the median relative
-        length error is ~2e-6 on the sphere (largest 6e-5) and ~3e-4 on the seed decoder,
-        against ~3e-5 and ~2.5e-3 for the chord length (``benchmarks/bench_geodesics.py``).
-    init_curve : Tensor of shape (B, N, d), or "graph", optional
-        Starting curves; default straight lines. ``"graph"`` (2-D and 3-D latent spaces):
-        shortest paths on a latent grid graph over the end points' box
-        (:mod:`~pullback_geom.geodesics.graph`), which keeps the solver out of the longer
-        local minima a straight start can fall into on trained ReLU decoders (up to ~9%
-        longer on a few pairs in a hundred, ``docs/geodesics.md``); costs a graph build
-        and one Dijkstra search per pair.
+        length error is ~6e-6 on the sphere and ~6e-4 on the seed decoder, against ~3e-3
+        and ~5e-3 for the chord length (``benchmarks/bench_geodesics.py``); raise
+        ``n_points`` for more (32: ~2e-6 and ~3e-4).
+    init_curve : Tensor of shape (B, N, d), LatentGraph, "auto", "graph" or "straight"
+        Starting curves. ``"straight"`` (or ``None``): straight lines. ``"graph"`` (2-D
+        and 3-D latent spaces): shortest paths on a latent grid graph over the end
+        points' box (:mod:`~pullback_geom.geodesics.graph`; 64 x 64 nodes, ``reach=2``,
+        in 2-D), which keeps the solver out of the longer local minima a straight start
+        falls into on trained ReLU decoders (on ~1 pair in 10 at ``N = 16``, up to 50 %
+        longer; ``docs/geodesics.md``); it costs ~0.1 s for the graph and a Dijkstra
+        search per pair. A :class:`~pullback_geom.geodesics.graph.LatentGraph`: the same
+        with this graph (it must cover the end points). ``"auto"`` (default): ``"graph"``
+        for batches of at least 16 pairs in 2-D and 3-D, where the graph pays for itself,
+        else ``"straight"``.
     max_iter : int, default 200
     tol : float, optional
         Stop when the predicted relative energy decrease of a step is below ``tol``
@@ -94,10 +100,7 @@ def connecting_geodesic(
     if n_points < 3:
         raise ValueError(f"n_points must be at least 3; got {n_points}")
     t = torch.linspace(0, 1, n_points, dtype=p.dtype, device=p.device)[None, :, None]
-    if isinstance(init_curve, str):
-        if init_curve != "graph":
-            raise ValueError(f"init_curve must be a tensor, 'graph' or None; got {init_curve!r}")
-        init_curve = _graph_curves(metric, p, q, n_points)
+    init_curve = _initial_curves(metric, p, q, n_points, init_curve)
     if init_curve is None:
         curve = p[:, None] + t * (q - p)[:, None]
         curve[:, -1] = q  # exactly, not up to rounding
@@ -131,11 +134,39 @@ def connecting_geodesic(
     return result
 
 
-def _graph_curves(metric: PullbackMetric, p: Tensor, q: Tensor, n_points: int) -> Tensor:
-    """Shortest grid-graph paths from ``p[i]`` to ``q[i]``, ``(B, n_points, d)``."""
-    from .graph import graph_geodesics, latent_graph
+#: Pairs from which ``init_curve="auto"`` starts from graph paths (2-D and 3-D).
+GRAPH_START_PAIRS = 16
 
-    graph = latent_graph(metric, torch.cat([p, q]))
+
+def _initial_curves(
+    metric: PullbackMetric, p: Tensor, q: Tensor, n_points: int, init_curve
+) -> Tensor | None:
+    """Resolve ``init_curve``: a tensor of curves, or None for straight lines."""
+    if isinstance(init_curve, LatentGraph):
+        return _graph_curves(metric, p, q, n_points, init_curve)
+    if not isinstance(init_curve, str):
+        return init_curve
+    if init_curve not in ("auto", "graph", "straight"):
+        raise ValueError(
+            "init_curve must be a tensor, a LatentGraph, 'auto', 'graph', 'straight' or "
+            f"None; got {init_curve!r}"
+        )
+    d = p.shape[1]
+    if init_curve == "auto":
+        init_curve = "graph" if d in (2, 3) and p.shape[0] >= GRAPH_START_PAIRS else "straight"
+    if init_curve == "straight":
+        return None
+    if d == 2:  # coarser than latent_graph's default: only a starting point for the solver
+        graph = latent_graph(metric, torch.cat([p, q]), resolution=64, reach=2)
+    else:
+        graph = latent_graph(metric, torch.cat([p, q]))
+    return _graph_curves(metric, p, q, n_points, graph)
+
+
+def _graph_curves(
+    metric: PullbackMetric, p: Tensor, q: Tensor, n_points: int, graph: LatentGraph
+) -> Tensor:
+    """Shortest grid-graph paths from ``p[i]`` to ``q[i]``, ``(B, n_points, d)``."""
     # Dijkstra's distance table is (sources, nodes): chunks of pairs bound its memory.
     parts = [
         graph_geodesics(
