@@ -51,7 +51,7 @@ class EnsembleGeodesic:
         Expected decoded length, ``sum_t E_{k,l} ||f_k(z_{t+1}) - f_l(z_t)||`` (exact over
         the ``K^2`` decoder pairs): depends on ``N`` through the disagreement.
     mean_length : Tensor, shape (B,)
-        Length of the curve decoded by the mean image (segments refined 8 times, as
+        Length of the curve decoded by the mean image (spline refined 4 times per segment, as
         :func:`~pullback_geom.geodesics.connecting_geodesic` measures lengths).
     energy : Tensor, shape (B,)
         :func:`ensemble_curve_energy` of ``points``.
@@ -176,7 +176,7 @@ def ensemble_geodesic(
         length = torch.linalg.vector_norm(seg, dim=-1).mean((0, 1)).sum(-1)
         mean_image = PullbackMetric(_MeanImage(members), latent_dim=d)
         mean_image._points(p)  # learns the output size, which chunking needs
-        mean_length = refined_length(mean_image, curve, 8)
+        mean_length = refined_length(mean_image, curve, 4)
         energy = ensemble_curve_energy(members, curve, weight=weight)
     result = EnsembleGeodesic(curve, length, mean_length, energy, converged, iterations)
     if single:

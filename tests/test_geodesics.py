@@ -213,3 +213,22 @@ def test_refined_length_converges_to_the_great_circle_faster_than_chords(sphere)
     assert float(chord_err) > 3e-4  # chords cut corners: O(1/N^2)
     assert float(spline_err) < 1e-4
     assert bool((spline >= chord).all())
+
+
+def test_refined_length_reuses_decoded_nodes(sphere):
+    gen = torch.Generator().manual_seed(4)
+    curve = torch.randn(5, 7, 2, generator=gen, dtype=F64)
+    nodes = sphere.embed(curve.reshape(-1, 2)).reshape(5, 7, -1)
+    for refine in (1, 3, 4):
+        torch.testing.assert_close(
+            refined_length(sphere, curve, refine, node_values=nodes),
+            refined_length(sphere, curve, refine),
+            rtol=0,
+            atol=0,
+        )
+    # Richardson extrapolation of the two polygons, refine 4 and its every second point.
+    fine = spline_points(curve, 4)
+    x = sphere.embed(fine.reshape(-1, 2)).reshape(5, -1, 3)
+    polygon = x.diff(dim=1).norm(dim=-1).sum(-1)
+    half = x[:, ::2].diff(dim=1).norm(dim=-1).sum(-1)
+    torch.testing.assert_close(refined_length(sphere, curve, 4), polygon + (polygon - half) / 3)

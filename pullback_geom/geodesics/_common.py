@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import same_shape
-from ..metric import PullbackMetric
+from ..metric import _CHUNK_BUDGET, PullbackMetric
 
 __all__ = ["GeodesicConvergenceWarning", "GeodesicResult"]
 
@@ -48,10 +48,12 @@ def _pair(metric: PullbackMetric, p, q) -> tuple[Tensor, Tensor, bool]:
     return p, q, single
 
 
-def _tolerance(dtype: torch.dtype, tol: float | None, default64: float) -> float:
+def _tolerance(
+    dtype: torch.dtype, tol: float | None, default64: float, default32: float = 1e-5
+) -> float:
     if tol is not None:
         return tol
-    return default64 if dtype == torch.float64 else max(default64, 1e-5)
+    return default64 if dtype == torch.float64 else max(default64, default32)
 
 
 def spline_points(curve: Tensor, refine: int) -> Tensor:
@@ -93,34 +95,71 @@ def spline_points(curve: Tensor, refine: int) -> Tensor:
     return torch.cat([seg.reshape(b, -1, d), curve[:, -1:]], dim=1)
 
 
-def refined_length(metric: PullbackMetric, curve: Tensor, refine: int) -> Tensor:
+def refined_length(
+    metric: PullbackMetric, curve: Tensor, refine: int, node_values: Tensor | None = None
+) -> Tensor:
     """Observation-space length of the smooth latent curve through the nodes.
 
     With ``refine > 1`` the curve between the nodes is the centripetal Catmull–Rom
-    spline of :func:`spline_points`, sampled ``refine`` times per segment and decoded; the
-    decoded polygon then follows the decoded curve between the nodes (sphere, 200 pairs
-    with ``|z| < 1.5``, N = 32: median relative error 1.2e-6 against 4.6e-5 for the
-    latent polygon, largest 1.7e-3 against 8.7e-3, on a curve over the far pole where
-    the chart stretches a hundredfold). With ``refine = 1`` it is the chord length of the
-    nodes, which undershoots by ``O(1/N)`` on ReLU decoders (their decoded curves bend
-    sharply between nodes) and by ``O(1/N^2)`` on smooth ones.
+    spline of :func:`spline_points`, sampled ``refine`` times per segment and decoded.
+    The decoded polygon's length undershoots the decoded curve's by ``O(h^2)`` in the
+    sampling step ``h`` (ReLU decoders included, whose decoded curves bend sharply
+    between nodes: the measured ratio between successive halvings is 3.2–3.8); for an
+    even ``refine`` the polygons with ``refine`` and ``refine / 2`` points per segment
+    are extrapolated (Richardson, ``L + (L - L_half) / 3``), which at ``refine = 4``
+    matches plain ``refine = 8`` at half the decoder calls (seed decoder: median
+    relative error 7e-4 against 5e-4; sphere, N = 32: 1.3e-6 against 1.2e-6, against
+    4.6e-5 for the latent polygon without the spline). With ``refine = 1`` it is the
+    chord length of the nodes, which undershoots by ``O(1/N^2)`` on smooth decoders and
+    far more on ReLU ones (2e-2 at N = 16 on the seed decoder).
 
     Parameters
     ----------
     metric : PullbackMetric
     curve : Tensor, shape (B, N, d)
     refine : int
+    node_values : Tensor, shape (B, N, D), optional
+        The decoded nodes, when the caller has them: only the points between the nodes
+        are then decoded.
 
     Returns
     -------
     Tensor, shape (B,)
     """
     b, n, d = curve.shape
-    fine = spline_points(curve, refine) if refine > 1 else curve
-    m = fine.shape[1]
+    m = (n - 1) * refine + 1 if refine > 1 else n
+    # Chunks of pairs bound the decoded points' memory, whatever the number of pairs.
+    if b == 0:
+        return curve.new_zeros(0)
+    obs_dim = metric.obs_dim or metric.embed(curve[:1, 0]).shape[-1]
+    per_chunk = max(1, _CHUNK_BUDGET // (m * obs_dim))
+    out = []
     with torch.no_grad():
-        x = metric._map(metric.embed, 1, fine.reshape(-1, d)).reshape(b, m, -1)
-    return torch.linalg.vector_norm(x.diff(dim=1), dim=-1).sum(-1)
+        for i in range(0, b, per_chunk):
+            part = curve[i : i + per_chunk]
+            fine = spline_points(part, refine) if refine > 1 else part
+            if node_values is None:
+                x = metric.embed(fine.reshape(-1, d)).reshape(part.shape[0], m, -1)
+            else:
+                nodes = node_values[i : i + per_chunk]
+                x = _with_nodes(metric, fine, nodes, refine)
+            length = torch.linalg.vector_norm(x.diff(dim=1), dim=-1).sum(-1)
+            if refine % 2 == 0:  # Richardson: inscribed polygons converge as O(h^2)
+                half = torch.linalg.vector_norm(x[:, ::2].diff(dim=1), dim=-1).sum(-1)
+                length = length + (length - half) / 3
+            out.append(length)
+    return torch.cat(out)
+
+
+def _with_nodes(metric: PullbackMetric, fine: Tensor, nodes: Tensor, refine: int) -> Tensor:
+    """Decoded ``fine`` points (B, M, D), taking every ``refine``-th from ``nodes``."""
+    b, n, big_d = nodes.shape
+    if refine == 1:
+        return nodes
+    inner = fine[:, :-1].reshape(b, n - 1, refine, -1)[:, :, 1:]
+    x_inner = metric.embed(inner.reshape(-1, inner.shape[-1])).reshape(b, n - 1, refine - 1, -1)
+    x = torch.cat([nodes[:, :-1, None], x_inner], dim=2).reshape(b, -1, big_d)
+    return torch.cat([x, nodes[:, -1:]], dim=1)
 
 
 def resample_curves(curves: Tensor, n_points: int) -> Tensor:

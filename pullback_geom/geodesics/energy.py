@@ -36,7 +36,7 @@ def connecting_geodesic(
     *,
     method: str = "lm",
     n_points: int = 16,
-    refine: int = 8,
+    refine: int = 4,
     init_curve: Tensor | LatentGraph | str | None = "auto",
     max_iter: int = 200,
     tol: float | None = None,
@@ -60,28 +60,31 @@ def connecting_geodesic(
         ``torch.optim.LBFGS`` on the chord energy of all pairs summed (a baseline).
     n_points : int, default 16
         ``N``, nodes per curve including the end points.
-    refine : int, default 8
+    refine : int, default 4
         ``length`` is measured on the Catmull–Rom spline through the nodes, ``refine``
-        decoded points per segment (:func:`~pullback_geom.geodesics._common.refined_length`);
-        ``1`` gives the chord length of the nodes. At the defaults the median relative
-        length error is ~6e-6 on the sphere and ~6e-4 on the seed decoder, against ~3e-3
-        and ~5e-3 for the chord length (``benchmarks/bench_geodesics.py``); raise
-        ``n_points`` for more (32: ~2e-6 and ~3e-4).
+        decoded points per segment and Richardson-extrapolated
+        (:func:`~pullback_geom.geodesics._common.refined_length`); ``1`` gives the chord
+        length of the nodes. At the defaults the median relative length error is ~1e-5
+        on the sphere and ~7e-4 on the seed decoder, against ~3e-3 and ~2e-2 for the
+        chord length (``benchmarks/bench_geodesics.py``); raise ``n_points`` for more
+        (32: ~1e-6 and ~3e-4).
     init_curve : Tensor of shape (B, N, d), LatentGraph, "auto", "graph" or "straight"
         Starting curves. ``"straight"`` (or ``None``): straight lines. ``"graph"`` (2-D
-        and 3-D latent spaces): shortest paths on a latent grid graph over the end
-        points' box (:mod:`~pullback_geom.geodesics.graph`; 64 x 64 nodes, ``reach=2``,
-        in 2-D), which keeps the solver out of the longer local minima a straight start
-        falls into on trained ReLU decoders (on ~1 pair in 10 at ``N = 16``, up to 50 %
-        longer; ``docs/geodesics.md``); it costs ~0.1 s for the graph and a Dijkstra
-        search per pair. A :class:`~pullback_geom.geodesics.graph.LatentGraph`: the same
-        with this graph (it must cover the end points). ``"auto"`` (default): ``"graph"``
-        for batches of at least 16 pairs in 2-D and 3-D, where the graph pays for itself,
-        else ``"straight"``.
+        and 3-D latent spaces): shortest paths on a coarse latent grid graph over the end
+        points' box (:mod:`~pullback_geom.geodesics.graph`; 48 x 48 nodes in 2-D, 16^3 in
+        3-D, ``reach=1``), which keeps the solver out of the longer local minima a
+        straight start falls into on trained ReLU decoders (on ~1 pair in 10 at
+        ``N = 16``, up to 50 % longer; ``docs/geodesics.md``); it costs ~0.03 s for the
+        graph and ~0.4 ms per pair for Dijkstra. A
+        :class:`~pullback_geom.geodesics.graph.LatentGraph`: the same with this graph
+        (it must cover the end points). ``"auto"`` (default): ``"graph"`` for batches of
+        at least 16 pairs in 2-D and 3-D, where the graph pays for itself, else
+        ``"straight"``.
     max_iter : int, default 200
     tol : float, optional
         Stop when the predicted relative energy decrease of a step is below ``tol``
-        (default ``1e-10`` in float64, ``1e-5`` in float32).
+        (default ``1e-10`` in float64, ``1e-4`` in float32: lengths then converge to
+        ~``tol / 2``, well under float32 curves' discretisation error).
     warn : bool, default True
         Warn with :class:`GeodesicConvergenceWarning` when pairs did not converge.
 
@@ -112,15 +115,19 @@ def connecting_geodesic(
                 f"got {tuple(curve.shape)}"
             )
         curve = torch.cat([p[:, None], curve[:, 1:-1], q[:, None]], dim=1)
-    tol = _tolerance(p.dtype, tol, 1e-10)
+    tol = _tolerance(p.dtype, tol, 1e-10, 1e-4)
     pairs_per_chunk = max(1, _CHUNK_BUDGET // (n_points * metric.obs_dim * (p.shape[1] + 1)))
-    outs = [
-        solve(metric, curve[i : i + pairs_per_chunk].detach(), max_iter, tol)
-        for i in range(0, p.shape[0], pairs_per_chunk)
-    ]
+    outs = []
+    for i in range(0, p.shape[0], pairs_per_chunk):
+        chunk = curve[i : i + pairs_per_chunk].detach()
+        if solve is _levenberg_marquardt:  # it hands back its decoded nodes
+            *out, values = _levenberg_marquardt(metric, chunk, max_iter, tol, return_values=True)
+        else:
+            out, values = list(solve(metric, chunk, max_iter, tol)), None
+        if refine > 1:
+            out[1] = refined_length(metric, out[0], refine, node_values=values)
+        outs.append(out)
     result = GeodesicResult(*(torch.cat(parts) for parts in zip(*outs, strict=True)))
-    if refine > 1:
-        result.length = refined_length(metric, result.points, refine)
     if warn and not bool(result.converged.all()):
         bad = int((~result.converged).sum())
         warnings.warn(
@@ -156,10 +163,10 @@ def _initial_curves(
         init_curve = "graph" if d in (2, 3) and p.shape[0] >= GRAPH_START_PAIRS else "straight"
     if init_curve == "straight":
         return None
-    if d == 2:  # coarser than latent_graph's default: only a starting point for the solver
-        graph = latent_graph(metric, torch.cat([p, q]), resolution=64, reach=2)
-    else:
-        graph = latent_graph(metric, torch.cat([p, q]))
+    # Far coarser than latent_graph's defaults: only a starting point for the solver, and
+    # Dijkstra's cost grows with the nodes (48 x 48 in 2-D: 0.13 s for 256 pairs).
+    resolution = 48 if d == 2 else 16
+    graph = latent_graph(metric, torch.cat([p, q]), resolution=resolution, reach=1)
     return _graph_curves(metric, p, q, n_points, graph)
 
 
@@ -178,8 +185,9 @@ def _graph_curves(
 
 
 def _levenberg_marquardt(
-    metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float
+    metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float, return_values: bool = False
 ) -> tuple[Tensor, ...]:
+    """The ``"lm"`` method; with ``return_values``, also the decoded nodes (B, N, D)."""
     b, n_pts, d = curve.shape
     m = n_pts - 2  # free nodes
     opts = {"dtype": curve.dtype, "device": curve.device}
@@ -201,6 +209,8 @@ def _levenberg_marquardt(
         """Write the pairs ``idx[sel]`` back: their nodes, chord length and energy."""
         st = steps(ends[sel], val[sel])
         curve[idx[sel], 1:-1] = free[sel]
+        if values is not None:
+            values[idx[sel]] = torch.cat([ends[sel][:, :1], val[sel], ends[sel][:, 1:]], dim=1)
         length[idx[sel]] = torch.linalg.vector_norm(st, dim=-1).sum(-1)
         energy_out[idx[sel]] = (n_pts - 1) * st.square().sum((1, 2))
 
@@ -210,10 +220,12 @@ def _levenberg_marquardt(
         # iteration costs one decode with Jacobian and no gathers of the Jacobians.
         idx = torch.arange(b, device=curve.device)
         ends = metric.embed(curve[:, [0, -1]].reshape(-1, d)).reshape(b, 2, -1)
+        values = ends.new_empty(b, n_pts, ends.shape[-1]) if return_values else None
         free = curve[:, 1:-1].clone()
         val, jt = decode(free)
         e = (n_pts - 1) * steps(ends, val).square().sum((1, 2))
         lam = torch.full((b,), 1e-3, **opts)
+        trusted = torch.zeros(b, dtype=torch.bool, device=curve.device)
         for _ in range(max_iter):
             ba = idx.numel()
             if ba == 0:
@@ -224,9 +236,13 @@ def _levenberg_marquardt(
             lap[:, :-1] -= val[:, 1:]
             lap[:, 0] -= ends[:, 0]
             lap[:, -1] -= ends[:, 1]
-            gram = jt @ jt.mT  # G_k
+            # One product of all the nodes' Jacobians gives the diagonal blocks G_k and the
+            # couplings J_k^T J_{k+1} (faster than two products of strided slices).
+            stacked = jt.reshape(ba, m * d, -1)
+            full = (stacked @ stacked.mT).reshape(ba, m, d, m, d)
+            gram = full[:, ar, :, ar].transpose(0, 1)  # G_k
+            couple = full[:, ar[:-1], :, ar[1:]].transpose(0, 1)  # J_k^T J_{k+1}
             grad = (jt @ lap.unsqueeze(-1)).squeeze(-1)
-            couple = jt[:, :-1] @ jt[:, 1:].mT  # J_k^T J_{k+1}
             scale = gram.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30)
             blocks = torch.zeros(ba, m, m, d, d, **opts)
             blocks[:, ar[:-1], ar[1:]] = -couple
@@ -243,6 +259,20 @@ def _levenberg_marquardt(
             step = torch.cholesky_solve(rhs, chol)
             # Decrease the Gauss-Newton model predicts (in units of S = E / (N - 1)).
             predicted = (step * rhs).sum((1, 2))
+            small = (n_pts - 1) * predicted <= tol * e.clamp_min(1e-300)
+            # Right after an accepted step (damping lowered, the model trusted) a step that
+            # promises less than ``tol`` means convergence: stop without decoding it.
+            early = small & trusted
+            if bool(early.any()):
+                converged[idx[early]] = True
+                finish(early, ends, val, free)
+                keep = ~early
+                idx, ends, free, val, jt, e, lam, step, predicted = (
+                    x[keep] for x in (idx, ends, free, val, jt, e, lam, step, predicted)
+                )
+                ba = idx.numel()
+                if ba == 0:
+                    break
             trial = free + step.reshape(ba, m, d)
             val_t, jt_t = decode(trial)
             e_t = (n_pts - 1) * steps(ends, val_t).square().sum((1, 2))
@@ -254,6 +284,7 @@ def _levenberg_marquardt(
                 free, val = torch.where(a3, trial, free), torch.where(a3, val_t, val)
                 jt, e = torch.where(a3[..., None], jt_t, jt), torch.where(accept, e_t, e)
             lam = torch.where(accept, (lam / 3).clamp_min(1e-9), lam * 4)
+            trusted = accept
             iterations[idx] += 1
             small = (n_pts - 1) * predicted <= tol * e.clamp_min(1e-300)
             done = (accept | (lam > 1e8)) & small
@@ -261,11 +292,13 @@ def _levenberg_marquardt(
                 converged[idx[done]] = True
                 finish(done, ends, val, free)
                 keep = ~done
-                idx, ends, free, val, jt, e, lam = (
-                    x[keep] for x in (idx, ends, free, val, jt, e, lam)
+                idx, ends, free, val, jt, e, lam, trusted = (
+                    x[keep] for x in (idx, ends, free, val, jt, e, lam, trusted)
                 )
         if idx.numel():  # ran out of iterations
             finish(torch.ones_like(idx, dtype=torch.bool), ends, val, free)
+    if return_values:
+        return curve, length, energy_out, converged, iterations, values
     return curve, length, energy_out, converged, iterations
 
 
