@@ -14,6 +14,7 @@ from pullback_geom.geodesics import (
     latent_graph,
     pairwise_distances,
 )
+from pullback_geom.geodesics.graph import DISTANCE_GRAPH, START_GRAPH
 from pullback_geom.surfaces import InverseStereographic, sphere_distance
 
 F64 = torch.float64
@@ -36,7 +37,7 @@ def test_symmetric_zero_diagonal_and_accurate(sphere, points, route):
         sphere, points, route=route, n_points=16, block_size=10, return_info=True
     )
     assert info.route == {"graph": "graph", "auto": "graph+solver", "solver": "solver"}[route]
-    assert info.blocks == 6
+    assert info.blocks == (3 if route == "graph" else 6)  # graph: strips of 10 rows
     assert torch.equal(dist, dist.T)
     assert torch.equal(dist.diag(), torch.zeros(24, dtype=F64))
     i, j = torch.triu_indices(24, 24, 1)
@@ -52,7 +53,7 @@ def test_graph_route_against_per_pair_solutions(sphere, points):
 
 
 def test_blocks_are_deterministic_and_match_the_matrix(sphere, points):
-    graph = latent_graph(sphere, points)
+    graph = latent_graph(sphere, points, **START_GRAPH[2])
     full = pairwise_distances(sphere, points, route="auto", n_points=12, block_size=24)
     rows, cols = slice(0, 10), slice(10, 24)
     one, _ = distance_block(sphere, points[rows], points[cols], graph=graph, n_points=12)
@@ -60,6 +61,18 @@ def test_blocks_are_deterministic_and_match_the_matrix(sphere, points):
     assert torch.equal(one, two)
     torch.testing.assert_close(one, full[rows, cols], rtol=1e-6, atol=1e-9)
     assert len(block_slices(25, 10)) == 6
+
+
+def test_graph_distances_do_not_depend_on_the_other_points_of_a_call(sphere, points):
+    graph = latent_graph(sphere, points, **DISTANCE_GRAPH[2])
+    full = pairwise_distances(sphere, points, route="graph", block_size=7)
+    for rows, cols in [(slice(0, 5), slice(3, 20)), (slice(10, 24), slice(0, 4))]:
+        block, _ = distance_block(sphere, points[rows], points[cols], route="graph", graph=graph)
+        torch.testing.assert_close(block, full[rows, cols], rtol=1e-12, atol=0)
+    # One pair alone, and the same pair among others: the same number, exactly.
+    alone, _ = graph_geodesics(sphere, graph, points[:1], points[5:6])
+    among, _ = graph_geodesics(sphere, graph, points[:4], points[2:9])
+    assert torch.equal(alone[0, 0], among[0, 3])
 
 
 def test_bad_input(sphere, points):

@@ -23,10 +23,13 @@ from ._common import (
     refined_length,
 )
 from .georce import georce
-from .graph import LatentGraph, graph_geodesics, latent_graph
+from .graph import START_GRAPH, LatentGraph, graph_geodesics, latent_graph
 from .lbfgs import lbfgs
 
 __all__ = ["connecting_geodesic", "geodesic_distance"]
+
+#: Default nodes per curve.
+N_POINTS = 16
 
 
 def connecting_geodesic(
@@ -35,7 +38,7 @@ def connecting_geodesic(
     q: Tensor,
     *,
     method: str = "lm",
-    n_points: int = 16,
+    n_points: int = N_POINTS,
     refine: int = 4,
     init_curve: Tensor | LatentGraph | str | None = "auto",
     max_iter: int = 200,
@@ -163,10 +166,7 @@ def _initial_curves(
         init_curve = "graph" if d in (2, 3) and p.shape[0] >= GRAPH_START_PAIRS else "straight"
     if init_curve == "straight":
         return None
-    # Far coarser than latent_graph's defaults: only a starting point for the solver, and
-    # Dijkstra's cost grows with the nodes (48 x 48 in 2-D: 0.13 s for 256 pairs).
-    resolution = 48 if d == 2 else 16
-    graph = latent_graph(metric, torch.cat([p, q]), resolution=resolution, reach=1)
+    graph = latent_graph(metric, torch.cat([p, q]), **START_GRAPH[d])
     return _graph_curves(metric, p, q, n_points, graph)
 
 
