@@ -109,6 +109,21 @@ def test_graph_started_geodesics_match_great_circles(sphere, points):
         connecting_geodesic(sphere, p, q, init_curve="spline")
 
 
+def test_auto_start_is_the_graph_for_batches_and_straight_for_a_few_pairs(sphere, points):
+    p, q = points[:20], points[4:24]
+    auto = connecting_geodesic(sphere, p, q)
+    assert torch.equal(auto.points, connecting_geodesic(sphere, p, q, init_curve="graph").points)
+    graph = latent_graph(sphere, torch.cat([p, q]), **START_GRAPH[2])
+    given = connecting_geodesic(sphere, p, q, init_curve=graph)
+    assert torch.equal(auto.points, given.points)
+    few = connecting_geodesic(sphere, p[:3], q[:3])
+    straight = connecting_geodesic(sphere, p[:3], q[:3], init_curve="straight")
+    assert torch.equal(few.points, straight.points)
+    assert torch.equal(
+        few.points, connecting_geodesic(sphere, p[:3], q[:3], init_curve=None).points
+    )
+
+
 def test_subdivided_edges_follow_the_decoded_segment(sphere, points):
     # A decoded segment is at least as long as its chord (triangle inequality) and its
     # subdivided length converges as the pieces shrink.
