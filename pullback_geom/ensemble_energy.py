@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import batch_curves, same_shape
-from .geodesics._common import _tolerance, refined_length
+from .geodesics._common import _tolerance, damped_tridiagonal_step, refined_length
 from .metric import _CHUNK_BUDGET, PullbackMetric
 
 __all__ = ["EnsembleGeodesic", "ensemble_curve_energy", "ensemble_geodesic"]
@@ -196,12 +196,9 @@ def _levenberg_marquardt(
     """
     b, n_pts, d = curve.shape
     k = len(metrics)
-    m = n_pts - 2
-    ar = torch.arange(m, device=curve.device)
     lam = torch.full((b,), 1e-3, dtype=curve.dtype, device=curve.device)
     converged = torch.zeros(b, dtype=torch.bool, device=curve.device)
     iterations = torch.zeros(b, dtype=torch.long, device=curve.device)
-    eye = torch.eye(d, dtype=curve.dtype, device=curve.device)
 
     def objective(c: Tensor) -> Tensor:  # the energy / (N - 1), without the fixed ends' V
         x = _decode(metrics, c.reshape(-1, d)).reshape(k, c.shape[0], n_pts, -1)
@@ -231,22 +228,9 @@ def _levenberg_marquardt(
             grad = grad + 2 * weight * pull  # (1/2) dS/dz
             base = 2 * (ji.mT @ ji) + 2 * weight * spread
             couple = ji[:, :-1].mT @ ji[:, 1:]
-            scale = base.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30) / 2
-            blocks = torch.zeros(ba, m, m, d, d, dtype=c.dtype, device=c.device)
-            blocks[:, ar[:-1], ar[1:]] = -couple
-            blocks[:, ar[1:], ar[:-1]] = -couple.mT
-            while True:
-                blocks[:, ar, ar] = base + (lam[act] * scale)[:, None, None, None] * eye
-                mat = blocks.permute(0, 1, 3, 2, 4).reshape(ba, m * d, m * d)
-                chol, info = torch.linalg.cholesky_ex(mat)
-                if not bool((info != 0).any()):
-                    break
-                lam[act] = torch.where(info != 0, lam[act] * 10, lam[act])
-            rhs = -grad.reshape(ba, m * d, 1)
-            step = torch.cholesky_solve(rhs, chol)
-            predicted = (step * rhs).sum((1, 2))
+            step, predicted, lam[act] = damped_tridiagonal_step(base, couple, grad, lam[act])
             trial = c.clone()
-            trial[:, 1:-1] += step.reshape(ba, m, d)
+            trial[:, 1:-1] += step
             s_trial = objective(trial)
             accept = s_trial <= s[act]
             curve[act] = torch.where(accept[:, None, None], trial, c)

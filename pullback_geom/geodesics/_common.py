@@ -56,6 +56,50 @@ def _tolerance(
     return default64 if dtype == torch.float64 else max(default64, default32)
 
 
+def damped_tridiagonal_step(
+    base: Tensor, couple: Tensor, grad: Tensor, lam: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Levenberg–Marquardt step of a block-tridiagonal Gauss–Newton system, per pair.
+
+    Solves ``(A + lam * scale * I) step = -grad`` where ``A`` has the diagonal blocks
+    ``base`` and the off-diagonal blocks ``-couple`` (above) and ``-couple^T`` (below),
+    and ``scale`` is half the mean diagonal of ``base``. Where the damped matrix is not
+    positive definite, ``lam`` grows tenfold until it is.
+
+    Parameters
+    ----------
+    base : Tensor, shape (B, m, d, d)
+    couple : Tensor, shape (B, m - 1, d, d)
+        Block ``(k, k + 1)`` of ``-A``.
+    grad : Tensor, shape (B, m, d)
+    lam : Tensor, shape (B,)
+
+    Returns
+    -------
+    step : Tensor, shape (B, m, d)
+    predicted : Tensor, shape (B,)
+        The decrease ``-grad . step`` of the model the step minimises.
+    lam : Tensor, shape (B,)
+    """
+    b, m, d, _ = base.shape
+    ar = torch.arange(m, device=base.device)
+    eye = torch.eye(d, dtype=base.dtype, device=base.device)
+    scale = base.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30) / 2
+    blocks = base.new_zeros(b, m, m, d, d)
+    blocks[:, ar[:-1], ar[1:]] = -couple
+    blocks[:, ar[1:], ar[:-1]] = -couple.mT
+    while True:
+        blocks[:, ar, ar] = base + (lam * scale)[:, None, None, None] * eye
+        mat = blocks.permute(0, 1, 3, 2, 4).reshape(b, m * d, m * d)
+        chol, info = torch.linalg.cholesky_ex(mat)
+        if not bool((info != 0).any()):
+            break
+        lam = torch.where(info != 0, lam * 10, lam)
+    rhs = -grad.reshape(b, m * d, 1)
+    step = torch.cholesky_solve(rhs, chol)
+    return step.reshape(b, m, d), (step * rhs).sum((1, 2)), lam
+
+
 def spline_points(curve: Tensor, refine: int) -> Tensor:
     """Points of the centripetal Catmull–Rom spline through the nodes, ``refine`` per segment.
 

@@ -20,6 +20,7 @@ from ._common import (
     GeodesicResult,
     _pair,
     _tolerance,
+    damped_tridiagonal_step,
     refined_length,
 )
 from .georce import georce
@@ -192,7 +193,6 @@ def _levenberg_marquardt(
     m = n_pts - 2  # free nodes
     opts = {"dtype": curve.dtype, "device": curve.device}
     ar = torch.arange(m, device=curve.device)
-    eye = torch.eye(d, **opts)
     length, energy_out = torch.empty(b, **opts), torch.empty(b, **opts)
     converged = torch.zeros(b, dtype=torch.bool, device=curve.device)
     iterations = torch.zeros(b, dtype=torch.long, device=curve.device)
@@ -243,22 +243,8 @@ def _levenberg_marquardt(
             gram = full[:, ar, :, ar].transpose(0, 1)  # G_k
             couple = full[:, ar[:-1], :, ar[1:]].transpose(0, 1)  # J_k^T J_{k+1}
             grad = (jt @ lap.unsqueeze(-1)).squeeze(-1)
-            scale = gram.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30)
-            blocks = torch.zeros(ba, m, m, d, d, **opts)
-            blocks[:, ar[:-1], ar[1:]] = -couple
-            blocks[:, ar[1:], ar[:-1]] = -couple.mT
-            base = 2 * gram
-            while True:
-                blocks[:, ar, ar] = base + (lam * scale)[:, None, None, None] * eye
-                mat = blocks.permute(0, 1, 3, 2, 4).reshape(ba, m * d, m * d)
-                chol, info = torch.linalg.cholesky_ex(mat)
-                if not bool((info != 0).any()):
-                    break
-                lam = torch.where(info != 0, lam * 10, lam)
-            rhs = -grad.reshape(ba, m * d, 1)
-            step = torch.cholesky_solve(rhs, chol)
             # Decrease the Gauss-Newton model predicts (in units of S = E / (N - 1)).
-            predicted = (step * rhs).sum((1, 2))
+            step, predicted, lam = damped_tridiagonal_step(2 * gram, couple, grad, lam)
             small = (n_pts - 1) * predicted <= tol * e.clamp_min(1e-300)
             # Right after an accepted step (damping lowered, the model trusted) a step that
             # promises less than ``tol`` means convergence: stop without decoding it.
@@ -273,7 +259,7 @@ def _levenberg_marquardt(
                 ba = idx.numel()
                 if ba == 0:
                     break
-            trial = free + step.reshape(ba, m, d)
+            trial = free + step
             val_t, jt_t = decode(trial)
             e_t = (n_pts - 1) * steps(ends, val_t).square().sum((1, 2))
             accept = e_t <= e
