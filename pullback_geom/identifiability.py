@@ -237,8 +237,8 @@ def model_distances(
     Returns
     -------
     dict
-        ``"euclidean"``, ``"geodesic"`` (float64, shape (P,)) and ``"converged"`` (bool,
-        shape (P,)).
+        ``"euclidean"``, ``"geodesic"``, ``"chord"`` (``||f(p) - f(q)||`` in the metric's
+        observation space; float64, shape (P,)) and ``"converged"`` (bool, shape (P,)).
     """
     pairs = _check_pairs(pairs, len(codes))
     p, q = codes[pairs[:, 0]], codes[pairs[:, 1]]
@@ -260,8 +260,16 @@ def model_distances(
     return {
         "euclidean": torch.linalg.vector_norm(p - q, dim=-1).double(),
         "geodesic": torch.cat(geo),
+        "chord": _chord(metric.embed, p, q),
         "converged": torch.cat(conv),
     }
+
+
+def _chord(embed, p: Tensor, q: Tensor) -> Tensor:
+    """``||f(p) - f(q)||``, float64 (P,): the observation-space distance of the two ends,
+    a lower bound of the geodesic distance that needs no path."""
+    with torch.no_grad():
+        return torch.linalg.vector_norm(embed(p) - embed(q), dim=-1).double()
 
 
 def ensemble_energy_distances(
@@ -301,10 +309,11 @@ def ensemble_energy_distances(
     dict
         ``"euclidean"``, ``"geodesic"`` (mean-image length), ``"expected"`` (expected
         decoded length over independent decoder pairs per segment, which adds the
-        disagreement at every node: an ``N``-dependent offset), all float64 of shape
-        (P,), and ``"converged"`` (bool, shape (P,)).
+        disagreement at every node: an ``N``-dependent offset), ``"chord"`` (the mean
+        images' distance ``||fbar(p) - fbar(q)||``), all float64 of shape (P,), and
+        ``"converged"`` (bool, shape (P,)).
     """
-    from .ensemble_energy import ensemble_geodesic
+    from .ensemble_energy import _MeanImage, ensemble_geodesic
 
     pairs = _check_pairs(pairs, len(codes))
     p, q = codes[pairs[:, 0]], codes[pairs[:, 1]]
@@ -323,10 +332,12 @@ def ensemble_energy_distances(
         conv.append(res.converged)
         if progress is not None:
             progress(len(res.length))
+    mean_image = PullbackMetric(_MeanImage(members), latent_dim=codes.shape[1])
     return {
         "euclidean": torch.linalg.vector_norm(p - q, dim=-1).double(),
         "geodesic": torch.cat(geo),
         "expected": torch.cat(expected),
+        "chord": _chord(mean_image.embed, p, q),
         "converged": torch.cat(conv),
     }
 
@@ -554,6 +565,10 @@ def run_identifiability(
             )
             table["seconds"] = time.perf_counter() - t0
             table["distances"] = {"euclidean": euc.tolist(), "geodesic": geo.tolist()}
+            chord = torch.stack([r["chord"] for r in runs]).numpy()
+            alt = identifiability_table(euc, chord, names)
+            table["chord"] = {**alt["geodesic"], "distances": chord.tolist()}
+            table["chord_ratio"] = alt["cv_ratio"]
             if kind in ENERGIES:
                 expected = torch.stack([r["expected"] for r in runs]).numpy()
                 alt = identifiability_table(euc, expected, names)["geodesic"]
@@ -590,8 +605,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += ["```", result["command"], "```", ""]
     lines += [
         "| metric | CV Euclidean, median [q1, q3] | CV geodesic, median [q1, q3] | geodesic / "
-        "Euclidean | Spearman Euclidean | Spearman geodesic | converged | seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "Euclidean | Spearman Euclidean | Spearman geodesic | CV decoded chord | chord / "
+        "Euclidean | converged | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cv(t):
@@ -602,13 +618,24 @@ def render_markdown(result: dict[str, Any]) -> str:
         lo, hi = t["spearman_range"]
         return f"{lo:.2f}–{hi:.2f}"
 
+    def chord(t):
+        if "chord" not in t:  # results written before the chord was measured
+            return "– | –"
+        return f"{t['chord']['cv_summary']['median']:.3f} | {t['chord_ratio']:.2f}"
+
     for kind, t in result["metrics"].items():
         lines.append(
             f"| {kind} | {cv(t['euclidean'])} | {cv(t['geodesic'])} | {t['cv_ratio']:.2f} | "
-            f"{rho(t['euclidean'])} | {rho(t['geodesic'])} | "
+            f"{rho(t['euclidean'])} | {rho(t['geodesic'])} | {chord(t)} | "
             f"{100 * t['converged_fraction']:.0f}% | {t['seconds']:.0f} |"
         )
-    lines.append("")
+    lines += [
+        "",
+        "Decoded chord: `||f(a) - f(b)||`, the distance of the two decoded images in the "
+        "metric's observation space (a lower bound of the geodesic distance that needs no "
+        "path): how far the models agree on the images themselves.",
+        "",
+    ]
     for kind, t in result["metrics"].items():
         if "expected_length" in t:
             alt = t["expected_length"]

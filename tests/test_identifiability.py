@@ -86,6 +86,17 @@ def test_rotated_and_scaled_latent_space_changes_nothing():
     assert table["geodesic"]["spearman_range"][0] > 0.99
 
 
+def test_decoded_chord_is_the_distance_of_the_decoded_ends_and_bounds_the_geodesic():
+    f = tanh_mlp(out=6)
+    codes = torch.randn(24, 2, dtype=F64)
+    pairs = random_pairs(24, 10, seed=2)
+    run = model_distances(PullbackMetric(f), codes, pairs, n_points=16)
+    with torch.no_grad():
+        expected = (f(codes[pairs[:, 0]]) - f(codes[pairs[:, 1]])).norm(dim=-1)
+    torch.testing.assert_close(run["chord"], expected)
+    assert bool((run["chord"] <= run["geodesic"] * (1 + 1e-6)).all())
+
+
 def test_nonlinear_reparametrisation_moves_euclidean_not_geodesic_distances():
     table = _table(_three_models(torch.sinh, torch.asinh))
     geo, euc = table["geodesic"]["cv_summary"], table["euclidean"]["cv_summary"]
