@@ -29,6 +29,11 @@ def _identifiability(args: argparse.Namespace) -> int:
     try:
         if (args.checkpoints is None) == (args.seeds is None):
             raise ValueError("pass either --checkpoints A B C ... or --seeds 0 1 2 ...")
+        if not (args.disagreement_scale > 0 and args.energy_weight >= 0):
+            raise ValueError(
+                "--disagreement-scale must be > 0 and --energy-weight >= 0; got "
+                f"{args.disagreement_scale} and {args.energy_weight}"
+            )
         checkpoints = args.checkpoints
         if args.seeds is not None:
             checkpoints = _train_seeds(args, out / "models")
@@ -44,6 +49,8 @@ def _identifiability(args: argparse.Namespace) -> int:
             n_pairs=args.pairs,
             pair_seed=args.pair_seed,
             n_points=args.nodes,
+            disagreement_scale=args.disagreement_scale,
+            energy_weight=args.energy_weight,
             command=command,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as err:
@@ -144,6 +151,18 @@ def add_identifiability_parser(sub) -> None:
     )
     parser.add_argument(
         "--nodes", type=int, default=32, help="nodes per geodesic (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--disagreement-scale",
+        type=float,
+        default=1.0,
+        help="weight of the members' std in the disagreement metric (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--energy-weight",
+        type=float,
+        default=1.0,
+        help="weight of the disagreement potential in ensemble-energy (default: %(default)s)",
     )
     parser.add_argument("--out", default="outputs/identifiability", help="default: %(default)s")
     parser.add_argument(

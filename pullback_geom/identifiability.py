@@ -462,6 +462,8 @@ def run_identifiability(
     n_pairs: int = 200,
     pair_seed: int = 0,
     n_points: int = 32,
+    disagreement_scale: float = 1.0,
+    energy_weight: float = 1.0,
     progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -481,6 +483,10 @@ def run_identifiability(
         Random pairs of test-set indices (``i != j``), seeded by ``pair_seed``.
     n_points : int, default 32
         Nodes per discrete geodesic.
+    disagreement_scale : float, default 1
+        ``scale`` of the ``"disagreement"`` metric (the weight of the members' std).
+    energy_weight : float, default 1
+        ``weight`` of the disagreement potential of ``"ensemble-energy"``.
     progress : bool, default True
         A tqdm bar over pairs x models x metrics, on stderr.
     command : str, optional
@@ -519,6 +525,12 @@ def run_identifiability(
                     "'disagreement' and 'ensemble-energy' ensemble models (pullback-geom "
                     "train --model ...)"
                 )
+    if not (disagreement_scale > 0 and energy_weight >= 0):
+        raise ValueError(
+            f"disagreement_scale must be > 0 and energy_weight >= 0; got "
+            f"{disagreement_scale} and {energy_weight}"
+        )
+    options = {"disagreement": {"scale": disagreement_scale}}
     pairs = random_pairs(codes.shape[1], n_pairs, pair_seed)
     names = [Path(c).name or str(c) for c in checkpoints]
     if len(set(names)) != len(names):
@@ -529,6 +541,8 @@ def run_identifiability(
         "pairs": pairs.tolist(),
         "pair_seed": pair_seed,
         "n_points": n_points,
+        "disagreement_scale": disagreement_scale,
+        "energy_weight": energy_weight,
         "command": command,
         "scaling": "each model's distances divided by their mean over the pairs, Euclidean "
         "and geodesic alike; CV = population std / mean across models, per pair",
@@ -549,11 +563,20 @@ def run_identifiability(
             t0 = time.perf_counter()
             runs = [
                 ensemble_energy_distances(
-                    model.decoder.members, z, pairs, n_points=n_points, progress=bar.update
+                    model.decoder.members,
+                    z,
+                    pairs,
+                    n_points=n_points,
+                    weight=energy_weight,
+                    progress=bar.update,
                 )
                 if kind in ENERGIES
                 else model_distances(
-                    model.pullback_metric(kind), z, pairs, n_points=n_points, progress=bar.update
+                    model.pullback_metric(kind, **options.get(kind, {})),
+                    z,
+                    pairs,
+                    n_points=n_points,
+                    progress=bar.update,
                 )
                 for model, z in zip(models, codes, strict=True)
             ]
@@ -593,7 +616,18 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"{k} models ({', '.join(result['models'])}), the same {p} random test-image pairs "
         f"(seed {result['pair_seed']}), geodesics with {result['n_points']} nodes "
-        "(Levenberg–Marquardt from the straight line).",
+        "(Levenberg–Marquardt from the straight line)"
+        + (
+            f"; disagreement scale {result['disagreement_scale']:g}"
+            if "disagreement" in result["metrics"]
+            else ""
+        )
+        + (
+            f"; ensemble-energy weight {result['energy_weight']:g}"
+            if "ensemble-energy" in result["metrics"]
+            else ""
+        )
+        + ".",
         "",
         "Each model's distances are divided by their mean over the pairs (Euclidean and "
         "geodesic alike), then per pair the coefficient of variation (CV = population "

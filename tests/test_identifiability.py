@@ -162,14 +162,16 @@ def test_command_trains_one_model_per_seed(tmp_path, capsys):
     argv = ["identifiability", "--seeds", "0", "1", "2", "--model", "ensemble"]
     argv += ["--decoders", "2", "--epochs", "1", "--data-dir", str(root), "--limit", "64"]
     argv += ["--metric", "ensemble", "disagreement", "ensemble-energy"]
-    argv += ["--pairs", "5", "--nodes", "6"]
+    argv += ["--pairs", "5", "--nodes", "6", "--disagreement-scale", "3", "--energy-weight", "2"]
     argv += ["--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     result = json.loads((out / "identifiability.json").read_text())
+    assert result["disagreement_scale"] == 3 and result["energy_weight"] == 2
     assert result["models"] == ["ensemble_seed0", "ensemble_seed1", "ensemble_seed2"]
     assert set(result["metrics"]) == {"ensemble", "disagreement", "ensemble-energy"}
     md = (out / "identifiability.md").read_text()
     assert "| disagreement |" in md and "| ensemble-energy |" in md
+    assert "disagreement scale 3; ensemble-energy weight 2." in md
     energy = result["metrics"]["ensemble-energy"]
     expected = np.array(energy["expected_length"]["distances"])
     assert expected.shape == (3, 5) and (expected > 0).all()
@@ -180,6 +182,7 @@ def test_command_trains_one_model_per_seed(tmp_path, capsys):
         (["--seeds", "0", "1"], "at least 3 seeds"),
         (["--seeds", "0", "1", "2", "--checkpoints", "a", "b", "c"], "either --checkpoints"),
         ([], "either --checkpoints"),
+        (["--seeds", "0", "1", "2", "--disagreement-scale", "0"], "--disagreement-scale"),
     ):
         assert main(["identifiability", *extra, "--out", str(tmp_path / "o")]) == 2
         assert match in capsys.readouterr().err
