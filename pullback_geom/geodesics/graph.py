@@ -4,8 +4,10 @@ A regular grid covers the points' bounding box (plus a margin); each grid node i
 its neighbours by an edge weighted with the observation-space chord ``||f(a) - f(b)||``:
 all primitive offsets with coordinates up to ``reach`` (``reach=1``: 8 neighbours in 2-D,
 26 in 3-D; ``reach=3``, the 2-D default: 32, whose finer set of directions cuts the grid's
-bias from ~5% to ~0.5%). Each point becomes an extra node joined to the corners of its grid
-cell, and points closer than ``reach`` cells are joined directly.
+bias from ~5% to ~0.5%). Each start point becomes an extra node with edges to the corners of
+its grid cell, each end point one with edges from its corners, and a start within
+``reach`` cells of an end gets a direct edge: no path passes through a third point, so a
+distance depends on its two points and the grid alone.
 :func:`scipy.sparse.csgraph.dijkstra` from the points then gives graph distances (upper
 bounds on geodesic distances, as in stochman's ``DiscretizedManifold``) and paths that,
 resampled to ``N`` nodes at constant decoded speed, start the energy solver.
