@@ -494,6 +494,14 @@ class PullbackRiemannianMetric(RiemannianMetric):
             raise ValueError(f"the pullback metric depends on the point: {what} needs base_point")
         return _Batch(self, base_point)
 
+    def _pointwise(self, base_point, what: str, fn, rank: int) -> Tensor:
+        """``fn`` of the core at the flattened base points, reshaped to the batch with
+        ``rank`` trailing axes of size ``d``."""
+        z = self._base(base_point, what)
+        with _grad_only_if_needed(*z.flat):
+            out = fn(z.flat[0])
+        return z.out(out, (self._space.dim,) * rank)
+
     def metric_matrix(self, base_point=None) -> Tensor:
         """``G(z) = J(z)^T J(z)``.
 
@@ -505,11 +513,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         -------
         Tensor, shape (..., d, d)
         """
-        z = self._base(base_point, "metric_matrix")
-        with _grad_only_if_needed(*z.flat):
-            g = self.pullback.metric_tensor(z.flat[0])
-        d = self._space.dim
-        return z.out(g, (d, d))
+        return self._pointwise(base_point, "metric_matrix", self.pullback.metric_tensor, 2)
 
     def christoffels(self, base_point=None) -> Tensor:
         r"""Christoffel symbols, closed form for a pullback metric (no derivative of ``G``).
@@ -523,11 +527,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         Tensor, shape (..., d, d, d)
             ``out[..., k, i, j] = Gamma^k_ij``.
         """
-        z = self._base(base_point, "christoffels")
-        with _grad_only_if_needed(*z.flat):
-            gam = self.pullback.christoffel_symbols(z.flat[0])
-        d = self._space.dim
-        return z.out(gam, (d, d, d))
+        return self._pointwise(base_point, "christoffels", self.pullback.christoffel_symbols, 3)
 
     def jacobian_christoffels(self, base_point=None) -> Tensor:
         r"""Derivatives of the Christoffel symbols, by forward mode through the core.
@@ -611,11 +611,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         Tensor, shape (..., d, d, d, d)
             ``out[..., i, j, k, l] = R^l_{ijk} = dx^l(R(e_j, e_k) e_i)``.
         """
-        z = self._base(base_point, "riemann_tensor")
-        with _grad_only_if_needed(*z.flat):
-            out = self.pullback.riemann_tensor(z.flat[0])
-        d = self._space.dim
-        return z.out(out, (d, d, d, d))
+        return self._pointwise(base_point, "riemann_tensor", self.pullback.riemann_tensor, 4)
 
     def ricci_tensor(self, base_point=None) -> Tensor:
         """Ricci tensor ``Ric_ik = R^j_{ijk}``.
@@ -628,11 +624,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         -------
         Tensor, shape (..., d, d)
         """
-        z = self._base(base_point, "ricci_tensor")
-        with _grad_only_if_needed(*z.flat):
-            out = self.pullback.ricci_tensor(z.flat[0])
-        d = self._space.dim
-        return z.out(out, (d, d))
+        return self._pointwise(base_point, "ricci_tensor", self.pullback.ricci_tensor, 2)
 
     def scalar_curvature(self, base_point=None) -> Tensor:
         """Scalar curvature ``S = G^{ij} Ric_ij``.
@@ -645,10 +637,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         -------
         Tensor, shape (...,)
         """
-        z = self._base(base_point, "scalar_curvature")
-        with _grad_only_if_needed(*z.flat):
-            out = self.pullback.scalar_curvature(z.flat[0])
-        return z.out(out, ())
+        return self._pointwise(base_point, "scalar_curvature", self.pullback.scalar_curvature, 0)
 
     def sectional_curvature(self, tangent_vec_a, tangent_vec_b, base_point=None) -> Tensor:
         """Sectional curvature ``<R(a, b) b, a> / (|a|^2 |b|^2 - <a, b>^2)``.
