@@ -136,3 +136,14 @@ def test_subdivided_edges_follow_the_decoded_segment(sphere, points):
     assert float(abs(w4 - chord).max()) > 1e-6  # the sphere's edges do bend
     with pytest.raises(ValueError, match="subdivide"):
         latent_graph(sphere, points, subdivide=0)
+
+
+def test_auto_route_takes_the_graph_for_many_pairs(sphere, points, monkeypatch):
+    from pullback_geom.geodesics import pairwise
+
+    monkeypatch.setattr(pairwise, "AUTO_SOLVER_PAIRS", 100)  # 24 points: 276 pairs
+    dist, info = pairwise_distances(sphere, points, return_info=True, progress=False)
+    assert info.route == "graph"
+    torch.testing.assert_close(dist, pairwise_distances(sphere, points, route="graph"))
+    dist, info = pairwise_distances(sphere, points[:12], return_info=True, n_points=8)
+    assert info.route == "graph+solver"  # 66 pairs
