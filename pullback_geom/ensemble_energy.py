@@ -196,47 +196,64 @@ def _levenberg_marquardt(
     """
     b, n_pts, d = curve.shape
     k = len(metrics)
-    lam = torch.full((b,), 1e-3, dtype=curve.dtype, device=curve.device)
     converged = torch.zeros(b, dtype=torch.bool, device=curve.device)
     iterations = torch.zeros(b, dtype=torch.long, device=curve.device)
 
-    def objective(c: Tensor) -> Tensor:  # the energy / (N - 1), without the fixed ends' V
-        x = _decode(metrics, c.reshape(-1, d)).reshape(k, c.shape[0], n_pts, -1)
-        mean = x.mean(0)
-        v = (x[:, :, 1:-1] - mean[:, 1:-1]).square().sum(-1).mean(0)
+    def decode(free: Tensor) -> tuple[Tensor, Tensor]:
+        """Members' values (K, B, m, D) and Jacobians (K, B, m, D, d) at the free nodes."""
+        parts = [mt.value_and_jacobian(free.reshape(-1, d)) for mt in metrics]
+        val = torch.stack([v for v, _ in parts]).reshape(k, *free.shape[:2], -1)
+        return val, torch.stack([j for _, j in parts]).reshape(*val.shape, d)
+
+    def nodes(ends: Tensor, val: Tensor) -> Tensor:  # (K, B, N, D)
+        return torch.cat([ends[:, :, :1], val, ends[:, :, 1:]], dim=2)
+
+    def objective(ends: Tensor, val: Tensor) -> Tensor:  # energy / (N - 1) without ends' V
+        mean = nodes(ends, val).mean(0)
+        v = (val - mean[:, 1:-1]).square().sum(-1).mean(0)
         return mean.diff(dim=1).square().sum((1, 2)) + 2 * weight * v.sum(-1)
 
     with torch.no_grad():
-        s = objective(curve)
+        # As in connecting_geodesic's solver: the end points are decoded once, each
+        # iteration decodes the trial with its Jacobians, which an accepted step keeps,
+        # and only the running pairs are kept.
+        idx = torch.arange(b, device=curve.device)
+        ends = _decode(metrics, curve[:, [0, -1]].reshape(-1, d)).reshape(k, b, 2, -1)
+        free = curve[:, 1:-1].clone()
+        val, jac = decode(free)
+        s = objective(ends, val)
+        lam = torch.full((b,), 1e-3, dtype=curve.dtype, device=curve.device)
         for _ in range(max_iter):
-            act = (~converged).nonzero().squeeze(1)
-            if act.numel() == 0:
+            if idx.numel() == 0:
                 break
-            c = curve[act]
-            ba = act.numel()
-            parts = [mt.value_and_jacobian(c.reshape(-1, d)) for mt in metrics]
-            val = torch.stack([v for v, _ in parts]).reshape(k, ba, n_pts, -1)
-            jac = torch.stack([j for _, j in parts]).reshape(k, ba, n_pts, -1, d)
-            fbar, jbar = val.mean(0), jac.mean(0)
-            r = fbar.diff(dim=1)  # (ba, N-1, D)
-            ji = jbar[:, 1:-1]  # (ba, m, D, d)
-            dev = val[:, :, 1:-1] - fbar[:, 1:-1]  # (K, ba, m, D)
-            jdev = jac[:, :, 1:-1] - ji  # (K, ba, m, D, d)
-            spread = (jdev.mT @ jdev).mean(0)  # (ba, m, d, d)
-            pull = (jdev.mT @ dev.unsqueeze(-1)).squeeze(-1).mean(0)  # (ba, m, d)
+            fbar = nodes(ends, val).mean(0)
+            r = fbar.diff(dim=1)  # (B, N-1, D)
+            ji = jac.mean(0)  # (B, m, D, d)
+            dev = val - fbar[:, 1:-1]  # (K, B, m, D)
+            jdev = jac - ji  # (K, B, m, D, d)
+            spread = (jdev.mT @ jdev).mean(0)  # (B, m, d, d)
+            pull = (jdev.mT @ dev.unsqueeze(-1)).squeeze(-1).mean(0)  # (B, m, d)
             grad = (ji.mT @ (r[:, :-1] - r[:, 1:]).unsqueeze(-1)).squeeze(-1)
             grad = grad + 2 * weight * pull  # (1/2) dS/dz
             base = 2 * (ji.mT @ ji) + 2 * weight * spread
             couple = ji[:, :-1].mT @ ji[:, 1:]
-            step, predicted, lam[act] = damped_tridiagonal_step(base, couple, grad, lam[act])
-            trial = c.clone()
-            trial[:, 1:-1] += step
-            s_trial = objective(trial)
-            accept = s_trial <= s[act]
-            curve[act] = torch.where(accept[:, None, None], trial, c)
-            s[act] = torch.where(accept, s_trial, s[act])
-            lam[act] = torch.where(accept, (lam[act] / 3).clamp_min(1e-9), lam[act] * 4)
-            iterations[act] += 1
-            small = predicted <= tol * s[act].clamp_min(1e-300)
-            converged[act] = (accept | (lam[act] > 1e8)) & small
+            step, predicted, lam = damped_tridiagonal_step(base, couple, grad, lam)
+            trial = free + step
+            val_t, jac_t = decode(trial)
+            s_t = objective(ends, val_t)
+            accept = s_t <= s
+            a = accept[None, :, None, None]
+            free = torch.where(accept[:, None, None], trial, free)
+            val, jac = torch.where(a, val_t, val), torch.where(a[..., None], jac_t, jac)
+            s = torch.where(accept, s_t, s)
+            lam = torch.where(accept, (lam / 3).clamp_min(1e-9), lam * 4)
+            iterations[idx] += 1
+            done = (accept | (lam > 1e8)) & (predicted <= tol * s.clamp_min(1e-300))
+            if bool(done.any()):
+                converged[idx[done]] = True
+                curve[idx[done], 1:-1] = free[done]
+                keep = ~done
+                idx, free, s, lam = idx[keep], free[keep], s[keep], lam[keep]
+                ends, val, jac = ends[:, keep], val[:, keep], jac[:, keep]
+        curve[idx, 1:-1] = free  # ran out of iterations
     return curve, converged, iterations
