@@ -187,12 +187,32 @@ def refined_length(
             else:
                 nodes = node_values[i : i + per_chunk]
                 x = _with_nodes(metric, fine, nodes, refine)
-            length = torch.linalg.vector_norm(x.diff(dim=1), dim=-1).sum(-1)
-            if refine % 2 == 0:  # Richardson: inscribed polygons converge as O(h^2)
-                half = torch.linalg.vector_norm(x[:, ::2].diff(dim=1), dim=-1).sum(-1)
-                length = length + (length - half) / 3
-            out.append(length)
+            out.append(extrapolated_length(x, refine))
     return torch.cat(out)
+
+
+def extrapolated_length(x: Tensor, refine: int) -> Tensor:
+    """Length of decoded polygons with ``refine`` points per segment, extrapolated.
+
+    For an even ``refine`` the polygon through every second point is measured too and the
+    two are Richardson-extrapolated, ``L + (L - L_half) / 3`` (inscribed polygons
+    converge as ``O(h^2)``).
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, M, D)
+        Decoded points, ``M = (N - 1) * refine + 1``.
+    refine : int
+
+    Returns
+    -------
+    Tensor, shape (B,)
+    """
+    length = torch.linalg.vector_norm(x.diff(dim=1), dim=-1).sum(-1)
+    if refine % 2 == 0:
+        half = torch.linalg.vector_norm(x[:, ::2].diff(dim=1), dim=-1).sum(-1)
+        length = length + (length - half) / 3
+    return length
 
 
 def _with_nodes(metric: PullbackMetric, fine: Tensor, nodes: Tensor, refine: int) -> Tensor:

@@ -4,8 +4,9 @@ Each method produces a curve from ``p`` to ``q``; every curve then goes through 
 diagnostics, so the numbers are comparable whatever the method's own representation
 (discrete nodes, a spline, an ODE solution):
 
-* **length**: observation-space length of the latent polygon through the method's nodes,
-  each segment refined ``refine`` times (as :func:`connecting_geodesic` measures it);
+* **length**: observation-space length of the centripetal Catmull–Rom spline through the
+  method's nodes, decoded ``refine`` times per segment and extrapolated (as
+  :func:`connecting_geodesic` measures it);
 * **energy**: the discrete energy ``(M - 1) sum ||f(x_{i+1}) - f(x_i)||^2`` of the ``M``
   nodes as the method returns them (its own parametrisation; ``E >= L^2``, with equality
   for constant speed);
@@ -48,7 +49,13 @@ from tqdm.auto import tqdm
 
 from ..functional import SingularMetricWarning
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning, _pair, _tolerance
+from ._common import (
+    GeodesicConvergenceWarning,
+    _pair,
+    _tolerance,
+    extrapolated_length,
+    spline_points,
+)
 from .energy import connecting_geodesic
 from .ode import exp_map, log_map
 
@@ -417,14 +424,12 @@ def _constant_speed(
     ``nodes`` (B, M, d), all finite; returns ``length (B,)`` and three ``(B, n_eval, d)``.
     """
     b, m, d = nodes.shape
-    t = torch.arange(refine, dtype=nodes.dtype) / refine
-    seg = nodes[:, :-1, None] + t[None, None, :, None] * nodes.diff(dim=1)[:, :, None]
-    fine = torch.cat([seg.reshape(b, -1, d), nodes[:, -1:]], dim=1)
+    fine = spline_points(nodes, refine)  # as connecting_geodesic measures lengths
     with torch.no_grad():
         x = metric._map(metric.embed, 1, fine.reshape(-1, d)).reshape(b, fine.shape[1], -1)
     steps = torch.linalg.vector_norm(x.diff(dim=1), dim=-1)
     cum = torch.cat([steps.new_zeros(b, 1), steps.cumsum(1)], dim=1)[:, ::refine]
-    length = cum[:, -1]
+    length = extrapolated_length(x, refine)
     s_eval = np.linspace(0.0, 1.0, n_eval)
     out = np.full((3, b, n_eval, d), np.nan)
     for i in range(b):
