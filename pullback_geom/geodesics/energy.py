@@ -202,15 +202,20 @@ def _levenberg_marquardt(
         val, jac = metric.value_and_jacobian(free.reshape(-1, d))
         return val.reshape(free.shape[0], m, -1), jac.mT.reshape(free.shape[0], m, d, -1)
 
+    def nodes(ends: Tensor, val: Tensor) -> Tensor:
+        """All decoded nodes (B, N, D), end points included."""
+        return torch.cat([ends[:, :1], val, ends[:, 1:]], dim=1)
+
     def steps(ends: Tensor, val: Tensor) -> Tensor:
-        return torch.cat([ends[:, :1], val, ends[:, 1:]], dim=1).diff(dim=1)
+        return nodes(ends, val).diff(dim=1)
 
     def finish(sel: Tensor, ends: Tensor, val: Tensor, free: Tensor) -> None:
         """Write the pairs ``idx[sel]`` back: their nodes, chord length and energy."""
-        st = steps(ends[sel], val[sel])
+        x = nodes(ends[sel], val[sel])
+        st = x.diff(dim=1)
         curve[idx[sel], 1:-1] = free[sel]
         if values is not None:
-            values[idx[sel]] = torch.cat([ends[sel][:, :1], val[sel], ends[sel][:, 1:]], dim=1)
+            values[idx[sel]] = x
         length[idx[sel]] = torch.linalg.vector_norm(st, dim=-1).sum(-1)
         energy_out[idx[sel]] = (n_pts - 1) * st.square().sum((1, 2))
 

@@ -241,7 +241,6 @@ def pairwise_distances(
     n, d = z.shape
     kind = _resolve_route(route, d, n * (n - 1) // 2)
     graph = _route_graph(metric, z, kind, graph_options) if kind != "solver" else None
-    conv = torch.ones(n, n, dtype=torch.bool, device=z.device)
     if kind == "graph":
         # One Dijkstra search per point: strips of rows against all later columns. Graph
         # distances do not depend on the other points of a call, so the strips give the
@@ -254,10 +253,11 @@ def pairwise_distances(
             dist[rows, cols] = distance_block(metric, z[rows], z[cols], route=kind, graph=graph)[0]
         dist = dist.triu(1)
         dist = dist + dist.T
+        conv = torch.ones(n, n, dtype=torch.bool, device=z.device)  # nothing to converge
         n_blocks = len(strips)
     else:
         dist, conv, n_blocks = _solver_matrix(
-            metric, z, kind, graph, block_size, progress, conv, **options
+            metric, z, kind, graph, block_size, progress, **options
         )
     if warn and not bool(conv.all()):
         bad = int((~conv).triu(1).sum())
@@ -279,13 +279,14 @@ def _solver_matrix(
     graph: LatentGraph | None,
     block_size: int,
     progress: bool | None,
-    conv: Tensor,
     **options,
 ) -> tuple[Tensor, Tensor, int]:
-    """The solver routes: the upper-triangular blocks one after the other."""
+    """The solver routes: the upper-triangular blocks one after the other; the matrix,
+    per-pair convergence and the number of blocks."""
     n = z.shape[0]
     blocks = block_slices(n, block_size)
     dist = torch.zeros(n, n, dtype=z.dtype, device=z.device)
+    conv = torch.ones(n, n, dtype=torch.bool, device=z.device)
     show = len(blocks) > 1 if progress is None else progress
     for rows, cols in tqdm(blocks, desc="geodesic blocks", disable=not show):
         diag = rows == cols
