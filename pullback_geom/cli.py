@@ -160,7 +160,7 @@ def _train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .datasets import load_dataset
+    from .datasets import load_splits
     from .training import TrainConfig, train_vae
 
     out = Path(args.out or f"outputs/train/{args.model}")
@@ -184,19 +184,9 @@ def _train(args: argparse.Namespace) -> int:
             rbf_epochs=args.rbf_epochs,
             decoders=args.decoders,
         )
-        if args.limit is not None and args.limit < 1:
-            raise ValueError(f"--limit must be a positive integer; got {args.limit}")
-        train = load_dataset(args.dataset, args.data_dir, train=True, download=args.download)
-        test = load_dataset(args.dataset, args.data_dir, train=False, download=args.download)
-        if args.limit is not None:
-            train = type(train)(*(t[: args.limit] for t in train))
-            test = type(test)(*(t[: args.limit] for t in test))
-        dataset = {
-            "name": args.dataset,
-            "train_size": len(train.images),
-            "test_size": len(test.images),
-            "limit": args.limit,
-        }
+        train, test, dataset = load_splits(
+            args.dataset, args.data_dir, limit=args.limit, download=args.download
+        )
         print(
             f"pullback_geom train: {args.model} VAE, d = {args.latent_dim}, {args.dataset} "
             f"({dataset['train_size']} training / {dataset['test_size']} test images), "
@@ -230,7 +220,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _add_train_parser(sub) -> None:
-    from .datasets import DATASETS, ENV_VAR
+    from .datasets import DATASET_NAMES, ENV_VAR
 
     train = sub.add_parser(
         "train",
@@ -251,7 +241,13 @@ def _add_train_parser(sub) -> None:
         help=f"folder holding MNIST/raw/ (torchvision's layout); default: ${ENV_VAR}, else "
         "./data. On this project's machines: ../shared/data",
     )
-    train.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    train.add_argument(
+        "--dataset",
+        choices=sorted(DATASET_NAMES),
+        default="mnist",
+        help="digit-orbit: one MNIST digit rotated and scaled, rendered without data files "
+        "(a 2-D image manifold with known geodesics; default: %(default)s)",
+    )
     train.add_argument("--out", default=None, help="default: outputs/train/<model>")
     train.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
     train.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")

@@ -1,4 +1,5 @@
-"""MNIST and FashionMNIST as in-memory tensors, through torchvision's readers.
+"""MNIST and FashionMNIST as in-memory tensors, through torchvision's readers; and the
+synthetic ``digit-orbit`` set (:mod:`pullback_geom.digit_orbit`), rendered on the fly.
 
 Training batches the whole set with tensor indexing, so the images are read once into
 one ``uint8`` tensor (60,000 x 28 x 28 is 47 MB) rather than served by a ``DataLoader``.
@@ -20,11 +21,13 @@ from torch import Tensor
 
 __all__ = [
     "DATASETS",
+    "DATASET_NAMES",
     "ENV_VAR",
     "ImageSet",
     "bundled_test_images",
     "default_data_dir",
     "load_dataset",
+    "load_splits",
     "load_test_images",
     "to_unit_float",
 ]
@@ -33,6 +36,8 @@ ENV_VAR = "PULLBACK_GEOM_DATA"
 
 #: dataset name -> torchvision class name (also the folder under ``data_dir``)
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+#: every name :func:`load_dataset` takes: the files above and the rendered digit orbit
+DATASET_NAMES = (*DATASETS, "digit-orbit")
 
 _RAW_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -74,14 +79,16 @@ def load_dataset(
     train: bool = True,
     download: bool = False,
 ) -> ImageSet:
-    """Read one split of MNIST or FashionMNIST into memory.
+    """Read one split of MNIST or FashionMNIST into memory (or render the digit orbit).
 
     Parameters
     ----------
-    name : {"mnist", "fashion-mnist"}
+    name : {"mnist", "fashion-mnist", "digit-orbit"}
+        ``"digit-orbit"``: one bundled MNIST digit rotated and scaled
+        (:func:`pullback_geom.digit_orbit.digit_orbit`); needs no files.
     data_dir : path, optional
         The folder holding ``MNIST/raw/`` (torchvision's layout). Default:
-        :func:`default_data_dir`.
+        :func:`default_data_dir`. Ignored by ``"digit-orbit"``.
     train : bool, default True
         The 60,000 training images, else the 10,000 test images.
     download : bool, default False
@@ -100,8 +107,13 @@ def load_dataset(
         Unknown ``name``, or files that cannot be read as the dataset (truncated, wrong
         format, images and labels of different lengths).
     """
+    if name == "digit-orbit":
+        from .digit_orbit import digit_orbit
+
+        _, images, labels = digit_orbit().split(train)
+        return ImageSet(images, labels)
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASET_NAMES)}")
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     raw = root / DATASETS[name] / "raw"
     missing = [f for f in _RAW_FILES[train] if not (raw / f).is_file()]
@@ -125,6 +137,51 @@ def load_dataset(
         ) from err
     _check_split(images, labels, raw)
     return ImageSet(images, labels.to(torch.int64))
+
+
+def load_splits(
+    name: str = "mnist",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    limit: int | None = None,
+    download: bool = False,
+) -> tuple[ImageSet, ImageSet, dict]:
+    """Both splits, optionally cut to their first ``limit`` images, and their description.
+
+    Parameters
+    ----------
+    name, data_dir, download
+        As in :func:`load_dataset`.
+    limit : int, optional
+        Keep the first ``limit`` images of each split.
+
+    Returns
+    -------
+    train, test : ImageSet
+    description : dict
+        ``name``, ``train_size``, ``test_size`` and ``limit``, what a checkpoint's
+        ``config.json`` records as its dataset.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit (--limit) must be a positive integer; got {limit!r}")
+    if name == "digit-orbit":  # rendered: only the images kept
+        from .digit_orbit import digit_orbit
+
+        orbit = digit_orbit()
+        train, test = (ImageSet(*orbit.split(split, limit)[1:]) for split in (True, False))
+    else:
+        train = load_dataset(name, data_dir, train=True, download=download)
+        test = load_dataset(name, data_dir, train=False, download=download)
+    if limit is not None:
+        train = ImageSet(*(t[:limit] for t in train))
+        test = ImageSet(*(t[:limit] for t in test))
+    description = {
+        "name": name,
+        "train_size": len(train.images),
+        "test_size": len(test.images),
+        "limit": limit,
+    }
+    return train, test, description
 
 
 def _check_split(images: Tensor, labels: Tensor, raw: Path) -> None:

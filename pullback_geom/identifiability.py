@@ -20,12 +20,18 @@ of deep latent variable models", ICML 2025). This module measures how far that h
 :func:`identifiability_table` does 2-4 for both kinds of distance;
 :func:`model_distances` measures one model; :func:`identifiability_figure` draws the
 result. ``pullback-geom identifiability`` runs it all on checkpoints.
+
+Where the true distances are known — models of the ``digit-orbit`` images
+(:mod:`pullback_geom.digit_orbit`), whose image manifold is an exactly known 2-D
+surface — :func:`truth_table` also says how close each model's distances come to the
+true geodesic distances of the same image pairs, and :func:`truth_figure` shows it.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +55,8 @@ __all__ = [
     "run_identifiability",
     "scale_free",
     "summarise",
+    "truth_figure",
+    "truth_table",
 ]
 
 
@@ -226,11 +234,11 @@ def model_distances(
         Levenberg–Marquardt from the straight line).
     max_iter : int, default 200
     batch : int, default 50
+        Pairs solved at once (one progress step each).
     graph_start : bool, default False
         Start from grid-graph shortest paths (``init_curve="graph"``, d <= 3) instead of
         straight lines, which on trained ReLU decoders end in a longer local minimum for
         about one pair in eight.
-        Pairs solved at once (one progress step each).
     progress : callable, optional
         Called with the number of pairs finished after each batch.
 
@@ -342,6 +350,93 @@ def ensemble_energy_distances(
     }
 
 
+def truth_table(truth: Any, euclidean: Any, geodesic: Any) -> dict[str, Any]:
+    """How close each model's distances come to known true distances of the same pairs.
+
+    Parameters
+    ----------
+    truth : array_like, shape (P,)
+        True distances of the pairs (e.g. geodesic distances on the data manifold).
+    euclidean, geodesic : array_like, shape (K, P)
+        Each model's raw distances of the same pairs.
+
+    Returns
+    -------
+    dict
+        For ``"euclidean"`` and ``"geodesic"``, one value per model:
+        ``"scale_free_error"`` — the median over pairs of ``|d / mean(d) - t / mean(t)|
+        / (t / mean(t))``, the relative error once each side is divided by its mean
+        (scale-free, so Euclidean and geodesic distances compare on the same footing) —
+        and ``"spearman"``, the rank correlation with the truth. For ``"geodesic"``
+        also ``"ratio"``: the median of ``d / t`` (1 when the model's lengths are the
+        true ones, in the same units).
+    """
+    from scipy import stats
+
+    t = np.asarray(truth, dtype=float).ravel()
+    euc = _as_distances(euclidean, "euclidean")
+    geo = _as_distances(geodesic, "geodesic")
+    if euc.shape != geo.shape or euc.shape[1] != t.size:
+        raise ValueError(
+            f"truth (P,), euclidean and geodesic (K, P) must describe the same pairs; got "
+            f"{t.shape}, {euc.shape} and {geo.shape}"
+        )
+    if not (np.isfinite(t).all() and (t > 0).all()):
+        raise ValueError("true distances must be finite and > 0")
+    t_free = t / t.mean()
+    table: dict[str, Any] = {}
+    for key, arr in (("euclidean", euc), ("geodesic", geo)):
+        free = scale_free(arr)
+        table[key] = {
+            "scale_free_error": np.median(np.abs(free - t_free) / t_free, axis=1).tolist(),
+            "spearman": [float(stats.spearmanr(row, t).statistic) for row in arr],
+        }
+    table["geodesic"]["ratio"] = np.median(geo / t, axis=1).tolist()
+    return table
+
+
+def truth_figure(truth: Any, euclidean: Any, geodesic: Any, names: Sequence[str], title: str):
+    """Every model's distances against the true ones, Euclidean and geodesic.
+
+    Parameters
+    ----------
+    truth : array_like, shape (P,)
+    euclidean, geodesic : array_like, shape (K, P)
+    names : sequence of str
+        The ``K`` models' names.
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .viz._common import new_figure
+
+    t = np.asarray(truth, dtype=float)
+    t = t / t.mean()
+    fig = new_figure((9, 4.4))
+    for ax, arr, label in zip(
+        fig.subplots(1, 2),
+        (scale_free(euclidean), scale_free(geodesic)),
+        ("Euclidean latent distance", "geodesic distance"),
+        strict=True,
+    ):
+        for row, name in zip(arr, names, strict=True):
+            err = np.median(np.abs(row - t) / t)
+            ax.scatter(t, row, s=7, alpha=0.5, label=f"model {name} (median error {err:.1%})")
+        top = max(t.max(), arr.max()) * 1.05
+        ax.plot([0, top], [0, top], color="0.3", lw=1, ls=":", label="equal")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_aspect("equal")
+        ax.set_xlabel("true geodesic distance on the data manifold (/ its mean)")
+        ax.set_ylabel(f"{label} in the model (/ its mean)")
+        ax.set_title(label)
+        ax.legend(loc="upper left", fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
 def _check_pairs(pairs: Tensor, n: int) -> Tensor:
     pairs = torch.as_tensor(pairs)
     if pairs.dim() != 2 or pairs.shape[1] != 2:
@@ -409,6 +504,9 @@ METRICS = ("mean", "uncertainty", "fisher-rao", "ensemble", "disagreement", "ens
 #: ``--metric`` values that are curve energies of an ensemble, not Riemannian metrics
 ENERGIES = ("ensemble-energy",)
 
+#: ``--metric`` values whose lengths are pixel-space lengths of (mean) images
+_PIXEL_LENGTHS = ("mean", "ensemble", "ensemble-energy")
+
 
 def load_models(checkpoints: Sequence[str | os.PathLike]) -> tuple[list, Tensor, Tensor]:
     """Load ``K >= 3`` checkpoints of models of the same test set and latent dimension.
@@ -464,6 +562,7 @@ def run_identifiability(
     n_points: int = 32,
     disagreement_scale: float = 1.0,
     energy_weight: float = 1.0,
+    graph_start: bool = False,
     progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -487,6 +586,9 @@ def run_identifiability(
         ``scale`` of the ``"disagreement"`` metric (the weight of the members' std).
     energy_weight : float, default 1
         ``weight`` of the disagreement potential of ``"ensemble-energy"``.
+    graph_start : bool, default False
+        Start the metrics' geodesics from grid-graph shortest paths instead of straight
+        lines (:func:`model_distances`); ``"ensemble-energy"`` always starts straight.
     progress : bool, default True
         A tqdm bar over pairs x models x metrics, on stderr.
     command : str, optional
@@ -500,7 +602,6 @@ def run_identifiability(
     """
     import json
     import sys
-    import time
     from pathlib import Path
 
     from tqdm import tqdm
@@ -532,6 +633,8 @@ def run_identifiability(
         )
     options = {"disagreement": {"scale": disagreement_scale}}
     pairs = random_pairs(codes.shape[1], n_pairs, pair_seed)
+    t0 = time.perf_counter()
+    truth = _orbit_truth(checkpoints, codes.shape[1], pairs)
     names = [Path(c).name or str(c) for c in checkpoints]
     if len(set(names)) != len(names):
         names = [f"{i}:{n}" for i, n in enumerate(names)]
@@ -543,11 +646,20 @@ def run_identifiability(
         "n_points": n_points,
         "disagreement_scale": disagreement_scale,
         "energy_weight": energy_weight,
+        "start": "graph" if graph_start else "straight",
         "command": command,
         "scaling": "each model's distances divided by their mean over the pairs, Euclidean "
         "and geodesic alike; CV = population std / mean across models, per pair",
         "metrics": {},
     }
+    if truth is not None:
+        result["truth"] = {
+            "dataset": "digit-orbit",
+            "what": "geodesic distances of the pairs on the true image manifold (the "
+            "pullback through the digit-orbit renderer, 32 nodes, float64)",
+            "distances": truth.tolist(),
+            "seconds": time.perf_counter() - t0,
+        }
     out = Path(out)
     figures = {}
     bar = tqdm(
@@ -576,6 +688,7 @@ def run_identifiability(
                     z,
                     pairs,
                     n_points=n_points,
+                    graph_start=graph_start,
                     progress=bar.update,
                 )
                 for model, z in zip(models, codes, strict=True)
@@ -601,11 +714,32 @@ def run_identifiability(
                 table, euc, geo, f"Are distances identifiable across retrainings? ({kind} metric)"
             )
             figures[kind] = figure_bytes(fig, dpi=110)
+            if truth is not None:
+                table["truth"] = truth_table(truth, euc, geo)
+                fig = truth_figure(
+                    truth, euc, geo, names, f"Models against the true manifold ({kind} metric)"
+                )
+                figures[f"{kind}_truth"] = figure_bytes(fig, dpi=110)
     for kind, png in figures.items():
         atomic_write_bytes(out / f"identifiability_{kind}.png", png)
     atomic_write_bytes(out / "identifiability.json", (json.dumps(result, indent=1) + "\n").encode())
     atomic_write_bytes(out / "identifiability.md", render_markdown(result).encode())
     return result
+
+
+def _orbit_truth(checkpoints, n_codes: int, pairs: Tensor) -> np.ndarray | None:
+    """True distances of the pairs when every model was trained on ``digit-orbit``."""
+    from .checkpoint import read_config
+
+    names = {(read_config(c).get("dataset") or {}).get("name") for c in checkpoints}
+    if names != {"digit-orbit"}:
+        return None
+    from .digit_orbit import digit_orbit
+
+    orbit = digit_orbit()
+    # The stored codes are those of the first n_codes test images (``--limit``).
+    params = orbit.split_params(train=False)[:n_codes]
+    return orbit.true_distances(params[pairs[:, 0]], params[pairs[:, 1]]).numpy()
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -616,7 +750,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"{k} models ({', '.join(result['models'])}), the same {p} random test-image pairs "
         f"(seed {result['pair_seed']}), geodesics with {result['n_points']} nodes "
-        "(Levenberg–Marquardt from the straight line)"
+        + (
+            " (Levenberg–Marquardt from grid-graph shortest paths)"
+            if result.get("start") == "graph"
+            else " (Levenberg–Marquardt from the straight line)"
+        )
         + (
             f"; disagreement scale {result['disagreement_scale']:g}"
             if "disagreement" in result["metrics"]
@@ -680,6 +818,40 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"of nodes and shrinks every CV): median CV {cv(alt)}, Spearman {rho(alt)}.",
                 "",
             ]
+    if "truth" in result:
+        lines += _truth_markdown(result)
     for kind in result["metrics"]:
         lines += [f"![{kind} metric](identifiability_{kind}.png)", ""]
+        if "truth" in result["metrics"][kind]:
+            lines += [f"![{kind} metric against the truth](identifiability_{kind}_truth.png)", ""]
     return "\n".join(lines)
+
+
+def _truth_markdown(result: dict[str, Any]) -> list[str]:
+    def each(values, fmt):
+        return " / ".join(format(v, fmt) for v in values)
+
+    lines = [
+        "## Against the true manifold",
+        "",
+        "The models were trained on `digit-orbit` images, whose manifold is known: "
+        f"{result['truth']['what']}, {result['truth']['seconds']:.0f} s. One value per "
+        "model. Scale-free error: median over pairs of the relative error once the model's "
+        "and the true distances are each divided by their mean. The length ratio is shown "
+        "for metrics that measure pixel-space lengths, as the truth does.",
+        "",
+        "| metric | geodesic / true length (median) | scale-free error Euclidean | "
+        "scale-free error geodesic | Spearman with truth Euclidean | Spearman with truth "
+        "geodesic |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, t in result["metrics"].items():
+        e, g = t["truth"]["euclidean"], t["truth"]["geodesic"]
+        # The truth is a pixel-space length; other metrics measure in other units.
+        ratio = each(g["ratio"], ".3f") if kind in _PIXEL_LENGTHS else "–"
+        lines.append(
+            f"| {kind} | {ratio} | {each(e['scale_free_error'], '.1%')} | "
+            f"{each(g['scale_free_error'], '.1%')} | {each(e['spearman'], '.3f')} | "
+            f"{each(g['spearman'], '.3f')} |"
+        )
+    return [*lines, ""]
