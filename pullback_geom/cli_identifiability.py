@@ -60,6 +60,11 @@ def _identifiability(args: argparse.Namespace) -> int:
     for kind, t in result["metrics"].items():
         e, g = t["euclidean"]["cv_summary"]["median"], t["geodesic"]["cv_summary"]["median"]
         rows[f"{kind}: median CV Euclidean / geodesic"] = f"{e:.3f} / {g:.3f}"
+        if "truth" in t:  # digit-orbit models: how far from the true distances
+            err = [max(t["truth"][key]["scale_free_error"]) for key in ("euclidean", "geodesic")]
+            rows[f"{kind}: error vs truth Euclidean / geodesic (worst model)"] = (
+                f"{err[0]:.1%} / {err[1]:.1%}"
+            )
     rows["report"] = str(out / "identifiability.md")
     _print_rows(rows)
     return 0

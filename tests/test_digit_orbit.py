@@ -117,6 +117,7 @@ def test_identifiability_on_digit_orbit_models_compares_with_the_truth(tmp_path,
     assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
     result = json.loads((out / "identifiability.json").read_text())
     assert result["start"] == "graph"
+    assert "mean: error vs truth Euclidean / geodesic (worst model)" in capsys.readouterr().out
     truth = np.array(result["truth"]["distances"])
     assert truth.shape == (6,) and (truth > 0).all()
     # The stored codes are of the first 300 test images: the truth uses their parameters.
