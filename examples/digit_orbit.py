@@ -13,6 +13,7 @@ Usage (no data files needed; about 90 s per model on 2 cores)::
     pullback-geom train --dataset digit-orbit --epochs 20 --seed 0 --out runs/orbit0
     # ... and --seed 1 --out runs/orbit1, --seed 2 --out runs/orbit2
     python examples/digit_orbit.py runs/orbit0 runs/orbit1 runs/orbit2
+    python examples/digit_orbit.py --grid orbit.png   # only the figure of the images
 """
 
 from __future__ import annotations
@@ -31,11 +32,45 @@ from pullback_geom.identifiability import (
 from pullback_geom.report.analysis import random_pairs
 
 
+def grid_figure(path: str) -> None:
+    """The orbit's images on a grid of angles and scales."""
+    import math
+
+    from pullback_geom.viz._common import new_figure
+
+    orbit = digit_orbit()
+    angles = torch.linspace(-orbit.max_angle, orbit.max_angle, 7)
+    scales = torch.linspace(*(math.log(s) for s in orbit.scale_range), 4)
+    params = torch.stack(torch.meshgrid(scales, angles, indexing="ij")[::-1], -1)  # (4, 7, 2)
+    images = orbit.render(params)
+    fig = new_figure((7.5, 4.6))
+    axes = fig.subplots(4, 7)
+    for i in range(4):
+        for j in range(7):
+            ax = axes[3 - i, j]
+            ax.imshow(images[i, j].view(28, 28), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_xlabel(f"{math.degrees(angles[j]):+.0f}°")
+            if j == 0:
+                ax.set_ylabel(f"x{math.exp(scales[i]):.2f}")
+    fig.suptitle("digit-orbit images: angle (columns) and scale (rows)")
+    fig.savefig(path, dpi=90)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("checkpoints", nargs="*")
     parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--grid", help="save a figure of the orbit's images here")
     args = parser.parse_args()
+    if args.grid:
+        grid_figure(args.grid)
+    if not args.checkpoints:
+        if not args.grid:
+            parser.error("pass K >= 3 checkpoints (or --grid PATH)")
+        return
 
     models, codes, _ = load_models(args.checkpoints)  # codes: (K, N, d) stored test codes
     pairs = random_pairs(codes.shape[1], args.pairs, seed=0)  # the same pairs everywhere
