@@ -266,7 +266,7 @@ def load_test_images(
 
     Parameters
     ----------
-    name : {"mnist", "fashion-mnist"}
+    name : {"mnist", "fashion-mnist", "digit-orbit"}
     data_dir : path, optional
         As in :func:`load_dataset`.
 
@@ -282,6 +282,9 @@ def load_test_images(
     FileNotFoundError
         Not MNIST and its files are not found.
     """
+    if name == "digit-orbit":
+        images = load_dataset(name, train=False)
+        return images, f"the digit-orbit test set ({len(images.images):,} rendered images)"
     try:
         images = load_dataset(name, data_dir, train=False)
         root = Path(data_dir) if data_dir is not None else default_data_dir()

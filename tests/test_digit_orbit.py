@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pullback_geom.cli import main
-from pullback_geom.datasets import load_dataset, load_splits
+from pullback_geom.datasets import load_dataset, load_splits, load_test_images
 from pullback_geom.digit_orbit import DigitOrbit, digit_orbit
 from pullback_geom.identifiability import truth_table
 
@@ -74,6 +74,8 @@ def test_splits_are_deterministic_in_range_and_load_without_files(orbit, tmp_pat
     )
     test = load_dataset("digit-orbit", tmp_path / "nothing-here", train=False)
     assert torch.equal(test.images, images)
+    test, source = load_test_images("digit-orbit", tmp_path / "nothing-here")
+    assert torch.equal(test.images, images) and "digit-orbit" in source
     train, test, described = load_splits("digit-orbit", limit=100)
     assert len(train.images) == len(test.images) == 100 and described["name"] == "digit-orbit"
     assert not torch.equal(train.images[:100], images[:100])  # the splits differ
@@ -132,7 +134,12 @@ def test_identifiability_on_digit_orbit_models_compares_with_the_truth(tmp_path,
     assert "from grid-graph shortest paths" in md
     assert "| fisher-rao | – |" in md  # not pixel-space lengths: no length ratio
     assert (out / "identifiability_mean_truth.png").read_bytes()[:4] == b"\x89PNG"
-    config = json.loads((out / "models" / "bernoulli_seed0" / "config.json").read_text())
+    # The seed's report joins digit classes: a one-class model gets a clear error.
+    model = out / "models" / "bernoulli_seed0"
+    assert main(["report", "--checkpoint", str(model), "--out", str(tmp_path / "r")]) == 2
+    assert "compares the ten digit classes" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    config = json.loads((model / "config.json").read_text())
     assert config["dataset"] == {
         "name": "digit-orbit",
         "train_size": 300,

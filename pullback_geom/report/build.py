@@ -125,6 +125,15 @@ class _Checkpoint:
             )
         latents = load_latents(self.path)
         self.codes, self.labels = latents.codes.float(), latents.labels
+        missing = sorted(set(range(10)) - set(self.labels.tolist()))
+        if missing:
+            # The seed's figures join and compare the ten digit classes.
+            raise ValueError(
+                f"the report compares the ten digit classes, but the test codes stored in "
+                f"{self.path} have no images of class(es) {missing} (a digit-orbit model, or "
+                "one trained with a small --limit); train on mnist or fashion-mnist, or use "
+                "pullback-geom identifiability for digit-orbit models"
+            )
         from ..checkpoint import read_config
 
         self.config = read_config(self.path)
