@@ -219,6 +219,13 @@ def _levenberg_marquardt(
         length[idx[sel]] = torch.linalg.vector_norm(st, dim=-1).sum(-1)
         energy_out[idx[sel]] = (n_pts - 1) * st.square().sum((1, 2))
 
+    def retire(sel: Tensor, *running: Tensor) -> tuple[Tensor, ...]:
+        """Mark the pairs ``idx[sel]`` converged, write them back, and drop them from the
+        running tensors (``idx`` first)."""
+        converged[idx[sel]] = True
+        finish(sel, ends, val, free)
+        return tuple(x[~sel] for x in running)
+
     with torch.no_grad():
         # Only the pairs still running are kept (compacted when some finish), and the free
         # nodes' values and Jacobians are carried over from the accepted trial: each
@@ -255,11 +262,8 @@ def _levenberg_marquardt(
             # promises less than ``tol`` means convergence: stop without decoding it.
             early = small & trusted
             if bool(early.any()):
-                converged[idx[early]] = True
-                finish(early, ends, val, free)
-                keep = ~early
-                idx, ends, free, val, jt, e, lam, step, predicted = (
-                    x[keep] for x in (idx, ends, free, val, jt, e, lam, step, predicted)
+                idx, ends, free, val, jt, e, lam, step, predicted = retire(
+                    early, idx, ends, free, val, jt, e, lam, step, predicted
                 )
                 ba = idx.numel()
                 if ba == 0:
@@ -280,11 +284,8 @@ def _levenberg_marquardt(
             small = (n_pts - 1) * predicted <= tol * e.clamp_min(1e-300)
             done = (accept | (lam > 1e8)) & small
             if bool(done.any()):
-                converged[idx[done]] = True
-                finish(done, ends, val, free)
-                keep = ~done
-                idx, ends, free, val, jt, e, lam, trusted = (
-                    x[keep] for x in (idx, ends, free, val, jt, e, lam, trusted)
+                idx, ends, free, val, jt, e, lam, trusted = retire(
+                    done, idx, ends, free, val, jt, e, lam, trusted
                 )
         if idx.numel():  # ran out of iterations
             finish(torch.ones_like(idx, dtype=torch.bool), ends, val, free)
