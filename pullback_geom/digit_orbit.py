@@ -152,7 +152,7 @@ class DigitOrbit:
         """
         params = self.split_params(train)[:limit]
         n = len(params)
-        images = torch.cat([self.render(p.float()) for p in params.split(10_000)])
+        images = torch.cat([self.render(p.float()) for p in params.split(4096)])
         images = (images * 255).round().to(torch.uint8).reshape(n, _SIDE, _SIDE)
         return params, images, torch.full((n,), self.label, dtype=torch.int64)
 
