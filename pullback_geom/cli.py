@@ -185,7 +185,11 @@ def _train(args: argparse.Namespace) -> int:
             decoders=args.decoders,
         )
         train, test, dataset = load_splits(
-            args.dataset, args.data_dir, limit=args.limit, download=args.download
+            args.dataset,
+            args.data_dir,
+            limit=args.limit,
+            download=args.download,
+            orbit_digit=args.orbit_digit,
         )
         print(
             f"pullback_geom train: {args.model} VAE, d = {args.latent_dim}, {args.dataset} "
@@ -247,6 +251,13 @@ def _add_train_parser(sub) -> None:
         default="mnist",
         help="digit-orbit: one MNIST digit rotated and scaled, rendered without data files "
         "(a 2-D image manifold with known geodesics; default: %(default)s)",
+    )
+    train.add_argument(
+        "--orbit-digit",
+        type=int,
+        default=1,
+        help="with --dataset digit-orbit: which of the bundled MNIST test images is rotated "
+        "and scaled (default: %(default)s, a 2)",
     )
     train.add_argument("--out", default=None, help="default: outputs/train/<model>")
     train.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")

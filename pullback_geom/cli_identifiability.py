@@ -79,7 +79,9 @@ def _train_seeds(args: argparse.Namespace, folder: Path) -> list[str]:
         raise ValueError(f"the experiment needs at least 3 seeds; got {args.seeds}")
     if len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds must differ; got {args.seeds}")
-    train, test, dataset = load_splits(args.dataset, args.data_dir, limit=args.limit)
+    train, test, dataset = load_splits(
+        args.dataset, args.data_dir, limit=args.limit, orbit_digit=args.orbit_digit
+    )
     paths = []
     for seed in args.seeds:
         cfg = TrainConfig(
@@ -188,6 +190,13 @@ def add_identifiability_parser(sub) -> None:
         help="with --seeds: the training data; digit-orbit (one digit rotated and scaled, "
         "no files needed) has a 2-D image manifold whose true geodesic distances the "
         "report compares the models' with (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--orbit-digit",
+        type=int,
+        default=1,
+        help="with --dataset digit-orbit: which of the bundled MNIST test images is rotated "
+        "and scaled (default: %(default)s, a 2)",
     )
     parser.add_argument(
         "--data-dir", default=None, help="with --seeds: the folder holding MNIST/raw/"

@@ -145,6 +145,7 @@ def load_splits(
     *,
     limit: int | None = None,
     download: bool = False,
+    orbit_digit: int = 1,
 ) -> tuple[ImageSet, ImageSet, dict]:
     """Both splits, optionally cut to their first ``limit`` images, and their description.
 
@@ -154,20 +155,23 @@ def load_splits(
         As in :func:`load_dataset`.
     limit : int, optional
         Keep the first ``limit`` images of each split.
+    orbit_digit : int, default 1
+        ``"digit-orbit"`` only: which bundled test image is rotated and scaled
+        (:func:`pullback_geom.digit_orbit.digit_orbit`'s ``index``).
 
     Returns
     -------
     train, test : ImageSet
     description : dict
-        ``name``, ``train_size``, ``test_size`` and ``limit``, what a checkpoint's
-        ``config.json`` records as its dataset.
+        ``name``, ``train_size``, ``test_size`` and ``limit`` (and ``orbit_digit`` for the
+        digit orbit), what a checkpoint's ``config.json`` records as its dataset.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit (--limit) must be a positive integer; got {limit!r}")
     if name == "digit-orbit":  # rendered: only the images kept
         from .digit_orbit import digit_orbit
 
-        orbit = digit_orbit()
+        orbit = digit_orbit(orbit_digit)
         train, test = (ImageSet(*orbit.split(split, limit)[1:]) for split in (True, False))
     else:
         train = load_dataset(name, data_dir, train=True, download=download)
@@ -181,6 +185,8 @@ def load_splits(
         "test_size": len(test.images),
         "limit": limit,
     }
+    if name == "digit-orbit":
+        description["orbit_digit"] = orbit_digit
     return train, test, description
 
 

@@ -637,12 +637,18 @@ def _orbit_truth(checkpoints, n_codes: int, pairs: Tensor) -> np.ndarray | None:
     """True distances of the pairs when every model was trained on ``digit-orbit``."""
     from .checkpoint import read_config
 
-    names = {(read_config(c).get("dataset") or {}).get("name") for c in checkpoints}
-    if names != {"digit-orbit"}:
+    datasets = [read_config(c).get("dataset") or {} for c in checkpoints]
+    if {d.get("name") for d in datasets} != {"digit-orbit"}:
         return None
+    digits = {d.get("orbit_digit", 1) for d in datasets}
+    if len(digits) != 1:
+        raise ValueError(
+            f"the checkpoints were trained on orbits of different digits {sorted(digits)}: "
+            "compare models of the same data"
+        )
     from .digit_orbit import digit_orbit
 
-    orbit = digit_orbit()
+    orbit = digit_orbit(digits.pop())
     # The stored codes are those of the first n_codes test images (``--limit``).
     params = orbit.split_params(train=False)[:n_codes]
     return orbit.true_distances(params[pairs[:, 0]], params[pairs[:, 1]]).numpy()

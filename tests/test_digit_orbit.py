@@ -115,7 +115,7 @@ def test_identifiability_on_digit_orbit_models_compares_with_the_truth(tmp_path,
     out = tmp_path / "out"
     argv = ["identifiability", "--seeds", "0", "1", "2", "--dataset", "digit-orbit"]
     argv += ["--epochs", "1", "--limit", "300", "--pairs", "6", "--nodes", "8"]
-    argv += ["--metric", "mean", "fisher-rao", "--start", "graph"]
+    argv += ["--metric", "mean", "fisher-rao", "--start", "graph", "--orbit-digit", "0"]
     assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
     result = json.loads((out / "identifiability.json").read_text())
     assert result["start"] == "graph"
@@ -123,9 +123,10 @@ def test_identifiability_on_digit_orbit_models_compares_with_the_truth(tmp_path,
     truth = np.array(result["truth"]["distances"])
     assert truth.shape == (6,) and (truth > 0).all()
     # The stored codes are of the first 300 test images: the truth uses their parameters.
-    params = digit_orbit().split_params(train=False)
+    orbit = digit_orbit(0)  # --orbit-digit 0: a "7"
+    params = orbit.split_params(train=False)
     pairs = torch.tensor(result["pairs"])
-    expected = digit_orbit().true_distances(params[pairs[:, 0]], params[pairs[:, 1]])
+    expected = orbit.true_distances(params[pairs[:, 0]], params[pairs[:, 1]])
     np.testing.assert_allclose(truth, expected.numpy(), rtol=1e-6)
     compared = result["metrics"]["mean"]["truth"]
     assert len(compared["geodesic"]["ratio"]) == 3 and len(compared["euclidean"]["spearman"]) == 3
@@ -145,4 +146,12 @@ def test_identifiability_on_digit_orbit_models_compares_with_the_truth(tmp_path,
         "train_size": 300,
         "test_size": 300,
         "limit": 300,
+        "orbit_digit": 0,
     }
+    # Models of orbits of different digits are not compared.
+    config["dataset"]["orbit_digit"] = 5
+    (model / "config.json").write_text(json.dumps(config))
+    models = [str(out / "models" / f"bernoulli_seed{s}") for s in range(3)]
+    argv = ["identifiability", "--checkpoints", *models, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "orbits of different digits [0, 5]" in capsys.readouterr().err
