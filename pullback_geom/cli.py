@@ -223,6 +223,17 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_orbit_digit_option(parser: argparse.ArgumentParser) -> None:
+    """``--orbit-digit``, shared by ``train`` and ``identifiability``."""
+    parser.add_argument(
+        "--orbit-digit",
+        type=int,
+        default=1,
+        help="with --dataset digit-orbit: which of the bundled MNIST test images is rotated "
+        "and scaled (default: %(default)s, a 2)",
+    )
+
+
 def _add_train_parser(sub) -> None:
     from .datasets import DATASET_NAMES, ENV_VAR
 
@@ -252,13 +263,7 @@ def _add_train_parser(sub) -> None:
         help="digit-orbit: one MNIST digit rotated and scaled, rendered without data files "
         "(a 2-D image manifold with known geodesics; default: %(default)s)",
     )
-    train.add_argument(
-        "--orbit-digit",
-        type=int,
-        default=1,
-        help="with --dataset digit-orbit: which of the bundled MNIST test images is rotated "
-        "and scaled (default: %(default)s, a 2)",
-    )
+    add_orbit_digit_option(train)
     train.add_argument("--out", default=None, help="default: outputs/train/<model>")
     train.add_argument("--batch-size", type=int, default=128, help="default: %(default)s")
     train.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli import _error, _print_rows
+from .cli import _error, _print_rows, add_orbit_digit_option
 
 __all__ = ["add_identifiability_parser"]
 
@@ -191,13 +191,7 @@ def add_identifiability_parser(sub) -> None:
         "no files needed) has a 2-D image manifold whose true geodesic distances the "
         "report compares the models' with (default: %(default)s)",
     )
-    parser.add_argument(
-        "--orbit-digit",
-        type=int,
-        default=1,
-        help="with --dataset digit-orbit: which of the bundled MNIST test images is rotated "
-        "and scaled (default: %(default)s, a 2)",
-    )
+    add_orbit_digit_option(parser)
     parser.add_argument(
         "--data-dir", default=None, help="with --seeds: the folder holding MNIST/raw/"
     )

@@ -22,6 +22,7 @@ from torch import Tensor
 __all__ = [
     "DATASETS",
     "DATASET_NAMES",
+    "DIGIT_ORBIT",
     "ENV_VAR",
     "ImageSet",
     "bundled_test_images",
@@ -36,8 +37,10 @@ ENV_VAR = "PULLBACK_GEOM_DATA"
 
 #: dataset name -> torchvision class name (also the folder under ``data_dir``)
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+#: the rendered dataset of :mod:`pullback_geom.digit_orbit`
+DIGIT_ORBIT = "digit-orbit"
 #: every name :func:`load_dataset` takes: the files above and the rendered digit orbit
-DATASET_NAMES = (*DATASETS, "digit-orbit")
+DATASET_NAMES = (*DATASETS, DIGIT_ORBIT)
 
 _RAW_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -107,11 +110,8 @@ def load_dataset(
         Unknown ``name``, or files that cannot be read as the dataset (truncated, wrong
         format, images and labels of different lengths).
     """
-    if name == "digit-orbit":
-        from .digit_orbit import digit_orbit
-
-        _, images, labels = digit_orbit().split(train)
-        return ImageSet(images, labels)
+    if name == DIGIT_ORBIT:
+        return _orbit_split(train)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASET_NAMES)}")
     root = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -168,11 +168,8 @@ def load_splits(
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit (--limit) must be a positive integer; got {limit!r}")
-    if name == "digit-orbit":  # rendered: only the images kept
-        from .digit_orbit import digit_orbit
-
-        orbit = digit_orbit(orbit_digit)
-        train, test = (ImageSet(*orbit.split(split, limit)[1:]) for split in (True, False))
+    if name == DIGIT_ORBIT:  # rendered: only the images kept
+        train, test = (_orbit_split(split, limit, orbit_digit) for split in (True, False))
     else:
         train = load_dataset(name, data_dir, train=True, download=download)
         test = load_dataset(name, data_dir, train=False, download=download)
@@ -185,9 +182,17 @@ def load_splits(
         "test_size": len(test.images),
         "limit": limit,
     }
-    if name == "digit-orbit":
+    if name == DIGIT_ORBIT:
         description["orbit_digit"] = orbit_digit
     return train, test, description
+
+
+def _orbit_split(train: bool, limit: int | None = None, orbit_digit: int = 1) -> ImageSet:
+    """One split of the digit orbit, rendered (only its first ``limit`` images)."""
+    from .digit_orbit import digit_orbit
+
+    _, images, labels = digit_orbit(orbit_digit).split(train, limit)
+    return ImageSet(images, labels)
 
 
 def _check_split(images: Tensor, labels: Tensor, raw: Path) -> None:
@@ -288,8 +293,8 @@ def load_test_images(
     FileNotFoundError
         Not MNIST and its files are not found.
     """
-    if name == "digit-orbit":
-        images = load_dataset(name, train=False)
+    if name == DIGIT_ORBIT:
+        images = _orbit_split(train=False)
         return images, f"the digit-orbit test set ({len(images.images):,} rendered images)"
     try:
         images = load_dataset(name, data_dir, train=False)

@@ -28,10 +28,7 @@ from torch import Tensor
 
 from .metric import PullbackMetric
 
-__all__ = ["NAME", "DigitOrbit", "digit_orbit"]
-
-#: The dataset's name (``--dataset``).
-NAME = "digit-orbit"
+__all__ = ["DigitOrbit", "digit_orbit"]
 
 _SIDE = 28
 _CENTRE = (_SIDE - 1) / 2
@@ -166,7 +163,8 @@ class DigitOrbit:
         return PullbackMetric(self.render, latent_dim=2, jacobian="forward")
 
     def true_distances(self, a: Tensor, b: Tensor, *, n_points: int = 32) -> Tensor:
-        """Geodesic distances on the true manifold (float64, graph-started LM).
+        """Geodesic distances on the true manifold (float64 Levenberg–Marquardt, started
+        as :func:`~pullback_geom.geodesics.connecting_geodesic`'s ``init_curve="auto"``).
 
         Parameters
         ----------

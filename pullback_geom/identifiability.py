@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .datasets import DIGIT_ORBIT
 from .geodesics import connecting_geodesic
 from .metric import PullbackMetric
 
@@ -512,7 +513,6 @@ def run_identifiability(
     from tqdm import tqdm
 
     from .checkpoint import atomic_write_bytes
-    from .identifiability_report import identifiability_figure, render_markdown, truth_figure
     from .report.analysis import random_pairs
     from .report.document import figure_bytes
 
@@ -560,7 +560,7 @@ def run_identifiability(
     }
     if truth is not None:
         result["truth"] = {
-            "dataset": "digit-orbit",
+            "dataset": DIGIT_ORBIT,
             "what": "geodesic distances of the pairs on the true image manifold (the "
             "pullback through the digit-orbit renderer, 32 nodes, float64)",
             "distances": truth.tolist(),
@@ -623,7 +623,12 @@ def run_identifiability(
             if truth is not None:
                 table["truth"] = truth_table(truth, euc, geo)
                 fig = truth_figure(
-                    truth, euc, geo, names, f"Models against the true manifold ({kind} metric)"
+                    table["truth"],
+                    truth,
+                    euc,
+                    geo,
+                    names,
+                    f"Models against the true manifold ({kind} metric)",
                 )
                 figures[f"{kind}_truth"] = figure_bytes(fig, dpi=110)
     for kind, png in figures.items():
@@ -638,7 +643,7 @@ def _orbit_truth(checkpoints, n_codes: int, pairs: Tensor) -> np.ndarray | None:
     from .checkpoint import read_config
 
     datasets = [read_config(c).get("dataset") or {} for c in checkpoints]
-    if {d.get("name") for d in datasets} != {"digit-orbit"}:
+    if {d.get("name") for d in datasets} != {DIGIT_ORBIT}:
         return None
     digits = {d.get("orbit_digit", 1) for d in datasets}
     if len(digits) != 1:

@@ -66,13 +66,24 @@ def identifiability_figure(table: dict[str, Any], euclidean: Any, geodesic: Any,
     return fig
 
 
-def truth_figure(truth: Any, euclidean: Any, geodesic: Any, names: Sequence[str], title: str):
+def truth_figure(
+    table: dict[str, Any],
+    truth: Any,
+    euclidean: Any,
+    geodesic: Any,
+    names: Sequence[str],
+    title: str,
+):
     """Every model's distances against the true ones, Euclidean and geodesic.
 
     Parameters
     ----------
+    table : dict
+        From :func:`~pullback_geom.identifiability.truth_table` (its errors label the
+        models).
     truth : array_like, shape (P,)
     euclidean, geodesic : array_like, shape (K, P)
+        The raw distances the table was made from.
     names : sequence of str
         The ``K`` models' names.
     title : str
@@ -87,14 +98,15 @@ def truth_figure(truth: Any, euclidean: Any, geodesic: Any, names: Sequence[str]
     t = np.asarray(truth, dtype=float)
     t = t / t.mean()
     fig = new_figure((9, 4.4))
-    for ax, arr, label in zip(
+    for ax, arr, key, label in zip(
         fig.subplots(1, 2),
         (scale_free(euclidean), scale_free(geodesic)),
+        ("euclidean", "geodesic"),
         ("Euclidean latent distance", "geodesic distance"),
         strict=True,
     ):
-        for row, name in zip(arr, names, strict=True):
-            err = np.median(np.abs(row - t) / t)
+        errors = table[key]["scale_free_error"]
+        for row, name, err in zip(arr, names, errors, strict=True):
             ax.scatter(t, row, s=7, alpha=0.5, label=f"model {name} (median error {err:.1%})")
         top = max(t.max(), arr.max()) * 1.05
         ax.plot([0, top], [0, top], color="0.3", lw=1, ls=":", label="equal")
