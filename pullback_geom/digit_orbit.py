@@ -119,6 +119,8 @@ class DigitOrbit:
         -------
         Tensor, shape (n, 2)
         """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an integer >= 0; got {n!r}")
         gen = torch.Generator().manual_seed(seed)
         u = torch.rand(n, 2, generator=gen, dtype=torch.float64)
         low, high = math.log(self.scale_range[0]), math.log(self.scale_range[1])
@@ -203,6 +205,8 @@ def digit_orbit(index: int = 1, *, blur: float = 0.7, **options) -> DigitOrbit:
     """
     from .datasets import bundled_test_images
 
+    if not (math.isfinite(blur) and blur >= 0):
+        raise ValueError(f"blur must be a finite number >= 0; got {blur}")
     images = bundled_test_images()
     if not 0 <= index < len(images.images):
         raise ValueError(f"index must be in [0, {len(images.images)}); got {index}")

@@ -57,6 +57,10 @@ def test_batch_shapes_and_bad_parameters(orbit):
         DigitOrbit(torch.zeros(28, 28), 2, scale_range=(1.0, 0.5))
     with pytest.raises(ValueError, match="index"):
         digit_orbit(5000)
+    with pytest.raises(ValueError, match="blur"):
+        digit_orbit(blur=-1.0)
+    with pytest.raises(ValueError, match="n must be"):
+        orbit.sample_params(-3)
 
 
 def test_splits_are_deterministic_in_range_and_load_without_files(orbit, tmp_path):
