@@ -6,6 +6,10 @@ Two families, one module each:
   integrated by RK4 or adaptive Dormand–Prince 5(4)
   (:func:`exp_map`), and boundary values by Newton shooting on the
   initial velocity (:func:`log_map`);
+* :mod:`~pullback_geom.geodesics.discrete`: discrete geodesic calculus (exp, log and
+  parallel transport from the decoded squared distance alone; exact on ReLU decoders),
+  also reachable as ``exp_map(..., method="discrete")`` and
+  ``log_map(..., method="discrete")``;
 * :mod:`~pullback_geom.geodesics.energy`: minimisation of the discrete curve energy
   measured in observation space (:func:`connecting_geodesic`, :func:`geodesic_distance`),
   by Levenberg–Marquardt (default), :mod:`~pullback_geom.geodesics.georce` or L-BFGS;
@@ -18,6 +22,7 @@ Two families, one module each:
 
 from ._common import GeodesicConvergenceWarning, GeodesicResult
 from .compare import COMPARE_METHODS, GeodesicComparison, MethodRow, compare_geodesics
+from .discrete import DiscreteInfo, discrete_exp, discrete_log, discrete_transport
 from .energy import connecting_geodesic, geodesic_distance
 from .graph import LatentGraph, graph_geodesics, latent_graph
 from .ode import IVPInfo, exp_map, log_map
@@ -28,6 +33,10 @@ __all__ = [
     "GeodesicConvergenceWarning",
     "connecting_geodesic",
     "exp_map",
+    "discrete_exp",
+    "discrete_log",
+    "discrete_transport",
+    "DiscreteInfo",
     "IVPInfo",
     "log_map",
     "geodesic_distance",

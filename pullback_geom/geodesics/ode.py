@@ -18,11 +18,13 @@ from .._checks import same_shape
 from ..functional import SingularMetricWarning
 from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning, _pair, _tolerance
+from .discrete import DISCRETE_STEPS, discrete_exp, discrete_log
 from .energy import connecting_geodesic
 
 __all__ = ["IVPInfo", "exp_map", "log_map"]
 
-EXP_METHODS = ("rk4", "dopri5")
+EXP_METHODS = ("rk4", "dopri5", "discrete")
+LOG_METHODS = ("shooting", "discrete")
 
 
 def _rk4(
@@ -69,7 +71,12 @@ def _rk4(
             points.append(z)
     if guard:
         z = torch.where(alive[:, None], z, torch.full_like(z, float("nan")))
-    return (torch.stack(points, dim=1), v) if path else (z, v)
+    if not path:
+        return z, v
+    points = torch.stack(points, dim=1)
+    if guard:
+        points[~alive, 1:] = float("nan")
+    return points, v
 
 
 class IVPInfo(NamedTuple):
@@ -221,7 +228,7 @@ def exp_map(
     v: Tensor,
     *,
     t: float = 1.0,
-    n_steps: int = 50,
+    n_steps: int | None = None,
     return_path: bool = False,
     method: str = "rk4",
     rtol: float | None = None,
@@ -240,26 +247,33 @@ def exp_map(
     t : float, default 1
         Integration time: the result is ``gamma(t)`` with ``gamma(0) = z``,
         ``gamma'(0) = v``.
-    n_steps : int, default 50
-        ``"rk4"``: the number of fixed steps. ``"dopri5"``: with ``return_path``, the path
-        is sampled at ``n_steps + 1`` equally spaced times (the adaptive steps are cut to
-        land on them); otherwise unused.
+    n_steps : int, optional
+        ``"rk4"``: the number of fixed steps (default 50). ``"dopri5"``: with
+        ``return_path``, the path is sampled at ``n_steps + 1`` equally spaced times (the
+        adaptive steps are cut to land on them; default 50); otherwise unused.
+        ``"discrete"``: ``K``, the steps of the discrete geodesic (default 16; use the
+        ``K`` of the :func:`log_map` whose velocity you pass).
     return_path : bool, default False
         Return the whole trajectory instead of its end point.
-    method : {"rk4", "dopri5"}, default "rk4"
-        ``"rk4"``: classical fixed-step Runge–Kutta (the error is not controlled).
-        ``"dopri5"``: adaptive Dormand–Prince 5(4), each curve with its own step size,
-        accurate to about ``rtol`` whatever the speed or curvature.
+    method : {"rk4", "dopri5", "discrete"}, default "rk4"
+        ``"rk4"``: classical fixed-step Runge–Kutta (the error is not controlled; curves
+        that diverge come back as NaN with a warning). ``"dopri5"``: adaptive
+        Dormand–Prince 5(4), each curve with its own step size, accurate to about
+        ``rtol`` whatever the speed or curvature. ``"discrete"``: the discrete geodesic
+        of :func:`~pullback_geom.geodesics.discrete.discrete_exp`, which needs only the
+        decoder's values and Jacobians and so stays exact on ReLU decoders, where the
+        geodesic ODE is ill-posed.
     rtol, atol : float, optional
         ``"dopri5"`` tolerances on the state ``(z, v)``: default ``1e-8`` and ``1e-10``
         in float64, ``1e-5`` and ``1e-7`` in float32.
     max_steps : int, default 10000
         ``"dopri5"``: accepted plus rejected steps per curve before it is given up.
     return_info : bool, default False
-        ``"dopri5"``: also return an :class:`IVPInfo` (converged, steps, rejected).
+        ``"dopri5"``: also return an :class:`IVPInfo` (converged, steps, rejected);
+        ``"discrete"``: a :class:`~pullback_geom.geodesics.discrete.DiscreteInfo`.
     warn : bool, default True
-        ``"dopri5"``: warn with :class:`GeodesicConvergenceWarning` when curves fail
-        (their end points are NaN).
+        Warn with :class:`GeodesicConvergenceWarning` when curves fail (their end points
+        are NaN).
 
     Returns
     -------
@@ -271,14 +285,36 @@ def exp_map(
     same_shape(z, v, "z and v")
     if method not in EXP_METHODS:
         raise ValueError(f"method must be one of {EXP_METHODS}; got {method!r}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer; got {n_steps}")
     if not (isinstance(t, (int, float)) and t > 0 and t < float("inf")):
         raise ValueError(f"t must be a positive finite number; got {t!r}")
+    if method == "discrete":
+        return discrete_exp(
+            metric,
+            z[0] if single else z,
+            v[0] if single else v,
+            n_steps=DISCRETE_STEPS if n_steps is None else n_steps,
+            t=t,
+            return_path=return_path,
+            return_info=return_info,
+            warn=warn,
+        )
+    n_steps = 50 if n_steps is None else n_steps
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer; got {n_steps}")
     if method == "rk4":
         if return_info:
             raise ValueError("return_info needs method='dopri5' (RK4 has no error control)")
-        out, _ = _rk4(metric, z, v, t, n_steps, return_path)
+        out, _ = _rk4(metric, z, v, t, n_steps, return_path, guard=True)
+        lost = torch.isnan(out.reshape(out.shape[0], -1)).any(-1)
+        if warn and bool(lost.any()):
+            warnings.warn(
+                f"exp_map: {int(lost.sum())} of {z.shape[0]} RK4 curves diverged (left the "
+                "finite range or ran a million times past their start); their points are "
+                "NaN. method='dopri5' controls the error, method='discrete' needs no "
+                "smooth metric",
+                GeodesicConvergenceWarning,
+                stacklevel=2,
+            )
         return out[0] if single else out
     low = z.dtype != torch.float64
     rtol = (1e-5 if low else 1e-8) if rtol is None else rtol
@@ -312,13 +348,19 @@ def log_map(
     p: Tensor,
     q: Tensor,
     *,
+    method: str = "shooting",
     n_points: int = 32,
-    n_steps: int = 50,
+    n_steps: int | None = None,
     max_newton: int = 8,
     tol: float | None = None,
     warn: bool = True,
 ) -> Tensor:
     """Riemannian logarithm: the initial velocity of the geodesic from ``p`` to ``q``.
+
+    ``method="discrete"`` is the discrete logarithm of
+    :func:`~pullback_geom.geodesics.discrete.discrete_log` (the inverse of
+    ``exp_map(..., method="discrete")`` with the same ``n_steps``); the rest of this
+    docstring describes the default, ``"shooting"``.
 
     The energy solution (:func:`connecting_geodesic`) gives a second-order estimate of
     the initial velocity; Newton's method on ``exp_map(p, v) = q`` then refines it, with
@@ -331,10 +373,12 @@ def log_map(
     ----------
     metric : PullbackMetric
     p, q : Tensor, shape (B, d) or (d,)
+    method : {"shooting", "discrete"}, default "shooting"
     n_points : int, default 32
-        Nodes of the energy solution that starts the shooting.
-    n_steps : int, default 50
-        RK4 steps of each shot.
+        Nodes of the energy solution that starts the shooting (``"shooting"``).
+    n_steps : int, optional
+        RK4 steps of each shot (``"shooting"``, default 50); ``K``, the steps of the
+        discrete geodesic (``"discrete"``, default 16).
     max_newton : int, default 8
     tol : float, optional
         End-point error accepted, relative to ``1 + |q - p|`` (default ``1e-9`` in float64,
@@ -345,6 +389,12 @@ def log_map(
     -------
     Tensor, shape (B, d) or (d,)
     """
+    if method not in LOG_METHODS:
+        raise ValueError(f"method must be one of {LOG_METHODS}; got {method!r}")
+    if method == "discrete":
+        k = DISCRETE_STEPS if n_steps is None else n_steps
+        return discrete_log(metric, p, q, n_steps=k, tol=tol, warn=warn)
+    n_steps = 50 if n_steps is None else n_steps
     p, q, single = _pair(metric, p, q)
     tol = _tolerance(p.dtype, tol, 1e-9)
     res = connecting_geodesic(metric, p, q, n_points=n_points, warn=False)
