@@ -102,3 +102,12 @@ def same_shape(a: Tensor, b: Tensor, names: str) -> None:
         raise ValueError(
             f"{names} must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+
+
+def metric_of_model(obj):
+    """``obj.pullback_metric()`` for a model that has one (a VAE), else ``obj`` itself.
+
+    The adapters recognise models by this attribute, so they need not import them.
+    """
+    method = getattr(obj, "pullback_metric", None)
+    return method() if callable(method) else obj

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from . import geodesics
+from ._checks import metric_of_model
 from .metric import PullbackMetric, _reference_tensor
 
 __all__ = [
@@ -238,12 +239,14 @@ class _Batch:
         return x.to(dtype=self.out_dtype, device=self.in_device)
 
 
-def _exp(metric: PullbackRiemannianMetric, v: Tensor, z: Tensor, n_steps: int) -> Tensor:
-    """Flat core exp, ``(B, d)`` each; differentiable in ``z`` and ``v``."""
-    return geodesics.exp_map(metric.pullback, z, v, n_steps=n_steps)
+#: exp methods of :class:`PullbackExpSolver` and log methods of :class:`PullbackLogSolver`.
+EXP_METHODS = ("discrete", "dopri5", "rk4")
+LOG_METHODS = ("discrete", "shooting", "energy")
 
 
-def _path(metric: PullbackRiemannianMetric, tangent_vec, base_point, n_steps: int) -> Path:
+def _path(
+    metric: PullbackRiemannianMetric, tangent_vec, base_point, exp: Callable[..., Tensor]
+) -> Path:
     """``t -> exp_base(t * tangent_vec)`` for a batch of times, shaped as geomstats wants."""
     pair = _Batch(metric, tangent_vec, base_point)
     v, z = pair.flat
@@ -265,32 +268,57 @@ def _path(metric: PullbackRiemannianMetric, tangent_vec, base_point, n_steps: in
         vt = (t[None, :, None] * v[:, None]).reshape(-1, d)
         zt = z[:, None].expand(-1, n_t, d).reshape(-1, d).contiguous()
         with _grad_only_if_needed(vt, zt):
-            out = _exp(metric, vt, zt, n_steps)
+            out = exp(metric.pullback, zt, vt)
         return pair.out(out, (n_t, d))
 
     return path
 
 
+def _discrete_path(metric: PullbackRiemannianMetric, pair: _Batch, nodes: Tensor) -> Path:
+    """The discrete geodesic through ``nodes`` (B, K + 1, d), linear between nodes."""
+    curve = pair.out(nodes, tuple(nodes.shape[1:]))
+    return UniformlySampledDiscretePath(curve, point_ndim=1)
+
+
 # ---------------------------------------------------------------------------- solvers
 class PullbackExpSolver(ExpSolver):
-    """geomstats exp solver: :func:`pullback_geom.geodesics.exp_map` (RK4).
-
-    Integrates the core's geodesic equation over ``t in [0, 1]``. Differentiable with
-    respect to the tangent vector and base point, so geomstats' autodiff-based tools
-    (e.g. ``LogShootingSolver``) work on top of it.
+    """geomstats exp solver: :func:`pullback_geom.geodesics.exp_map`.
 
     Parameters
     ----------
     space : geomstats Manifold
         A space equipped with a :class:`PullbackRiemannianMetric`.
-    n_steps : int, default 50
-        RK4 steps over ``t in [0, 1]``.
+    method : {"discrete", "dopri5", "rk4"}, default "discrete"
+        ``"discrete"``: the discrete geodesic of
+        :func:`~pullback_geom.geodesics.discrete_exp` (``n_steps`` steps, the inverse of
+        the default log solver with the same ``n_steps``); it needs only the decoder's
+        values and Jacobians, so it is right on ReLU decoders, where the geodesic ODE is
+        ill-posed, and ``O(1 / n_steps^2)`` from the continuous exp on smooth ones.
+        ``"dopri5"``: the geodesic ODE by adaptive Dormand–Prince (for smooth decoders,
+        accurate to ``rtol``). ``"rk4"``: fixed-step RK4 (no error control). Curves that
+        diverge or do not extend are NaN, with a warning.
+    n_steps : int, optional
+        ``"discrete"``: steps of the discrete geodesic (default 16). ``"rk4"``: steps over
+        ``t in [0, 1]`` (default 50).
+    **options
+        Passed to :func:`~pullback_geom.geodesics.exp_map` (e.g. ``rtol``, ``atol``).
     """
 
-    def __init__(self, space, n_steps: int = 50) -> None:
+    def __init__(
+        self, space, method: str = "discrete", n_steps: int | None = None, **options
+    ) -> None:
+        if method not in EXP_METHODS:
+            raise ValueError(f"method must be one of {EXP_METHODS}; got {method!r}")
         super().__init__(solves_ivp=True)
         self._space = space
+        self.method = method
         self.n_steps = n_steps
+        self.options = options
+
+    def _exp(self, pullback: PullbackMetric, z: Tensor, v: Tensor, **kwargs) -> Tensor:
+        return geodesics.exp_map(
+            pullback, z, v, method=self.method, n_steps=self.n_steps, **self.options, **kwargs
+        )
 
     def exp(self, tangent_vec, base_point) -> Tensor:
         """Exponential map.
@@ -307,11 +335,22 @@ class PullbackExpSolver(ExpSolver):
         metric = _pullback_metric(self._space)
         pair = _Batch(metric, tangent_vec, base_point)
         with _grad_only_if_needed(*pair.flat):
-            out = _exp(metric, *pair.flat, self.n_steps)
+            out = self._exp(metric.pullback, pair.flat[1], pair.flat[0])
         return pair.out(out, (self._space.dim,))
+
+    def nodes(self, tangent_vec, base_point) -> tuple[_Batch, Tensor]:
+        """The flat batch and the nodes ``(B, n_steps + 1, d)`` of the geodesics."""
+        metric = _pullback_metric(self._space)
+        pair = _Batch(metric, tangent_vec, base_point)
+        with torch.no_grad():
+            nodes = self._exp(metric.pullback, pair.flat[1], pair.flat[0], return_path=True)
+        return pair, nodes
 
     def geodesic_ivp(self, tangent_vec, base_point) -> Path:
         """Geodesic with initial velocity ``tangent_vec`` at ``base_point``.
+
+        ``"discrete"``: the discrete geodesic's nodes, linearly interpolated in ``t``;
+        otherwise the ODE integrated to each ``t``.
 
         Parameters
         ----------
@@ -322,46 +361,88 @@ class PullbackExpSolver(ExpSolver):
         callable
             ``path(t)``, ``t`` of shape (T,) -> points of shape (..., T, d).
         """
-        return _path(_pullback_metric(self._space), tangent_vec, base_point, self.n_steps)
+        if self.method == "discrete":
+            pair, nodes = self.nodes(tangent_vec, base_point)
+            return _discrete_path(_pullback_metric(self._space), pair, nodes)
+        return _path(_pullback_metric(self._space), tangent_vec, base_point, self._exp)
 
 
 class PullbackLogSolver(LogSolver):
-    """geomstats log solver: :func:`pullback_geom.geodesics.log_map`.
+    """geomstats log solver: the initial velocity of the geodesic from ``base_point``.
 
-    The initial velocity of the geodesic on ``t in [0, 1]`` from ``base_point`` to
-    ``point``: an energy minimisation in observation space gives a starting velocity that
-    Newton shooting refines until ``exp(base_point, log) == point`` to ``tol``. Batched:
-    all pairs are solved together. The result carries no gradient.
+    Batched: all pairs are solved together. The result carries no gradient.
 
     Parameters
     ----------
     space : geomstats Manifold
         A space equipped with a :class:`PullbackRiemannianMetric`.
-    method : {"shooting", "energy"}, default "shooting"
-        ``"shooting"``: :func:`~pullback_geom.geodesics.log_map`, accurate to its ``tol``.
-        ``"energy"``: only the energy minimisation
-        (:func:`~pullback_geom.geodesics.connecting_geodesic`), whose discrete curve gives
-        the velocity by a one-sided second-order difference: several times faster, with
-        relative errors of order ``1 / n_points**2`` (about 1e-3 at this adapter's default
-        32 points, started from straight lines). Good enough for clustering and nearest
-        neighbours.
+    method : {"discrete", "shooting", "energy"}, default "discrete"
+        ``"discrete"``: :func:`~pullback_geom.geodesics.discrete_log`, the inverse of the
+        discrete exp (:class:`PullbackExpSolver`'s default, with the same ``n_steps``):
+        the energy-minimising curve's first step, refined by shooting so that
+        ``exp(log q) == q``; right on any decoder, ReLU included (where a crease makes
+        the discrete exp jump, the round trip can miss: it warns). ``"shooting"``:
+        :func:`~pullback_geom.geodesics.log_map`, Newton shooting on the geodesic ODE
+        (smooth decoders; slow). ``"energy"``: the energy curve's velocity by a
+        one-sided second-order difference, without refinement (``O(1 / n_points^2)``).
+    n_steps : int, optional
+        ``"discrete"``: ``K`` (default 16), the same as the exp solver's.
     **options
-        Passed to :func:`~pullback_geom.geodesics.log_map` (``n_points``, ``n_steps``,
-        ``max_newton``, ``tol``, ``warn``), or to
-        :func:`~pullback_geom.geodesics.connecting_geodesic` for ``method="energy"``.
+        Passed to :func:`~pullback_geom.geodesics.discrete_log` (``tol``,
+        ``max_shooting``, ``init_curve``, ...), :func:`~pullback_geom.geodesics.log_map`
+        (``"shooting"``) or :func:`~pullback_geom.geodesics.connecting_geodesic`
+        (``"energy"``).
     """
 
-    def __init__(self, space, method: str = "shooting", **options) -> None:
-        if method not in ("shooting", "energy"):
-            raise ValueError(f"method must be 'shooting' or 'energy'; got {method!r}")
+    def __init__(
+        self, space, method: str = "discrete", n_steps: int | None = None, **options
+    ) -> None:
+        if method not in LOG_METHODS:
+            raise ValueError(f"method must be one of {LOG_METHODS}; got {method!r}")
         super().__init__(solves_bvp=True)
         self._space = space
         self.method = method
+        self.n_steps = n_steps
         if method == "energy":
             # Many small calls (FrechetMean, k-means): straight starts skip the graph's
             # build, and 32 nodes keep the one-sided velocity's O(1/N^2) error near 1e-3.
             options = {"n_points": 32, "init_curve": "straight", **options}
         self.options = options
+
+    def _solve(self, point, base_point) -> tuple[_Batch, Tensor, Tensor | None]:
+        """Velocities ``(B, d)`` and, for ``"discrete"``/``"energy"``, the curves."""
+        metric = _pullback_metric(self._space)
+        pair = _Batch(metric, base_point, point)
+        p, q = pair.flat
+        # Coincident and nearly coincident pairs are common in geomstats (FrechetMean and
+        # RiemannianKMeans start at a data point; converged means are compared), and the
+        # solvers cannot meet their relative tolerance on a curve shorter than about
+        # sqrt(eps). There log_p(q) = q - p + O(|q - p|^2) and the curve is straight.
+        step = q - p
+        scale = torch.finfo(p.dtype).eps ** 0.5 * (1 + p.norm(dim=-1))
+        same = step.norm(dim=-1) <= scale
+        v = torch.where(same[:, None], step, torch.zeros_like(p))
+        k = self.n_steps or geodesics.discrete.DISCRETE_STEPS
+        n = k + 1 if self.method == "discrete" else self.options.get("n_points", 32)
+        t = torch.linspace(0, 1, n, dtype=p.dtype, device=p.device)[None, :, None]
+        curves = p[:, None] + t * step[:, None]
+        if bool(same.all()):
+            return pair, v, curves
+        ps, qs = p[~same], q[~same]
+        pull = metric.pullback
+        with torch.no_grad():
+            if self.method == "discrete":
+                v[~same], curves[~same] = geodesics.discrete_log(
+                    pull, ps, qs, n_steps=k, return_path=True, **self.options
+                )
+            elif self.method == "shooting":
+                v[~same] = geodesics.log_map(pull, ps, qs, **self.options)
+                curves = None
+            else:
+                x = geodesics.connecting_geodesic(pull, ps, qs, **self.options).points
+                v[~same] = (x.shape[1] - 1) * (-1.5 * x[:, 0] + 2 * x[:, 1] - 0.5 * x[:, 2])
+                curves[~same] = x
+        return pair, v, curves
 
     def log(self, point, base_point) -> Tensor:
         """Logarithm map.
@@ -376,33 +457,14 @@ class PullbackLogSolver(LogSolver):
         Tensor, shape (..., d)
             Initial velocities at ``base_point``.
         """
-        metric = _pullback_metric(self._space)
-        pair = _Batch(metric, base_point, point)
-        p, q = pair.flat
-        # Coincident and nearly coincident pairs are common in geomstats (FrechetMean and
-        # RiemannianKMeans start at a data point; converged means are compared), and the
-        # solvers cannot meet their relative tolerance on a curve shorter than about
-        # sqrt(eps): they run to max_iter and warn. There log_p(q) = q - p + O(|q - p|^2).
-        step = q - p
-        scale = torch.finfo(p.dtype).eps ** 0.5 * (1 + p.norm(dim=-1))
-        same = step.norm(dim=-1) <= scale
-        v = torch.where(same[:, None], step, torch.zeros_like(p))
-        if bool(same.all()):
-            return pair.out(v, (self._space.dim,))
-        p, q = p[~same], q[~same]
-        with torch.no_grad():
-            if self.method == "shooting":
-                v[~same] = geodesics.log_map(metric.pullback, p, q, **self.options)
-            else:
-                x = geodesics.connecting_geodesic(metric.pullback, p, q, **self.options).points
-                v[~same] = (x.shape[1] - 1) * (-1.5 * x[:, 0] + 2 * x[:, 1] - 0.5 * x[:, 2])
+        pair, v, _ = self._solve(point, base_point)
         return pair.out(v, (self._space.dim,))
 
     def geodesic_bvp(self, point, base_point) -> Path:
         """Geodesic from ``base_point`` to ``point``.
 
-        ``"shooting"``: the exp of the log (it ends at ``point`` to ``tol``); ``"energy"``:
-        the piecewise-linear interpolation of the discrete curve.
+        ``"discrete"`` and ``"energy"``: the discrete curve, linearly interpolated in
+        ``t``; ``"shooting"``: the exp of the log.
 
         Parameters
         ----------
@@ -414,15 +476,16 @@ class PullbackLogSolver(LogSolver):
             ``path(t)``, ``t`` of shape (T,) -> points of shape (..., T, d).
         """
         metric = _pullback_metric(self._space)
-        if self.method == "energy":
-            pair = _Batch(metric, base_point, point)
-            with torch.no_grad():
-                res = geodesics.connecting_geodesic(metric.pullback, *pair.flat, **self.options)
-            curve = pair.out(res.points, tuple(res.points.shape[1:]))
-            return UniformlySampledDiscretePath(curve, point_ndim=1)
-        tangent_vec = self.log(point, base_point)
-        n_steps = self.options.get("n_steps", 50)
-        return _path(metric, tangent_vec, base_point, n_steps)
+        if self.method == "shooting":
+            tangent_vec = self.log(point, base_point)
+            n_steps = self.options.get("n_steps", 50)
+
+            def exp(pullback, z, v):
+                return geodesics.exp_map(pullback, z, v, n_steps=n_steps)
+
+            return _path(metric, tangent_vec, base_point, exp)
+        pair, _, curves = self._solve(point, base_point)
+        return _discrete_path(metric, pair, curves)
 
 
 def _pullback_metric(space) -> PullbackRiemannianMetric:
@@ -452,8 +515,9 @@ class PullbackRiemannianMetric(RiemannianMetric):
     pullback : PullbackMetric
         The core metric.
     dtype : torch.dtype, optional
-        Dtype the core computes in. Default: that of the decoder's parameters, or the
-        inputs' dtype for a decoder without parameters.
+        Dtype the core computes in. Default float64 (a float64 copy of the decoder, as
+        geomstats computes in float64 and the discrete solvers' tolerances need it); with
+        ``detach=False``, the decoder's own dtype (no copy, so gradients reach it).
     detach : bool, default True
         Use ``pullback.detached()``, so no result holds a graph to the decoder's weights
         (geomstats' scipy optimisers call ``.numpy()`` on results).
@@ -461,6 +525,12 @@ class PullbackRiemannianMetric(RiemannianMetric):
         Default :class:`PullbackExpSolver`.
     log_solver : geomstats LogSolver, optional
         Default :class:`PullbackLogSolver`.
+    dist_options : dict, optional
+        Options of :func:`~pullback_geom.geodesics.connecting_geodesic` for :meth:`dist`
+        (default ``{"n_points": 24}``, a graph start in 2-D and 3-D).
+    transport_steps : int, default 64
+        Nodes of the curve along which :meth:`parallel_transport` transports (a
+        first-order scheme: its error falls as ``1 / transport_steps``).
     """
 
     def __init__(
@@ -473,6 +543,8 @@ class PullbackRiemannianMetric(RiemannianMetric):
         exp_solver: ExpSolver | None = None,
         log_solver: LogSolver | None = None,
         signature: tuple[int, int] | None = None,
+        dist_options: dict | None = None,
+        transport_steps: int = 64,
     ) -> None:
         if not isinstance(pullback, PullbackMetric):
             raise TypeError(f"pullback must be a PullbackMetric; got {type(pullback).__name__}")
@@ -481,11 +553,21 @@ class PullbackRiemannianMetric(RiemannianMetric):
                 f"the space has dimension {space.dim} but the decoder's latent dimension "
                 f"is {pullback.latent_dim}"
             )
+        if isinstance(transport_steps, bool) or not isinstance(transport_steps, int):
+            raise TypeError(f"transport_steps must be an integer; got {transport_steps!r}")
+        if transport_steps < 1:
+            raise ValueError(f"transport_steps must be >= 1; got {transport_steps}")
         super().__init__(space, signature=signature)
-        self.pullback = pullback.detached() if detach else pullback
+        if dtype is None and detach:
+            dtype = torch.float64
+        if detach:
+            pullback = pullback.detached().to(dtype=dtype)
+        self.pullback = pullback
         ref = _reference_tensor(pullback.decoder)
         self.dtype = dtype if dtype is not None else (ref.dtype if ref is not None else None)
         self.device = ref.device if ref is not None else None
+        self.dist_options = {"n_points": 24, **(dist_options or {})}
+        self.transport_steps = transport_steps
         self.exp_solver = exp_solver if exp_solver is not None else PullbackExpSolver(space)
         self.log_solver = log_solver if log_solver is not None else PullbackLogSolver(space)
 
@@ -596,6 +678,79 @@ class PullbackRiemannianMetric(RiemannianMetric):
         """``v^T G(z) v``, shape (...,); see :meth:`inner_product`."""
         return self.inner_product(vector, vector, base_point)
 
+    # Distances are lengths of energy-minimising curves, not geomstats' |log_a b|_G(a):
+    # on a decoder whose metric jumps (ReLU), G at the start point says nothing about
+    # the length (|log|_G was -45 % to +103 % off on the bundled ReLU model).
+    def dist(self, point_a, point_b) -> Tensor:
+        """Geodesic distance: the observation-space length of the shortest curve.
+
+        :func:`~pullback_geom.geodesics.connecting_geodesic` with ``dist_options``,
+        every pair in one batch; no gradient.
+
+        Parameters
+        ----------
+        point_a, point_b : array-like, shape (..., d)
+            Broadcast against each other.
+
+        Returns
+        -------
+        Tensor, shape (...,)
+        """
+        pair = _Batch(self, point_a, point_b)
+        p, q = pair.flat
+        # Coincident points: the solver cannot meet a relative tolerance on a curve
+        # shorter than ~sqrt(eps); there the distance is |q - p|_G(p) to first order.
+        same = (q - p).norm(dim=-1) <= torch.finfo(p.dtype).eps ** 0.5 * (1 + p.norm(dim=-1))
+        with torch.no_grad():
+            out = self.pullback.norm(p, q - p) if p.shape[0] else p.new_zeros(0)
+            if not bool(same.all()):
+                out[~same] = geodesics.geodesic_distance(
+                    self.pullback, p[~same], q[~same], **self.dist_options
+                )
+        return pair.out(out, ())
+
+    def squared_dist(self, point_a, point_b) -> Tensor:
+        """Squared geodesic distance, shape (...,); see :meth:`dist`."""
+        return self.dist(point_a, point_b) ** 2
+
+    def parallel_transport(self, tangent_vec, base_point, direction=None, end_point=None) -> Tensor:
+        r"""Parallel transport along a geodesic, by discrete parallel transport.
+
+        Along the discrete geodesic ``t -> exp(t direction)`` or the shortest curve to
+        ``end_point`` (``transport_steps`` steps), each node's vector is the previous
+        one's ambient image ``J v`` projected onto the next tangent plane
+        (:func:`~pullback_geom.geodesics.discrete_transport`): first-order accurate on
+        smooth decoders (norm kept to ``O(1 / transport_steps)``); on a ReLU decoder each
+        crease costs a ``cos`` factor in norm.
+
+        Parameters
+        ----------
+        tangent_vec, base_point : array-like, shape (..., d)
+        direction : array-like, shape (..., d), optional
+        end_point : array-like, shape (..., d), optional
+            Exactly one of ``direction`` and ``end_point``.
+
+        Returns
+        -------
+        Tensor, shape (..., d)
+            The vector at the end of the geodesic.
+        """
+        if (direction is None) == (end_point is None):
+            raise ValueError("parallel_transport needs exactly one of direction= and end_point=")
+        k = self.transport_steps
+        other = direction if end_point is None else end_point
+        batch = _Batch(self, tangent_vec, base_point, other)
+        v, z, w = batch.flat
+        with torch.no_grad():
+            if end_point is None:
+                nodes = geodesics.discrete_exp(self.pullback, z, w, n_steps=k, return_path=True)
+            else:
+                nodes = geodesics.connecting_geodesic(
+                    self.pullback, z, w, n_points=k + 1, refine=1, warn=False
+                ).points
+            out = geodesics.discrete_transport(self.pullback, nodes, v)
+        return batch.out(out, (self._space.dim,))
+
     # Curvature: closed forms from the core (Gauss equation), not geomstats' autodiff of
     # the Christoffel symbols; geomstats' curvature(), covariant_riemann_tensor() and
     # directional_curvature() build on riemann_tensor() and so use it too.
@@ -672,16 +827,19 @@ def latent_space(
     log_solver: LogSolver | None = None,
     exp_options: dict | None = None,
     log_options: dict | None = None,
+    n_steps: int | None = None,
+    dist_options: dict | None = None,
+    transport_steps: int = 64,
 ) -> Euclidean:
     """The latent space ``R^d`` as a geomstats manifold with the decoder's pullback metric.
 
     Parameters
     ----------
-    metric : PullbackMetric
+    metric : PullbackMetric, or a model with a ``pullback_metric()`` method (a VAE)
     dim : int, optional
         ``d``; needed only when the core cannot infer it (``metric.latent_dim is None``).
     dtype : torch.dtype, optional
-        Dtype of the core computations; default the decoder's (see
+        Dtype of the core computations; default float64 (see
         :class:`PullbackRiemannianMetric`).
     detach : bool, default True
         Keep autograd graphs away from the decoder's parameters.
@@ -690,8 +848,15 @@ def latent_space(
         they can also be assigned later, e.g. ``space.metric.log_solver =
         LogODESolver(space)``.
     exp_options, log_options : dict, optional
-        Options of the default solvers: ``{"n_steps": 50}`` for exp; those of
-        :func:`~pullback_geom.geodesics.log_map` for log.
+        Options of the default solvers, e.g. ``{"method": "dopri5"}`` for exp and
+        ``{"method": "shooting"}`` for log on a smooth decoder.
+    n_steps : int, optional
+        Steps ``K`` of the discrete geodesics of both default solvers (default 16): the
+        discrete exp inverts the discrete log only with the same ``K``.
+    dist_options : dict, optional
+        Options of the energy solver behind ``dist`` (default ``{"n_points": 24}``).
+    transport_steps : int, default 64
+        Steps of the curves along which ``parallel_transport`` transports.
 
     Returns
     -------
@@ -699,8 +864,13 @@ def latent_space(
         ``Euclidean(d, equip=False)`` equipped with :class:`PullbackRiemannianMetric`
         as ``space.metric``.
     """
+    metric = metric_of_model(metric)
     if not isinstance(metric, PullbackMetric):
-        raise TypeError(f"metric must be a PullbackMetric; got {type(metric).__name__}")
+        raise TypeError(
+            f"metric must be a PullbackMetric or a model with a pullback_metric() method "
+            f"(for a VAE: latent_space(model) or latent_space(model.pullback_metric())); "
+            f"got {type(metric).__name__}"
+        )
     d = dim if dim is not None else metric.latent_dim
     if d is None:
         raise ValueError(
@@ -714,9 +884,14 @@ def latent_space(
         detach=detach,
         exp_solver=exp_solver,
         log_solver=log_solver,
+        dist_options=dist_options,
+        transport_steps=transport_steps,
     )
+    steps = {} if n_steps is None else {"n_steps": n_steps}
     if exp_solver is None:
-        space.metric.exp_solver = PullbackExpSolver(space, **(exp_options or {}))
+        options = {**steps, **(exp_options or {})}
+        space.metric.exp_solver = PullbackExpSolver(space, **options)
     if log_solver is None:
-        space.metric.log_solver = PullbackLogSolver(space, **(log_options or {}))
+        options = {**steps, **(log_options or {})}
+        space.metric.log_solver = PullbackLogSolver(space, **options)
     return space

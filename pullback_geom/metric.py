@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -141,6 +142,38 @@ class PullbackMetric:
         new = PullbackMetric.__new__(PullbackMetric)
         new.__dict__.update(self.__dict__)
         new._detach = True
+        return new
+
+    def to(
+        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> PullbackMetric:
+        """The same metric computing in ``dtype`` on ``device``; this one is unchanged.
+
+        An ``nn.Module`` decoder whose parameters differ in dtype or device is deep-copied
+        and converted (``module.to``); otherwise the decoder is shared. The adapters use
+        it to compute in float64 whatever the dtype the model was trained in.
+
+        Parameters
+        ----------
+        dtype : torch.dtype, optional
+            A floating-point dtype.
+        device : torch.device or str, optional
+
+        Returns
+        -------
+        PullbackMetric
+        """
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
+        ref = _reference_tensor(self.decoder)
+        new = PullbackMetric.__new__(PullbackMetric)
+        new.__dict__.update(self.__dict__)
+        if ref is None:
+            return new
+        want_dtype = ref.dtype if dtype is None else dtype
+        want_device = ref.device if device is None else torch.device(device)
+        if ref.dtype != want_dtype or ref.device != want_device:
+            new.decoder = copy.deepcopy(self.decoder).to(dtype=want_dtype, device=want_device)
         return new
 
     # ------------------------------------------------------------------ properties

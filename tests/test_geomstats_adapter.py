@@ -58,6 +58,17 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def sphere():
+    """The sphere with the ODE solvers, accurate to their tolerances on a smooth decoder."""
+    return latent_space(
+        PullbackMetric(InverseStereographic(), latent_dim=2),
+        exp_options={"method": "dopri5"},
+        log_options={"method": "shooting"},
+    )
+
+
+@pytest.fixture(scope="module")
+def discrete_sphere():
+    """The sphere with the default (discrete) solvers."""
     return latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
 
 
@@ -218,6 +229,53 @@ def test_log_dist_and_geodesic_match_great_circles(sphere):
     torch.testing.assert_close(sphere_distance(p, path[:, 2]), truth / 2, rtol=1e-4, atol=1e-4)
 
 
+def test_discrete_defaults_on_the_sphere(discrete_sphere):
+    """Default solvers: exp(log q) == q to the solver's tolerance, dist is the length, and
+    exp and |log| approach the closed forms at second order in the steps."""
+    metric = discrete_sphere.metric
+    assert metric.exp_solver.method == "discrete" and metric.log_solver.method == "discrete"
+    p, q = pairs(4, seed=4)
+    truth = sphere_distance(p, q)
+    v = metric.log(q, p)
+    torch.testing.assert_close(metric.exp(v, p), q, rtol=0, atol=1e-7)
+    torch.testing.assert_close(metric.dist(p, q), truth, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(metric.squared_dist(p, q), truth**2, rtol=2e-4, atol=1e-4)
+    errors = []
+    for k in (8, 32):
+        space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2), n_steps=k)
+        vk = space.metric.log(q, p)
+        errors.append(float(((space.metric.norm(vk, p) - truth) / truth).abs().max()))
+    assert errors[1] < errors[0] / 8
+    # geodesic(p, q) is the discrete curve: its ends are p and q.
+    path = metric.geodesic(p, end_point=q)(torch.linspace(0, 1, 5, dtype=F64))
+    assert path.shape == (4, 5, 2)
+    torch.testing.assert_close(path[:, 0], p)
+    torch.testing.assert_close(path[:, -1], q, rtol=0, atol=1e-7)
+
+
+def test_parallel_transport_on_the_sphere(discrete_sphere):
+    """Both forms of geomstats' parallel_transport, against the closed form along great
+    circles: ambient w -> w - <w, y> / (1 + <x, y>) (x + y)."""
+    metric = discrete_sphere.metric
+    p, q = pairs(3, seed=12, radius=1.0)
+    v = torch.tensor([[1.0, 0.0], [0.3, -0.4], [0.0, 0.7]], dtype=F64)
+    f = InverseStereographic()
+    core = PullbackMetric(f, latent_dim=2)
+    x, y = f(p), f(q)
+    w = (core.jacobian(p) @ v.unsqueeze(-1)).squeeze(-1)
+    moved = w - (w * y).sum(-1, keepdim=True) / (1 + (x * y).sum(-1, keepdim=True)) * (x + y)
+    jq = core.jacobian(q)
+    truth = torch.linalg.solve(jq.mT @ jq, jq.mT @ moved.unsqueeze(-1)).squeeze(-1)
+    to_q = metric.parallel_transport(v, p, end_point=q)
+    rel = metric.norm(to_q - truth, q) / metric.norm(v, p)
+    assert float(rel.max()) < 0.05  # first order in 1 / transport_steps (64)
+    direction = metric.log(q, p)
+    along = metric.parallel_transport(v, p, direction=direction)
+    assert float((metric.norm(along - truth, q) / metric.norm(v, p)).max()) < 0.05
+    with pytest.raises(ValueError, match="exactly one"):
+        metric.parallel_transport(v, p)
+
+
 def test_points_of_one_dtype_come_back_in_that_dtype(sphere):
     z, v = pairs(3, seed=5)
     end = sphere.metric.exp(v.float(), z.float())
@@ -227,7 +285,11 @@ def test_points_of_one_dtype_come_back_in_that_dtype(sphere):
 
 
 def test_float32_decoder_with_float64_points():
-    space = latent_space(PullbackMetric(Float32Sphere(), latent_dim=2))
+    space = latent_space(
+        PullbackMetric(Float32Sphere(), latent_dim=2),
+        dtype=torch.float32,
+        exp_options={"method": "dopri5"},
+    )
     assert space.metric.dtype == torch.float32
     p, q = pairs(3, seed=6)
     g = space.metric.metric_matrix(p)
@@ -238,7 +300,8 @@ def test_float32_decoder_with_float64_points():
     torch.testing.assert_close(end, sphere_exp(p, v), rtol=1e-4, atol=1e-4)
     dist = space.metric.dist(p, q)
     assert dist.dtype == F64
-    torch.testing.assert_close(dist, sphere_distance(p, q), rtol=1e-4, atol=1e-4)
+    # float32 curves stop at a relative energy decrease of 1e-4: lengths to ~1e-3
+    torch.testing.assert_close(dist, sphere_distance(p, q), rtol=1e-3, atol=1e-3)
 
 
 def test_geomstats_exp_ode_solver_can_be_swapped_in():
@@ -339,3 +402,26 @@ def test_latent_space_input_errors():
         space.metric.metric_matrix(torch.zeros(3, dtype=F64))
     with pytest.raises(ValueError, match="method"):
         PullbackLogSolver(space, method="magic")
+    with pytest.raises(ValueError, match="method"):
+        pg_geomstats.PullbackExpSolver(space, method="magic")
+
+
+def test_float32_decoder_computes_in_float64_by_default():
+    space = latent_space(PullbackMetric(Float32Sphere(), latent_dim=2))
+    assert space.metric.dtype == F64
+    assert space.metric.pullback.decoder.anchor.dtype == F64
+
+
+def test_a_model_is_accepted_by_its_pullback_metric():
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.decoder = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 4))
+
+        def pullback_metric(self) -> PullbackMetric:
+            return PullbackMetric(self.decoder)
+
+    space = latent_space(Model())
+    assert space.dim == 2
+    with pytest.raises(TypeError, match="pullback_metric"):
+        latent_space(nn.Linear(2, 3))

@@ -135,6 +135,9 @@ def _next_node(
     target = 2 * val - val_prev
     scale = torch.linalg.vector_norm(val - val_prev, dim=-1).clamp_min(torch.finfo(val.dtype).tiny)
     bound = 1e6 * (1 + node.abs().amax(-1) + (node - prev).abs().amax(-1))
+    # Short steps cannot meet a relative tolerance below the rounding of f itself.
+    eps = torch.finfo(val.dtype).eps
+    tol = torch.clamp(64 * eps * torch.linalg.vector_norm(target, dim=-1) / scale, min=tol)
 
     def merit(vx: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
         res = (jt[rows] @ (vx - target[rows]).unsqueeze(-1)).squeeze(-1)
@@ -170,7 +173,7 @@ def _next_node(
         rejected = act[~accept]
         alpha[rejected] /= 2
         halvings[rejected] += 1
-        ok[act] = err[act] <= tol
+        ok[act] = err[act] <= tol[act]
         failed[act] |= ~ok[act] & (halvings[act] > 10)
     ok &= ~failed
     x = torch.where(ok[:, None], x, torch.full_like(x, float("nan")))
@@ -319,8 +322,24 @@ def _exp_nodes(
         return z.new_zeros(0, n_steps + 1, z.shape[1]), DiscreteInfo(
             empty, empty.long(), z.new_zeros(0)
         )
-    first = first_node(metric, z, v, n_steps)
-    nodes, info, _ = _discrete_path(metric, z, first, n_steps, tol, max_newton)
+    # Velocities below ~sqrt(eps) of the point's scale: no node equation can be solved to
+    # a relative tolerance there, and exp(v) = z + v + O(|v|^2) (geomstats' optimisers
+    # take such steps as they converge).
+    tiny = torch.linalg.vector_norm(v, dim=-1) <= torch.finfo(z.dtype).eps ** 0.5 * (
+        1 + torch.linalg.vector_norm(z, dim=-1)
+    )
+    t = torch.linspace(0, 1, n_steps + 1, dtype=z.dtype, device=z.device)[None, :, None]
+    nodes = z[:, None] + t * v[:, None]
+    info = DiscreteInfo(
+        torch.ones_like(tiny), torch.zeros_like(tiny, dtype=torch.long), z.new_zeros(len(z))
+    )
+    if bool(tiny.all()):
+        return nodes, info
+    run = ~tiny
+    first = first_node(metric, z[run], v[run], n_steps)
+    nodes[run], sub, _ = _discrete_path(metric, z[run], first, n_steps, tol, max_newton)
+    for full, part in zip(info, sub, strict=True):
+        full[run] = part
     return nodes, info
 
 
