@@ -25,10 +25,14 @@ reductions and dtypes. It overrides
   ``-Gamma(v, v)`` (nested forward mode and a Cholesky solve);
 * ``dist2``: stochman's version crashes on float64 points (``CubicSpline.constant_speed``
   builds float32 grids), measures the length with a left-point metric rule (about 0.5 %
-  too long on the sphere) and returns gradients with the wrong sign. Ours measures the
-  connecting curve in observation space and returns ``-2 G log``.
+  too long on the sphere) and returns gradients with the wrong sign. Ours is the squared
+  length of the core's energy-minimising curve and returns ``-2 G log``;
+* ``expmap`` and ``logmap``: stochman's integrate the geodesic ODE on a 5-point float32
+  grid, which is ill-posed on ReLU decoders (their metric jumps): ``expmap(p,
+  logmap(p, q))`` missed ``q`` by 1.2 on the bundled model. Ours are the core's discrete
+  exp and log (:mod:`pullback_geom.geodesics.discrete`), inverse to each other.
 
-Everything else (``connecting_geodesic``, ``shooting_geodesic``, ``expmap``, ``logmap``,
+Everything else (``connecting_geodesic``, ``shooting_geodesic``,
 :class:`stochman.discretized_manifold.DiscretizedManifold` fitting) is stochman's own code
 running on these methods.
 
@@ -47,6 +51,8 @@ from stochman.manifold import Manifold
 from stochman.utils import tensor_reduction
 from torch import Tensor
 
+from . import geodesics
+from ._checks import metric_of_model
 from .metric import PullbackMetric, _reference_tensor
 
 __all__ = ["DecoderManifold"]
@@ -75,9 +81,13 @@ class DecoderManifold(Manifold):
         which would otherwise not reach a float64 decoder. With ``False`` a dtype mismatch
         raises the core's ``TypeError``. Decoders without parameters run in the input's
         dtype either way; devices are never changed.
+    n_steps : int, default 16
+        Steps ``K`` of the discrete geodesics of :meth:`expmap` and :meth:`logmap` (the
+        discrete exp inverts the discrete log with the same ``K``).
     **metric_kwargs
         Passed to :class:`~pullback_geom.PullbackMetric` when ``metric`` is a bare decoder
-        (e.g. ``latent_dim=2``, ``ridge=1e-6``).
+        (e.g. ``latent_dim=2``, ``ridge=1e-6``). A model with a ``pullback_metric()``
+        method (a VAE) is replaced by its metric.
 
     Attributes
     ----------
@@ -111,8 +121,10 @@ class DecoderManifold(Manifold):
         *,
         detach: bool = True,
         cast: bool = True,
+        n_steps: int = geodesics.discrete.DISCRETE_STEPS,
         **metric_kwargs: Any,
     ) -> None:
+        metric = metric_of_model(metric)
         if isinstance(metric, PullbackMetric):
             if metric_kwargs:
                 raise TypeError(
@@ -126,9 +138,15 @@ class DecoderManifold(Manifold):
                 f"DecoderManifold needs a PullbackMetric or a decoder callable; "
                 f"got {type(metric).__name__}"
             )
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer; got {n_steps!r}")
         super().__init__()
         self.pullback: PullbackMetric = metric.detached() if detach else metric
         self.cast = bool(cast)
+        self.n_steps = n_steps
+        # The discrete exp/log and distances run in float64 (their tolerances need it);
+        # a float64 copy of a lower-precision decoder is made once.
+        self._pullback64 = self.pullback.to(dtype=torch.float64) if detach else self.pullback
 
     def __repr__(self) -> str:
         return f"DecoderManifold({self.pullback!r}, cast={self.cast})"
@@ -296,21 +314,80 @@ class DecoderManifold(Manifold):
         z, v = self._in(c.reshape(-1, d)), self._in(dc.reshape(-1, d))
         return self.pullback.geodesic_acceleration(z, v).to(c.dtype).reshape(c.shape)
 
-    def dist2(self, p0: Tensor, p1: Tensor, num_points: int = _CURVE_POINTS) -> Tensor:
-        """Squared geodesic distance, through stochman's ``connecting_geodesic``.
+    def _pair64(self, a: Tensor, b: Tensor, names: str) -> tuple[Tensor, Tensor, torch.dtype]:
+        a, b = self._points(a, names[0]), self._points(b, names[1])
+        if a.shape[0] == 1 and b.shape[0] > 1:
+            a = a.expand_as(b)
+        elif b.shape[0] == 1 and a.shape[0] > 1:
+            b = b.expand_as(a)
+        dtype = torch.promote_types(a.dtype, b.dtype)
+        ref = _reference_tensor(self._pullback64.decoder)
+        work = ref.dtype if ref is not None else torch.float64
+        return a.detach().to(work).contiguous(), b.detach().to(work).contiguous(), dtype
 
-        The connecting curve (stochman's energy-minimising cubic spline) is measured in
-        observation space at ``num_points`` equally spaced times. Differentiable with
-        respect to ``p0`` and ``p1``: the gradients are ``-2 G(p0) log_p0(p1)`` and
-        ``-2 G(p1) log_p1(p0)``, with the logarithms read off the spline's end derivatives
-        and scaled to the measured length.
+    def expmap(self, p: Tensor, v: Tensor) -> Tensor:
+        """Discrete exponential map (:func:`~pullback_geom.geodesics.discrete_exp`).
+
+        Replaces stochman's ODE shooting on a 5-point float32 grid: the discrete geodesic
+        needs only the decoder's values and Jacobians, so it is right on ReLU decoders
+        too, and it inverts :meth:`logmap`. Curves that do not extend are NaN, with a
+        warning. No gradient.
+
+        Parameters
+        ----------
+        p, v : Tensor, shape (B, d) or (d,)
+
+        Returns
+        -------
+        Tensor, shape (B, d)
+            ``(1, d)`` for one point, as stochman.
+        """
+        z, w, dtype = self._pair64(p, v, ("p", "v"))
+        with torch.no_grad():
+            out = geodesics.discrete_exp(self._pullback64, z, w, n_steps=self.n_steps)
+        return out.to(dtype)
+
+    def logmap(
+        self, p0: Tensor, p1: Tensor, curve: BasicCurve | None = None, optimize: bool = True
+    ) -> Tensor:
+        """Discrete logarithm (:func:`~pullback_geom.geodesics.discrete_log`).
+
+        The energy-minimising curve's first step, refined so that
+        ``expmap(p0, logmap(p0, p1)) == p1``. With a ``curve``, stochman's own
+        ``logmap`` (the spline's derivative at 0) is used instead.
+
+        Parameters
+        ----------
+        p0, p1 : Tensor, shape (B, d) or (d,)
+        curve : stochman curve, optional
+        optimize : bool, default True
+            Only with ``curve``: refit it first (stochman's meaning).
+
+        Returns
+        -------
+        Tensor, shape (B, d)
+        """
+        if curve is not None:
+            return super().logmap(p0, p1, curve=curve, optimize=optimize)
+        a, b, dtype = self._pair64(p0, p1, ("p0", "p1"))
+        with torch.no_grad():
+            out = geodesics.discrete_log(self._pullback64, a, b, n_steps=self.n_steps)
+        return out.to(dtype)
+
+    def dist2(self, p0: Tensor, p1: Tensor, num_points: int = 24) -> Tensor:
+        """Squared geodesic distance: the squared length of the shortest decoded curve.
+
+        :func:`~pullback_geom.geodesics.geodesic_distance` (the core's energy solver with
+        ``num_points`` nodes, in float64). Differentiable with respect to ``p0`` and
+        ``p1``: the gradients are ``-2 G(p0) log_p0(p1)`` and ``-2 G(p1) log_p1(p0)``,
+        with the logarithms read off the curve's end steps and scaled to its length.
 
         Parameters
         ----------
         p0, p1 : Tensor, shape (B, d) or (d,)
             One side may have a single point, broadcast against the other's ``B``.
-        num_points : int, default 100
-            Points at which the connecting curve is measured.
+        num_points : int, default 24
+            Nodes of the connecting curve.
 
         Returns
         -------
@@ -324,22 +401,20 @@ class _Dist2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, manifold: DecoderManifold, p0: Tensor, p1: Tensor, num_points: int):
-        with torch.enable_grad():  # stochman's spline optimiser needs autograd
-            curve, _ = manifold.connecting_geodesic(p0.detach(), p1.detach())
+        a, b, dtype = manifold._pair64(p0, p1, ("p0", "p1"))
+        metric = manifold._pullback64
         with torch.no_grad():
-            begin = curve.begin
-            t = torch.linspace(0, 1, num_points, dtype=begin.dtype, device=begin.device)
-            length = manifold.curve_length(curve(t))  # (B,)
-            ends = torch.tensor([0.0, 1.0], dtype=begin.dtype, device=begin.device)
-            velocity = curve.deriv(ends)  # (B, 2, d)
+            res = geodesics.connecting_geodesic(metric, a, b, n_points=num_points, warn=False)
+            length, x = res.length, res.points
+            k = x.shape[1] - 1
             grads = []
-            for base, log in ((curve.begin, velocity[:, 0]), (curve.end, -velocity[:, 1])):
-                g_log = (manifold.metric(base) @ log.unsqueeze(-1)).squeeze(-1)  # (B, d)
+            for base, log in ((a, k * (x[:, 1] - x[:, 0])), (b, k * (x[:, -2] - x[:, -1]))):
+                g_log = (metric.metric_tensor(base) @ log.unsqueeze(-1)).squeeze(-1)  # (B, d)
                 speed = (log * g_log).sum(-1).clamp_min(torch.finfo(log.dtype).tiny).sqrt()
                 grads.append(-2 * (length / speed).unsqueeze(-1) * g_log)
         ctx.shapes = ((p0.shape, p0.dtype), (p1.shape, p1.dtype))
         ctx.save_for_backward(*grads)
-        return length.square().to(p0.dtype)
+        return length.square().to(dtype)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):

@@ -313,3 +313,23 @@ def test_detach_keeps_decoder_grads_clean():
     assert all(w.grad is None for w in decoder.parameters())
     DecoderManifold(PullbackMetric(decoder), detach=False).connecting_geodesic(p0, p1)
     assert all(w.grad is not None for w in decoder.parameters())
+
+
+def test_expmap_inverts_logmap_and_a_model_is_accepted(sphere):
+    v = sphere.logmap(P0, P1)
+    assert v.shape == (4, 2) and v.dtype == F64
+    torch.testing.assert_close(sphere.expmap(P0, v), P1, rtol=0, atol=1e-7)
+    # |log|_G approaches the great-circle angle (discrete log, K = 16: O(1 / K^2))
+    rel = (sphere.inner(P0, v, v).sqrt() - great_circle(P0, P1)) / great_circle(P0, P1)
+    assert float(rel.abs().max()) < 0.05
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = torch.nn.Linear(784, 2)
+            self.decoder = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh())
+
+        def pullback_metric(self) -> PullbackMetric:
+            return PullbackMetric(self.decoder)
+
+    assert DecoderManifold(Model()).latent_dim == 2
