@@ -1,0 +1,139 @@
+"""geomstats and stochman on the bundled ReLU model: right answers, and how fast.
+
+Random pairs of test-set codes of the bundled 2-D Bernoulli VAE, through the adapters'
+defaults (``latent_space(model)``, ``DecoderManifold(model)``):
+
+* ``dist`` against a dense reference: the core's energy solver with 64 nodes, from a
+  straight and from a graph start, the shorter kept (lengths refined 8x);
+* the round trip ``|exp_p(log_p q) - q| <= 1e-4 (1 + |p - q|)``, geomstats and stochman;
+* geomstats' ``FrechetMean`` (its defaults) on 50 codes of one class, and
+  ``RiemannianKMeans`` (k = 3) on 150 codes of three classes: time, and the norm of the
+  Fréchet mean's Riemannian gradient ``-2 sum_i G^{-1} grad dist^2`` (finite differences
+  of the core's distances) against its norm at the Euclidean mean.
+
+    python benchmarks/bench_learned_manifold.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+
+# isort: off
+import pullback_geom.geomstats as pg_geomstats  # before geomstats: selects its backend
+from geomstats.learning.frechet_mean import FrechetMean
+from geomstats.learning.kmeans import RiemannianKMeans
+
+# isort: on
+from pullback_geom import vae
+from pullback_geom.geodesics import connecting_geodesic, geodesic_distance
+from pullback_geom.stochman import DecoderManifold
+
+F64 = torch.float64
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def reference_distances(metric, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Dense reference: 64 nodes, straight and graph starts, the shorter kept."""
+    lengths = [
+        connecting_geodesic(
+            metric, p, q, n_points=64, init_curve=start, refine=8, max_iter=500, warn=False
+        ).length
+        for start in ("straight", "graph")
+    ]
+    return torch.minimum(*lengths)
+
+
+def frechet_gradient_norm(metric, codes: torch.Tensor, point: torch.Tensor) -> float:
+    """``|grad_G F|_G`` at ``point`` for ``F(m) = sum_i dist(m, x_i)^2``, by central
+    differences of the core's distances."""
+    h = 1e-4
+    basis = torch.eye(2, dtype=F64) * h
+    starts = point + torch.cat([basis, -basis])  # (4, 2)
+    p = starts.repeat_interleave(len(codes), 0)
+    q = codes.repeat(4, 1)
+    d2 = geodesic_distance(metric, p, q, n_points=32, warn=False).square()
+    f = d2.reshape(4, -1).sum(-1)
+    grad = (f[:2] - f[2:]) / (2 * h)
+    g = metric.metric_tensor(point)
+    return float(grad @ torch.linalg.solve(g, grad)) ** 0.5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="16 pairs, no statistics")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    warnings.simplefilter("ignore")
+    model = vae.load_default("bernoulli")
+    latents = vae.load_latents(vae.default_checkpoint("bernoulli"))
+    codes, labels = latents.codes.to(F64), latents.labels
+    n = 16 if args.quick else 64
+    gen = torch.Generator().manual_seed(0)
+    i, j = torch.randint(0, len(codes), (2, n), generator=gen)
+    p, q = codes[i], codes[j]
+    space = pg_geomstats.latent_space(model)
+    metric = space.metric
+    print(f"bundled Bernoulli VAE (ReLU), {n} random pairs of test codes, 2 torch threads")
+
+    ref = reference_distances(metric.pullback, p, q)
+    dist, t_dist = _timed(lambda: metric.dist(p, q))
+    rel = ((dist - ref) / ref).abs()
+    naive = metric.norm(metric.log(q, p), p)
+    rel_naive = ((naive - ref) / ref).abs()
+    print(
+        f"dist (energy length): median rel. error {rel.median():.1e}, max {rel.max():.1e}; "
+        f"{t_dist:.2f} s for the {n} in one call (target: 1e-3, 1e-2, < 2 s)"
+    )
+    print(
+        f"|log_p q|_G(p) as a distance (geomstats' formula): median {rel_naive.median():.1e}, "
+        f"max {rel_naive.max():.1e}"
+    )
+
+    scale = 1 + (q - p).norm(dim=-1)
+    v, t_log = _timed(lambda: metric.log(q, p))
+    end, t_exp = _timed(lambda: metric.exp(v, p))
+    hit = ((end - q).norm(dim=-1) <= 1e-4 * scale).sum()
+    print(
+        f"geomstats exp(log q) within 1e-4 (1 + |p - q|): {int(hit)} of {n} "
+        f"(log {t_log:.2f} s, exp {t_exp:.2f} s; target >= 95 %)"
+    )
+    manifold = DecoderManifold(model)
+    v2, t_log2 = _timed(lambda: manifold.logmap(p, q))
+    end2 = manifold.expmap(p, v2)
+    hit2 = ((end2 - q).norm(dim=-1) <= 1e-4 * scale).sum()
+    d2, t_d2 = _timed(lambda: manifold.dist2(p, q))
+    rel2 = ((d2.sqrt() - ref) / ref).abs()
+    print(
+        f"stochman expmap(logmap) within 1e-4 (1 + |p - q|): {int(hit2)} of {n} "
+        f"(logmap {t_log2:.2f} s); dist2: median rel. error {rel2.median():.1e}, "
+        f"max {rel2.max():.1e} ({t_d2:.2f} s)"
+    )
+    if args.quick:
+        return
+
+    cloud = codes[labels == 1][:50]
+    mean, t_mean = _timed(lambda: FrechetMean(space).fit(cloud).estimate_)
+    at_mean = frechet_gradient_norm(metric.pullback, cloud, mean)
+    at_euclid = frechet_gradient_norm(metric.pullback, cloud, cloud.mean(0))
+    print(
+        f"FrechetMean, 50 codes of digit 1: {t_mean:.1f} s; Riemannian gradient norm "
+        f"{at_mean:.3g} at the mean, {at_euclid:.3g} at the Euclidean mean "
+        f"(ratio {at_mean / at_euclid:.3f}; target <= 0.01, < 60 s)"
+    )
+    three = torch.cat([codes[labels == c][:50] for c in (0, 1, 7)])
+    kmeans = RiemannianKMeans(space, n_clusters=3)
+    _, t_km = _timed(lambda: kmeans.fit(three))
+    print(f"RiemannianKMeans k = 3, 150 codes of digits 0, 1, 7: {t_km:.1f} s (target < 60 s)")
+
+
+if __name__ == "__main__":
+    main()
