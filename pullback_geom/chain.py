@@ -40,6 +40,9 @@ def _activation_derivative(layer: nn.Module, pre: Tensor, post: Tensor) -> Tenso
         return 1 - post.square()
     if isinstance(layer, nn.Sigmoid):
         return post * (1 - post)
+    if isinstance(layer, nn.SiLU):  # x s(x): s (1 + x (1 - s))
+        s = torch.sigmoid(pre)
+        return s * (1 + pre * (1 - s))
     raise TypeError(f"no chain rule for layer {layer!r}")
 
 
@@ -59,10 +62,13 @@ def _activation_second_derivative(layer: nn.Module, pre: Tensor, post: Tensor) -
         return -2 * post * (1 - post.square())
     if isinstance(layer, nn.Sigmoid):
         return post * (1 - post) * (1 - 2 * post)
+    if isinstance(layer, nn.SiLU):  # s (1 - s) (2 + x (1 - 2 s))
+        s = torch.sigmoid(pre)
+        return s * (1 - s) * (2 + pre * (1 - 2 * s))
     raise TypeError(f"no chain rule for layer {layer!r}")
 
 
-_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Tanh, nn.Sigmoid)
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Tanh, nn.Sigmoid, nn.SiLU)
 _RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)
 
 

@@ -176,6 +176,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(
             model=args.model,
             latent_dim=args.latent_dim,
+            activation=args.activation,
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
@@ -192,7 +193,8 @@ def _train(args: argparse.Namespace) -> int:
             orbit_digit=args.orbit_digit,
         )
         print(
-            f"pullback_geom train: {args.model} VAE, d = {args.latent_dim}, {args.dataset} "
+            f"pullback_geom train: {args.model} VAE ({args.activation}), d = {args.latent_dim}, "
+            f"{args.dataset} "
             f"({dataset['train_size']} training / {dataset['test_size']} test images), "
             f"{args.epochs} epoch{'s' * (args.epochs != 1)}, seed {args.seed}, "
             f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}",
@@ -249,6 +251,13 @@ def _add_train_parser(sub) -> None:
     )
     train.add_argument("--epochs", type=int, default=30, help="default: %(default)s")
     train.add_argument("--latent-dim", type=int, default=2, help="default: %(default)s")
+    train.add_argument(
+        "--activation",
+        choices=["relu", "elu", "softplus", "silu", "tanh"],
+        default="relu",
+        help="the decoders' hidden activation: the seed's relu, or a smooth one, under "
+        "which the metric is smooth and the geodesic ODE well-posed (default: %(default)s)",
+    )
     train.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     train.add_argument(
         "--data-dir",
@@ -348,8 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument(
         "--checkpoint",
         required=True,
-        help="the --out folder of 'pullback-geom train' (or its model.pt); 'bernoulli' or "
-        "'gaussian' for a bundled model",
+        help="the --out folder of 'pullback-geom train' (or its model.pt); 'bernoulli', "
+        "'gaussian' or 'smooth' for a bundled model",
     )
     report.add_argument("--out", default=None, help="output folder (default: outputs/report)")
     report.add_argument(

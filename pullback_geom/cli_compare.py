@@ -39,13 +39,14 @@ def _cli_metric_and_pairs(args) -> tuple[PullbackMetric, Tensor, Tensor, str, Te
     from . import vae
 
     name = args.checkpoint
-    folder = vae.default_checkpoint(name) if name in ("bernoulli", "gaussian") else name
+    folder = vae.default_checkpoint(name) if name in vae.BUNDLED else name
     from pathlib import Path
 
     if not Path(folder).exists():
         raise FileNotFoundError(
             f"no checkpoint at {folder}: give a folder written by 'pullback-geom train' "
-            "(model.pt, config.json, latents.pt) or 'bernoulli'/'gaussian' for the bundled ones"
+            "(model.pt, config.json, latents.pt) or 'bernoulli'/'gaussian'/'smooth' for the "
+            "bundled ones"
         )
     model = vae.load(folder)
     codes = vae.load_latents(folder).codes
@@ -119,7 +120,7 @@ def add_compare_parser(subparsers) -> None:
     )  # fmt: skip
     source.add_argument(
         "--checkpoint", default=None,
-        help="a trained model's folder, or 'bernoulli'/'gaussian' for the bundled 2-D "
+        help="a trained model's folder, or 'bernoulli'/'gaussian'/'smooth' for the bundled 2-D "
         "MNIST models; pairs are drawn from its test-set codes",
     )  # fmt: skip
     cmd.add_argument("--pairs", type=int, default=8, help="default: %(default)s")

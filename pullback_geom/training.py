@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .checkpoint import read_training_state, save_checkpoint
 from .datasets import to_unit_float
-from .vae import VAE, GaussianVAE, build_model
+from .vae import VAE, GaussianVAE, build_model, check_activation
 
 __all__ = ["TrainConfig", "TrainResult", "encode_images", "evaluate", "train_vae"]
 
@@ -49,6 +49,8 @@ class TrainConfig:
     model : {"bernoulli", "gaussian", "ensemble"}
     latent_dim : int, default 2
     hidden : int, default 512
+    activation : {"relu", "elu", "softplus", "silu", "tanh"}, default "relu"
+        The decoders' hidden activation (the seed's is ReLU).
     epochs : int, default 30
         Epochs of the VAE objective (stage 1 of the Gaussian model).
     batch_size : int, default 128
@@ -76,6 +78,7 @@ class TrainConfig:
     model: str = "bernoulli"
     latent_dim: int = 2
     hidden: int = 512
+    activation: str = "relu"
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
@@ -98,6 +101,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        check_activation(self.activation)
         k = self.decoders
         if isinstance(k, bool) or not isinstance(k, int) or k < 2:
             raise ValueError(f"decoders must be an integer >= 2; got {self.decoders!r}")
@@ -115,6 +119,7 @@ class TrainConfig:
         arch: dict[str, Any] = {
             "latent_dim": self.latent_dim,
             "hidden": self.hidden,
+            "activation": self.activation,
             "image_shape": [1, 28, 28],
         }
         if self.model == "gaussian":

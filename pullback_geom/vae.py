@@ -69,6 +69,7 @@ __all__ = [
     "load_default",
     "load_latents",
     "mean_decoder",
+    "ACTIVATIONS",
 ]
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -102,11 +103,30 @@ class Encoder(nn.Module):
         return self.linear2(h), self.linear3(h)
 
 
-def mean_decoder(latent_dim: int, hidden: int = 512) -> nn.Sequential:
-    """The seed's decoder, ``(B, d) -> (B, 1, 28, 28)`` in (0, 1)."""
+#: Hidden activations of the decoders, by name (``--activation``): the seed's ReLU, and
+#: smooth ones under which the metric is smooth and the geodesic ODE well-posed.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "softplus": nn.Softplus,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
+
+
+def check_activation(activation: str) -> str:
+    """``activation`` if it names one of :data:`ACTIVATIONS`, else a ValueError."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}")
+    return activation
+
+
+def mean_decoder(latent_dim: int, hidden: int = 512, activation: str = "relu") -> nn.Sequential:
+    """The seed's decoder, ``(B, d) -> (B, 1, 28, 28)`` in (0, 1), with the hidden
+    ``activation`` (the seed's is ``"relu"``)."""
     return nn.Sequential(
         nn.Linear(latent_dim, hidden),
-        nn.ReLU(),
+        ACTIVATIONS[check_activation(activation)](),
         nn.Linear(hidden, _PIXELS),
         nn.Sigmoid(),
         nn.Unflatten(1, IMAGE_SHAPE),
@@ -120,20 +140,23 @@ class VAE(nn.Module):
     ----------
     latent_dim : int, default 2
     hidden : int, default 512
+    activation : {"relu", "elu", "softplus", "silu", "tanh"}, default "relu"
+        The decoder's hidden activation (the seed's ReLU; the encoder keeps ReLU).
     """
 
     kind: ClassVar[str] = ""
     #: the ``kind`` values :meth:`pullback_metric` accepts; the first is its default
     metric_kinds: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, latent_dim: int = 2, hidden: int = 512) -> None:
+    def __init__(self, latent_dim: int = 2, hidden: int = 512, activation: str = "relu") -> None:
         super().__init__()
         for name, value in (("latent_dim", latent_dim), ("hidden", hidden)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
         self.latent_dim, self.hidden = latent_dim, hidden
+        self.activation = check_activation(activation)
         self.encoder = Encoder(latent_dim, hidden)
-        self.decoder = mean_decoder(latent_dim, hidden)
+        self.decoder = mean_decoder(latent_dim, hidden, activation)
 
     # ------------------------------------------------------------------ the public maps
     def encode_distribution(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -275,7 +298,12 @@ class VAE(nn.Module):
 
     def architecture(self) -> dict[str, Any]:
         """The constructor's arguments, as stored in a checkpoint's ``config.json``."""
-        return {"latent_dim": self.latent_dim, "hidden": self.hidden, "image_shape": [1, 28, 28]}
+        return {
+            "latent_dim": self.latent_dim,
+            "hidden": self.hidden,
+            "activation": self.activation,
+            "image_shape": [1, 28, 28],
+        }
 
     # ------------------------------------------------------------------ plumbing
     def _reference(self) -> Tensor:
@@ -352,9 +380,14 @@ class GaussianVAE(VAE):
     kind = "gaussian"
 
     def __init__(
-        self, latent_dim: int = 2, hidden: int = 512, n_centres: int = 64, zeta: float = 0.1
+        self,
+        latent_dim: int = 2,
+        hidden: int = 512,
+        n_centres: int = 64,
+        zeta: float = 0.1,
+        activation: str = "relu",
     ) -> None:
-        super().__init__(latent_dim, hidden)
+        super().__init__(latent_dim, hidden, activation)
         if isinstance(n_centres, bool) or not isinstance(n_centres, int) or n_centres < 1:
             raise ValueError(f"n_centres must be a positive integer; got {n_centres!r}")
         self.std = RBFStd(latent_dim, n_centres, IMAGE_SHAPE, zeta)
@@ -504,13 +537,15 @@ class EnsembleVAE(VAE):
     kind = "ensemble"
     metric_kinds = ("ensemble", "disagreement", "fisher-rao", "mean")
 
-    def __init__(self, latent_dim: int = 2, hidden: int = 512, decoders: int = 4) -> None:
-        super().__init__(latent_dim, hidden)
+    def __init__(
+        self, latent_dim: int = 2, hidden: int = 512, decoders: int = 4, activation: str = "relu"
+    ) -> None:
+        super().__init__(latent_dim, hidden, activation)
         if isinstance(decoders, bool) or not isinstance(decoders, int) or decoders < 2:
             raise ValueError(f"decoders must be an integer >= 2; got {decoders!r}")
         # The base class's decoder is member 0: with the same seed, a Bernoulli model and
         # an ensemble start from the same encoder and first decoder.
-        others = [mean_decoder(latent_dim, hidden) for _ in range(decoders - 1)]
+        others = [mean_decoder(latent_dim, hidden, activation) for _ in range(decoders - 1)]
         self.decoder = EnsembleDecoder([self.decoder, *others])
 
     @property
@@ -705,15 +740,25 @@ def load_latents(path: str | os.PathLike) -> Latents:
     return Latents(*read_latents(path))
 
 
+#: The bundled 2-D MNIST models (``pullback_geom/defaults/<name>``) and how each was
+#: trained (``docs/models.md``).
+BUNDLED: dict[str, str] = {
+    "bernoulli": "--model bernoulli",
+    "gaussian": "--model gaussian",
+    "smooth": "--model bernoulli --activation silu",
+}
+
+
 def default_checkpoint(name: str = "bernoulli") -> Path:
-    """The folder of a bundled checkpoint, ``"bernoulli"`` or ``"gaussian"``."""
-    if name not in ("bernoulli", "gaussian"):
-        raise ValueError(f"no bundled model {name!r}; choose 'bernoulli' or 'gaussian'")
+    """The folder of a bundled checkpoint: ``"bernoulli"``, ``"gaussian"`` or ``"smooth"``
+    (the Bernoulli model with SiLU hidden units, whose metric is smooth)."""
+    if name not in BUNDLED:
+        raise ValueError(f"no bundled model {name!r}; choose one of {sorted(BUNDLED)}")
     folder = Path(str(resources.files("pullback_geom") / "defaults" / name))
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
             f"the bundled {name} checkpoint is missing from {folder}; regenerate it with "
-            f"'pullback-geom train --model {name} --epochs 30 --latent-dim 2 --seed 0 "
+            f"'pullback-geom train {BUNDLED[name]} --epochs 30 --latent-dim 2 --seed 0 "
             f"--data-dir ../shared/data --out pullback_geom/defaults/{name} --compact' "
             "(see docs/models.md)"
         )
@@ -721,7 +766,8 @@ def default_checkpoint(name: str = "bernoulli") -> Path:
 
 
 def load_default(name: str = "bernoulli") -> VAE:
-    """The bundled 2-D model trained on MNIST: ``"bernoulli"`` or ``"gaussian"``.
+    """The bundled 2-D model trained on MNIST: ``"bernoulli"``, ``"gaussian"`` or
+    ``"smooth"`` (see :func:`default_checkpoint`).
 
     Its test-set codes: ``load_latents(default_checkpoint(name))``.
     """

@@ -12,14 +12,17 @@ from pullback_geom.checkpoint import read_config
 def bundled():
     return {
         kind: (vae.load_default(kind), vae.load_latents(vae.default_checkpoint(kind)))
-        for kind in ("bernoulli", "gaussian")
+        for kind in ("bernoulli", "gaussian", "smooth")
     }
 
 
-@pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
+KINDS = {"bernoulli": "bernoulli", "gaussian": "gaussian", "smooth": "bernoulli"}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_bundled_model_loads_and_decodes(bundled, kind):
     model, latents = bundled[kind]
-    assert isinstance(model, vae.MODELS[kind]) and model.latent_dim == 2
+    assert isinstance(model, vae.MODELS[KINDS[kind]]) and model.latent_dim == 2
     assert latents.codes.shape == (10000, 2)
     assert sorted(set(latents.labels.tolist())) == list(range(10))
     images = model.decode(latents.codes[:64])
@@ -30,14 +33,14 @@ def test_bundled_model_loads_and_decodes(bundled, kind):
     assert bool((torch.linalg.eigvalsh(g)[:, 0] > 0).all())
 
 
-@pytest.mark.parametrize("kind", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_bundled_config_records_the_training(kind):
     config = read_config(vae.default_checkpoint(kind))
     assert config["dataset"]["name"] == "mnist" and config["dataset"]["train_size"] == 60000
     assert config["training"]["epochs_done"] == 30 and config["training"]["finished"]
     assert config["weights_dtype"] == "float16"
     assert (
-        config["metrics"]["test_neg_elbo" if kind == "bernoulli" else "test_neg_elbo_bernoulli"]
+        config["metrics"]["test_neg_elbo" if kind != "gaussian" else "test_neg_elbo_bernoulli"]
         < 160
     )
     assert "--compact" in config["command"]
@@ -63,6 +66,26 @@ def test_bundled_gaussian_sigma_grows_away_from_the_data(bundled):
     growth = sigma_growth(model, latents.codes, n_dirs=16, n_points=200)
     assert growth["sigma_ratio"] >= 5 and growth["sigma_ratio_worst_pixel"] >= 5
     assert growth["peak_ratio"] >= 10 and growth["length_ratio"] >= 2
+
+
+def test_the_smooth_model_is_smooth(bundled):
+    """SiLU hidden units: the chain rule serves it and its metric is continuous across
+    the units' zero crossings, where the ReLU model's jumps."""
+    smooth, _ = bundled["smooth"]
+    relu, _ = bundled["bernoulli"]
+    assert smooth.activation == "silu" and isinstance(smooth.decoder[1], torch.nn.SiLU)
+    assert read_config(vae.default_checkpoint("smooth"))["architecture"]["activation"] == "silu"
+    jumps = {}
+    for name, model in (("smooth", smooth), ("relu", relu)):
+        metric = model.pullback_metric().to(dtype=torch.float64)
+        w, b = model.decoder[0].weight.double(), model.decoder[0].bias.double()
+        # Two points 1e-9 to either side of unit 0's hyperplane w.z + b = 0.
+        normal = w[0] / w[0].norm()
+        on = -b[0] / w[0].norm() * normal
+        with torch.no_grad():
+            g = metric.metric_tensor(torch.stack([on - 1e-9 * normal, on + 1e-9 * normal]))
+        jumps[name] = float((g[0] - g[1]).norm() / g[0].norm())
+    assert jumps["smooth"] < 1e-3 < jumps["relu"]
 
 
 def test_unknown_default():

@@ -18,6 +18,7 @@ ACTIVATIONS = [
     nn.Softplus(beta=2.0, threshold=1.0),
     nn.Tanh(),
     nn.Sigmoid(),
+    nn.SiLU(),
 ]
 
 

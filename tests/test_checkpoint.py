@@ -54,6 +54,7 @@ def test_config_records_the_run(runs):
     assert config["architecture"] == {
         "latent_dim": 2,
         "hidden": 32,
+        "activation": "relu",
         "image_shape": [1, 28, 28],
         "n_centres": 8,
         "zeta": 0.1,

@@ -104,6 +104,7 @@ ACTIVATIONS = {
     "elu-inplace": nn.ELU(alpha=1.3, inplace=True),
     "softplus": nn.Softplus(),
     "softplus-beta-threshold": nn.Softplus(beta=2.0, threshold=1.5),
+    "silu": nn.SiLU(),
     "tanh": nn.Tanh(),
     "sigmoid": nn.Sigmoid(),
 }

@@ -8,7 +8,7 @@ import pytest
 import torch
 from synthetic import synthetic_digits, tiny_config, write_mnist
 
-from pullback_geom import checkpoint, vae
+from pullback_geom import PullbackMetric, checkpoint, vae
 from pullback_geom.cli import main
 from pullback_geom.training import TrainConfig, evaluate, train_vae
 
@@ -212,3 +212,22 @@ def test_train_command_reports_missing_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(tmp_path / "empty" / "MNIST" / "raw") in err and "--data-dir" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "gaussian", "ensemble"])
+def test_activation_is_recorded_and_rebuilt(data, tmp_path, kind):
+    """--activation reaches every model kind's decoders, config.json and vae.load, and
+    the chain-rule Jacobian still serves the smooth decoders."""
+    images, *_ = data
+    out = tmp_path / kind
+    cfg = tiny_config(model=kind, epochs=1, rbf_epochs=1, activation="silu", decoders=2)
+    train_vae(cfg, images, out=out, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"]["activation"] == "silu"
+    model = vae.load(out)
+    assert model.activation == "silu"
+    decoders = model.decoder.members if kind == "ensemble" else [model.decoder]
+    assert all(isinstance(dec[1], torch.nn.SiLU) for dec in decoders)
+    assert PullbackMetric(decoders[0]).jacobian_method == "chain"
+    with pytest.raises(ValueError, match="activation"):
+        TrainConfig(activation="gelu")

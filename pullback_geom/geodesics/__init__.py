@@ -5,7 +5,8 @@ Two families, one module each:
 * :mod:`~pullback_geom.geodesics.ode`: the geodesic ODE ``c'' = -Gamma(c', c')``
   integrated by RK4 or adaptive Dormand–Prince 5(4)
   (:func:`exp_map`), and boundary values by Newton shooting on the
-  initial velocity (:func:`log_map`);
+  initial velocity (:func:`log_map`) or by multiple shooting
+  (:mod:`~pullback_geom.geodesics.bvp`, :func:`multiple_shooting`);
 * :mod:`~pullback_geom.geodesics.discrete`: discrete geodesic calculus (exp, log and
   parallel transport from the decoded squared distance alone; exact on ReLU decoders),
   also reachable as ``exp_map(..., method="discrete")`` and
@@ -21,6 +22,7 @@ Two families, one module each:
 """
 
 from ._common import GeodesicConvergenceWarning, GeodesicResult
+from .bvp import BVPResult, multiple_shooting
 from .compare import COMPARE_METHODS, GeodesicComparison, MethodRow, compare_geodesics
 from .discrete import DiscreteInfo, discrete_exp, discrete_log, discrete_transport
 from .energy import connecting_geodesic, geodesic_distance
@@ -33,6 +35,8 @@ __all__ = [
     "GeodesicConvergenceWarning",
     "connecting_geodesic",
     "exp_map",
+    "multiple_shooting",
+    "BVPResult",
     "discrete_exp",
     "discrete_log",
     "discrete_transport",

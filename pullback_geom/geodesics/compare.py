@@ -56,6 +56,8 @@ from ._common import (
     extrapolated_length,
     spline_points,
 )
+from .bvp import multiple_shooting
+from .discrete import discrete_log
 from .energy import connecting_geodesic
 from .ode import exp_map, log_map
 
@@ -73,6 +75,9 @@ COMPARE_METHODS = {
     "georce": "built-in energy solver, GEORCE",
     "lbfgs": "built-in energy solver, L-BFGS",
     "ode": "ODE shooting: log_map (Newton on the initial velocity), exp_map RK4",
+    "ode_multiple": "ODE multiple shooting (16 RK4 segments, Gauss-Newton, forward-mode "
+    "sensitivities)",
+    "discrete": "discrete geodesic calculus: discrete_log, retraced by discrete_exp",
     "geomstats_logode": "geomstats LogODESolver (scipy solve_bvp)",
     "geomstats_shooting": "geomstats LogShootingSolver with ExpODESolver (RK4, 50 steps)",
     "geomstats_path": "geomstats PathStraightening (20 nodes)",
@@ -310,6 +315,18 @@ def _ode_shooting(metric, p, q, opts):
     return path, miss <= tol * (1 + torch.linalg.vector_norm(q - p, dim=-1)) * (1 + 1e-6)
 
 
+def _ode_multiple(metric, p, q, opts):
+    res = multiple_shooting(metric, p, q, warn=False, **opts)
+    return res.points, res.reached
+
+
+def _discrete(metric, p, q, opts):
+    # The nodes are the discrete exp of the returned log (they end at q where it
+    # converged): "converged" is the round trip's verdict.
+    _, nodes, info = discrete_log(metric, p, q, return_path=True, return_info=True, **opts)
+    return nodes, info.converged
+
+
 def _geomstats_space(metric):
     from ..geomstats import latent_space
 
@@ -397,6 +414,8 @@ _RUNNERS = {
     "georce": _energy_method("georce"),
     "lbfgs": _energy_method("lbfgs"),
     "ode": _ode_shooting,
+    "ode_multiple": _ode_multiple,
+    "discrete": _discrete,
     "geomstats_logode": _geomstats_logode,
     "geomstats_shooting": _geomstats_shooting,
     "geomstats_path": _geomstats_path,

@@ -18,13 +18,14 @@ from .._checks import same_shape
 from ..functional import SingularMetricWarning
 from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning, _pair, _tolerance
+from .bvp import multiple_shooting
 from .discrete import DISCRETE_STEPS, discrete_exp, discrete_log
 from .energy import connecting_geodesic
 
 __all__ = ["IVPInfo", "exp_map", "log_map"]
 
 EXP_METHODS = ("rk4", "dopri5", "discrete")
-LOG_METHODS = ("shooting", "discrete")
+LOG_METHODS = ("shooting", "multiple", "discrete")
 
 
 def _rk4(
@@ -359,8 +360,10 @@ def log_map(
 
     ``method="discrete"`` is the discrete logarithm of
     :func:`~pullback_geom.geodesics.discrete.discrete_log` (the inverse of
-    ``exp_map(..., method="discrete")`` with the same ``n_steps``); the rest of this
-    docstring describes the default, ``"shooting"``.
+    ``exp_map(..., method="discrete")`` with the same ``n_steps``); ``"multiple"`` is
+    multiple shooting on the geodesic ODE
+    (:func:`~pullback_geom.geodesics.bvp.multiple_shooting`, for smooth decoders); the
+    rest of this docstring describes the default, ``"shooting"``.
 
     The energy solution (:func:`connecting_geodesic`) gives a second-order estimate of
     the initial velocity; Newton's method on ``exp_map(p, v) = q`` then refines it, with
@@ -373,7 +376,7 @@ def log_map(
     ----------
     metric : PullbackMetric
     p, q : Tensor, shape (B, d) or (d,)
-    method : {"shooting", "discrete"}, default "shooting"
+    method : {"shooting", "multiple", "discrete"}, default "shooting"
     n_points : int, default 32
         Nodes of the energy solution that starts the shooting (``"shooting"``).
     n_steps : int, optional
@@ -394,6 +397,8 @@ def log_map(
     if method == "discrete":
         k = DISCRETE_STEPS if n_steps is None else n_steps
         return discrete_log(metric, p, q, n_steps=k, tol=tol, warn=warn)
+    if method == "multiple":
+        return multiple_shooting(metric, p, q, tol=tol, warn=warn).velocity
     n_steps = 50 if n_steps is None else n_steps
     p, q, single = _pair(metric, p, q)
     tol = _tolerance(p.dtype, tol, 1e-9)

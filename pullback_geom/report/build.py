@@ -109,10 +109,10 @@ class _Checkpoint:
     """A model with its codes, images and metric, and where they came from."""
 
     def __init__(self, checkpoint, options: ReportOptions) -> None:
-        from ..vae import default_checkpoint, load, load_latents
+        from ..vae import BUNDLED, default_checkpoint, load, load_latents
 
         self.name, self.label = f"`{checkpoint}`", str(checkpoint)
-        if str(checkpoint) in ("bernoulli", "gaussian") and not Path(str(checkpoint)).exists():
+        if str(checkpoint) in BUNDLED and not Path(str(checkpoint)).exists():
             self.name = f"the bundled {checkpoint} model (`pullback_geom/defaults/{checkpoint}`)"
             self.label = f"pullback_geom/defaults/{checkpoint}"
             checkpoint = default_checkpoint(str(checkpoint))

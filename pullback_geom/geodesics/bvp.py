@@ -1,0 +1,251 @@
+"""Multiple shooting for the geodesic boundary value problem, ``c(0) = p``, ``c(1) = q``.
+
+``[0, 1]`` is cut into ``M`` segments; the unknowns are the states ``(z_j, v_j)`` at the
+segments' starts (``z_0 = p`` fixed), the equations the continuity of the flow from one
+start to the next and ``z(1) = q``. Each segment is integrated by RK4 with its flow
+Jacobian from forward-mode sensitivities (``torch.func.jvp`` through the core's geodesic
+acceleration, all ``2d`` directions in one batch), and the block-bidiagonal system is
+solved by a damped Gauss–Newton method, started from the energy solution. Short
+segments keep the sensitivities moderate, so it converges where single shooting's
+``d exp / d v`` is too ill-conditioned. The geodesic ODE is well-posed only on decoders
+whose metric is smooth: on ReLU decoders the continuity residuals stall at the size of
+the metric's jumps, and the result says so (``reached`` is False).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..functional import SingularMetricWarning
+from ..metric import PullbackMetric
+from ._common import GeodesicConvergenceWarning, _pair, _tolerance, resample_curves
+
+__all__ = ["BVPResult", "multiple_shooting"]
+
+
+class BVPResult(NamedTuple):
+    """Geodesics of the boundary value problem, per pair.
+
+    Attributes
+    ----------
+    velocity : Tensor, shape (B, d)
+        ``c'(0)``: the logarithm ``log_p q``.
+    points : Tensor, shape (B, M * substeps + 1, d)
+        The geodesic at equally spaced times, ``p`` first and (where reached) ``q`` last.
+    reached : Tensor, shape (B,), bool
+        Every continuity residual and the end-point error are within ``tol (1 + |q - p|)``.
+    error : Tensor, shape (B,)
+        The largest of those residuals (relative to ``1 + |q - p|``).
+    iterations : Tensor, shape (B,), int
+    """
+
+    velocity: Tensor
+    points: Tensor
+    reached: Tensor
+    error: Tensor
+    iterations: Tensor
+
+
+def _flow(
+    metric: PullbackMetric, y: Tensor, h: float, substeps: int, path: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
+    """RK4 of ``(z, v)' = (v, a(z, v))`` over ``substeps`` steps of ``h``; ``y`` (n, 2d).
+
+    With ``path``, also the positions after each step, ``(n, substeps, d)``.
+    """
+    d = y.shape[-1] // 2
+
+    def rhs(state: Tensor) -> Tensor:
+        z, v = state[:, :d], state[:, d:]
+        return torch.cat([v, metric.geodesic_acceleration(z, v)], dim=-1)
+
+    points = []
+    for _ in range(substeps):
+        k1 = rhs(y)
+        k2 = rhs(y + 0.5 * h * k1)
+        k3 = rhs(y + 0.5 * h * k2)
+        k4 = rhs(y + h * k3)
+        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        if path:
+            points.append(y[:, :d])
+    return (y, torch.stack(points, dim=1)) if path else y
+
+
+def _flow_and_jacobian(
+    metric: PullbackMetric, y: Tensor, h: float, substeps: int
+) -> tuple[Tensor, Tensor]:
+    """The flow ``(n, 2d)`` and its Jacobian ``(n, 2d, 2d)`` by forward mode."""
+    n, m = y.shape
+    basis = torch.eye(m, dtype=y.dtype, device=y.device)
+    ys = y.repeat(m, 1)  # (m n, 2d): direction i for rows i n .. (i + 1) n
+    tangents = basis.repeat_interleave(n, 0)
+    out, cols = torch.func.jvp(lambda s: _flow(metric, s, h, substeps), (ys,), (tangents,))
+    return out[:n], cols.reshape(m, n, m).permute(1, 2, 0)
+
+
+def multiple_shooting(
+    metric: PullbackMetric,
+    p: Tensor,
+    q: Tensor,
+    *,
+    segments: int = 16,
+    substeps: int = 1,
+    init_curve: Tensor | None = None,
+    max_iter: int = 30,
+    tol: float | None = None,
+    warn: bool = True,
+) -> BVPResult:
+    """Geodesics from ``p`` to ``q`` by multiple shooting on the geodesic ODE.
+
+    Parameters
+    ----------
+    metric : PullbackMetric
+        Its metric should be smooth (smooth activations); see the module docstring.
+    p, q : Tensor, shape (B, d) or (d,)
+    segments : int, default 16
+        ``M``, shooting segments on ``[0, 1]``.
+    substeps : int, default 1
+        RK4 steps per segment. On the bundled smooth model, 32 pairs: 16 x 1, 8 x 2 and
+        4 x 4 all reach ``q`` on 31-32 pairs with lengths 3e-6 (median) from a dense
+        energy reference; 16 x 1 is the fastest (one RK4 step per segment keeps each
+        flow nearly linear, so Gauss–Newton needs ~4 iterations).
+    init_curve : Tensor, shape (B, N, d), optional
+        Start; default the energy solution with ``4 M + 1`` nodes
+        (:func:`~pullback_geom.geodesics.connecting_geodesic`). States at the segments'
+        starts are read off it (velocities by central differences).
+    max_iter : int, default 30
+        Gauss–Newton iterations.
+    tol : float, optional
+        Residuals accepted, relative to ``1 + |q - p|`` (default ``1e-9`` in float64,
+        ``1e-5`` in float32).
+    warn : bool, default True
+        Warn with :class:`GeodesicConvergenceWarning` for pairs that did not reach ``q``.
+
+    Returns
+    -------
+    BVPResult
+        ``velocity (B, d)``, ``points (B, M * substeps + 1, d)``, ``reached (B,)``,
+        ``error (B,)``, ``iterations (B,)``; unbatched if ``p`` was ``(d,)``.
+    """
+    from .energy import connecting_geodesic
+
+    p, q, single = _pair(metric, p, q)
+    for name, value in (("segments", segments), ("substeps", substeps), ("max_iter", max_iter)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    tol = _tolerance(p.dtype, tol, 1e-9)
+    b, d = p.shape
+    m = segments
+    h = 1.0 / (m * substeps)
+    if init_curve is None:
+        init_curve = connecting_geodesic(
+            metric, p, q, n_points=4 * m + 1, refine=1, warn=False
+        ).points
+    # States at t_j = j / M: positions and central-difference velocities of the curve
+    # resampled at 2 M + 1 equally spaced nodes (evenly in arc length, as the energy
+    # solution has constant speed).
+    with torch.no_grad():
+        fine = resample_curves(init_curve.to(p), 2 * m + 1)
+    fine = torch.cat([p[:, None], fine[:, 1:-1], q[:, None]], dim=1)
+    vel = torch.empty_like(fine)
+    vel[:, 1:-1] = (fine[:, 2:] - fine[:, :-2]) * m
+    vel[:, 0] = (-3 * fine[:, 0] + 4 * fine[:, 1] - fine[:, 2]) * m
+    starts = torch.cat([fine[:, 0 : 2 * m : 2], vel[:, 0 : 2 * m : 2]], dim=-1)  # (B, M, 2d)
+    scale = 1 + torch.linalg.vector_norm(q - p, dim=-1)
+    iterations = torch.zeros(b, dtype=torch.long, device=p.device)
+    error = torch.full((b,), float("inf"), dtype=p.dtype, device=p.device)
+    reached = torch.zeros(b, dtype=torch.bool, device=p.device)
+    eye = torch.eye(2 * d, dtype=p.dtype, device=p.device)
+    lam = torch.full((b,), 1e-6, dtype=p.dtype, device=p.device)
+
+    def residuals(y: Tensor, ends: Tensor, target: Tensor) -> Tensor:
+        """``(B, M, 2d)``: continuity ``Phi(y_j) - y_{j+1}``; last row ``z(1) - q`` (and
+        zeros for the free end velocity)."""
+        res = torch.empty_like(ends)
+        res[:, :-1] = ends[:, :-1] - y[:, 1:]
+        res[:, -1, :d] = ends[:, -1, :d] - target
+        res[:, -1, d:] = 0
+        return res
+
+    def worst(res: Tensor, rows: Tensor) -> Tensor:
+        out = res.abs().amax((1, 2)) / scale[rows]
+        return torch.where(torch.isfinite(out), out, torch.full_like(out, float("inf")))
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # Trial states may wander into dead regions; failures are reported per pair.
+        warnings.simplefilter("ignore", SingularMetricWarning)
+        act = torch.arange(b, device=p.device)
+        ends, jac = _flow_and_jacobian(metric, starts.reshape(-1, 2 * d), h, substeps)
+        ends, jac = ends.reshape(b, m, 2 * d), jac.reshape(b, m, 2 * d, 2 * d)
+        res = residuals(starts, ends, q)
+        err = worst(res, act)
+        for _ in range(max_iter):
+            run = err > tol
+            error[act] = err
+            reached[act] = ~run
+            if not bool(run.any()):
+                break
+            act = act[run]
+            ends, jac, res, err = ends[run], jac[run], res[run], err[run]
+            starts_a, lam_a = starts[act], lam[act]
+            n = act.numel()
+            # Unknowns: v_0, then (z_j, v_j) for j >= 1; equations: rows of res minus the
+            # last d (the free end velocity).
+            size = 2 * d * m - d
+            mat = torch.zeros(n, 2 * d * m, 2 * d * m, dtype=p.dtype, device=p.device)
+            for j in range(m):
+                rows = slice(2 * d * j, 2 * d * (j + 1))
+                mat[:, rows, rows] = jac[:, j]
+                if j + 1 < m:
+                    mat[:, rows, 2 * d * (j + 1) : 2 * d * (j + 2)] = -eye
+            # Drop z_0's columns (fixed) and the last d rows (no equation).
+            mat = mat[:, : 2 * d * m - d][:, :, d:]
+            rhs = -res.reshape(n, -1)[:, :size]
+            normal = mat.mT @ mat
+            diag = normal.diagonal(dim1=-2, dim2=-1).mean(-1)
+            damped = normal + (lam_a * diag)[:, None, None] * torch.eye(
+                size, dtype=p.dtype, device=p.device
+            )
+            step = torch.linalg.solve(damped, (mat.mT @ rhs.unsqueeze(-1))).squeeze(-1)
+            full = torch.cat([torch.zeros(n, d, dtype=p.dtype, device=p.device), step], -1)
+            trial = starts_a + full.reshape(n, m, 2 * d)
+            finite = torch.isfinite(trial).all(-1).all(-1)
+            trial = torch.where(finite[:, None, None], trial, starts_a)
+            t_ends, t_jac = _flow_and_jacobian(metric, trial.reshape(-1, 2 * d), h, substeps)
+            t_ends, t_jac = t_ends.reshape(n, m, 2 * d), t_jac.reshape(n, m, 2 * d, 2 * d)
+            t_res = residuals(trial, t_ends, q[act])
+            t_err = worst(t_res, act)
+            t_norm = t_res.flatten(1).norm(dim=-1)
+            accept = finite & (t_norm < res.flatten(1).norm(dim=-1))
+            a3 = accept[:, None, None]
+            starts_a = torch.where(a3, trial, starts_a)
+            ends = torch.where(a3, t_ends, ends)
+            jac = torch.where(a3[..., None], t_jac, jac)
+            res = torch.where(a3, t_res, res)
+            err = torch.where(accept, t_err, err)
+            lam[act] = torch.where(accept, (lam_a / 10).clamp_min(1e-12), lam_a * 10)
+            iterations[act] += 1
+            starts[act] = starts_a
+            if bool((lam[act] > 1e6).all()):
+                break
+        error[act] = err
+        reached[act] = err <= tol
+        _, path = _flow(metric, starts.reshape(-1, 2 * d), h, substeps, path=True)
+    path = path.reshape(b, m * substeps, d)
+    points = torch.cat([p[:, None], path], dim=1)
+    result = BVPResult(starts[:, 0, d:].clone(), points, reached, error, iterations)
+    if warn and not bool(reached.all()):
+        warnings.warn(
+            f"multiple_shooting: {int((~reached).sum())} of {b} pairs did not reach q within "
+            f"{tol:g} (1 + |q - p|) (result.reached says which; on a ReLU decoder the "
+            "geodesic ODE is ill-posed, use the discrete or energy methods)",
+            GeodesicConvergenceWarning,
+            stacklevel=2,
+        )
+    if single:
+        result = BVPResult(*(x[0] for x in result))
+    return result
