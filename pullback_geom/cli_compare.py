@@ -52,11 +52,13 @@ def _cli_metric_and_pairs(args) -> tuple[PullbackMetric, Tensor, Tensor, str, Te
     codes = vae.load_latents(folder).codes
     if len(codes) < 2 * n:
         raise ValueError(f"--pairs {n} needs {2 * n} test-set codes; {folder} has {len(codes)}")
-    dtype = next(model.parameters()).dtype
+    # float64, as the adapters compute: the discrete and shooting methods' tolerances
+    # (1e-8 on the end point) are below float32's resolution of a decoded image.
+    dtype = torch.float64
     idx = torch.randperm(len(codes), generator=gen)[: 2 * n]
     z = codes[idx].to(dtype)
     what = f"{type(model).__name__} from {folder}, test-set codes, {dtype}"
-    return model.pullback_metric(), z[:n], z[n:], what, codes
+    return model.pullback_metric().to(dtype=dtype), z[:n], z[n:], what, codes.to(dtype)
 
 
 def _compare_cli(args) -> int:

@@ -184,9 +184,11 @@ def multiple_shooting(
         res = residuals(starts, ends, q)
         err = worst(res, act)
         for _ in range(max_iter):
-            run = err > tol
             error[act] = err
-            reached[act] = ~run
+            reached[act] = err <= tol
+            # Six rejected steps in a row (damping 1e6 times its start): stalled, as on
+            # a ReLU decoder's creases; it keeps its best states and is reported.
+            run = (err > tol) & (lam[act] <= 1.0)
             if not bool(run.any()):
                 break
             act = act[run]
@@ -230,8 +232,6 @@ def multiple_shooting(
             lam[act] = torch.where(accept, (lam_a / 10).clamp_min(1e-12), lam_a * 10)
             iterations[act] += 1
             starts[act] = starts_a
-            if bool((lam[act] > 1e6).all()):
-                break
         error[act] = err
         reached[act] = err <= tol
         _, path = _flow(metric, starts.reshape(-1, 2 * d), h, substeps, path=True)
