@@ -432,14 +432,9 @@ class PullbackLogSolver(LogSolver):
         pull = metric.pullback
         with torch.no_grad():
             if self.method == "discrete":
-                options = dict(self.options)
-                warm = self._warm_start(p, q, curves.shape[1])
-                if warm is not None and "init_curve" not in options:
-                    options["init_curve"] = warm[~same]
                 v[~same], curves[~same] = geodesics.discrete_log(
-                    pull, ps, qs, n_steps=k, return_path=True, **options
+                    pull, ps, qs, n_steps=k, return_path=True, **self.options
                 )
-                self._last = (p, q, curves)
             elif self.method == "shooting":
                 v[~same] = geodesics.log_map(pull, ps, qs, **self.options)
                 curves = None
@@ -448,24 +443,6 @@ class PullbackLogSolver(LogSolver):
                 v[~same] = (x.shape[1] - 1) * (-1.5 * x[:, 0] + 2 * x[:, 1] - 0.5 * x[:, 2])
                 curves[~same] = x
         return pair, v, curves
-
-    def _warm_start(self, p: Tensor, q: Tensor, n: int) -> Tensor | None:
-        """The last call's curves, their start moved to ``p``, when it had the same ``q``.
-
-        geomstats' estimators call ``log(points, estimate)`` again and again with the
-        same points and an estimate that moves a little each time (``FrechetMean``, and
-        through it ``RiemannianKMeans``): starting the energy solver from the curves it
-        just found, blended linearly from the old start to the new, saves most of its
-        iterations. Only a start: the result is the solver's, to its tolerance.
-        """
-        last = getattr(self, "_last", None)
-        if last is None:
-            return None
-        p_old, q_old, curves = last
-        if q_old.shape != q.shape or curves.shape[1] != n or not torch.equal(q_old, q):
-            return None
-        w = torch.linspace(1, 0, n, dtype=p.dtype, device=p.device)[None, :, None]
-        return curves + w * (p - p_old)[:, None]
 
     def log(self, point, base_point) -> Tensor:
         """Logarithm map.

@@ -284,6 +284,8 @@ def discrete_exp(
     warn : bool, default True
         Warn with :class:`GeodesicConvergenceWarning` where a node could not be solved
         (the discrete geodesic does not extend; those curves are NaN from there on).
+        Before giving up, such a curve is computed again with ``2 K`` and ``4 K`` steps
+        (subsampled to ``K + 1`` nodes): the same geodesic, finer.
 
     Returns
     -------
@@ -301,9 +303,9 @@ def discrete_exp(
     if warn and not bool(info.converged.all()):
         warnings.warn(
             f"discrete_exp: the discrete geodesic does not extend for "
-            f"{int((~info.converged).sum())} of {z.shape[0]} curves (a node's equation had "
-            "no solution near the extrapolated point); their points are NaN "
-            "(return_info=True says which)",
+            f"{int((~info.converged).sum())} of {z.shape[0]} curves, even with {4 * n_steps} "
+            "steps (a node's equation had no solution near the extrapolated point); their "
+            "points are NaN (return_info=True says which)",
             GeodesicConvergenceWarning,
             stacklevel=2,
         )
@@ -335,16 +337,27 @@ def _exp_nodes(
     )
     if bool(tiny.all()):
         return nodes, info
-    run = ~tiny
-    first, started = _first_node(metric, z[run], v[run], n_steps, tol, max_newton)
-    sub_nodes, sub, _ = _discrete_path(
-        metric, z[run], torch.nan_to_num(first), n_steps, tol, max_newton
-    )
-    sub_nodes[~started, 1:] = float("nan")
-    nodes[run] = sub_nodes
-    for full, part in zip(info, sub, strict=True):
-        full[run] = part
-    info.converged[run] &= started
+    run = ~tiny.clone()
+    # Where a node's equation has no solution near the extrapolated point (a step long
+    # against the decoded surface's curvature, or across creases that fold it), the curve
+    # is computed again with 2K and then 4K steps and subsampled: the same geodesic,
+    # finer. (Those curves no longer retrace a K-step discrete log exactly.)
+    for refine in (1, 2, 4):
+        idx = run.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        k = n_steps * refine
+        first, started = _first_node(metric, z[idx], v[idx], k, tol, max_newton)
+        sub_nodes, sub, _ = _discrete_path(
+            metric, z[idx], torch.nan_to_num(first), k, tol, max_newton
+        )
+        ok = sub.converged & started
+        sub_nodes[~ok, 1:] = float("nan")
+        nodes[idx] = sub_nodes[:, ::refine]
+        info.iterations[idx] += sub.iterations
+        info.error[idx] = sub.error
+        info.converged[idx] = ok
+        run[idx] = ~ok
     return nodes, info
 
 
