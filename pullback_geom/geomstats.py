@@ -432,9 +432,22 @@ class PullbackLogSolver(LogSolver):
         pull = metric.pullback
         with torch.no_grad():
             if self.method == "discrete":
-                v[~same], curves[~same] = geodesics.discrete_log(
-                    pull, ps, qs, n_steps=k, return_path=True, **self.options
+                options = {"warn": False, **self.options}
+                v[~same], curves[~same], info = geodesics.discrete_log(
+                    pull, ps, qs, n_steps=k, return_path=True, return_info=True, **options
                 )
+                if not bool(info.converged.all()) and self.options.get("warn", True):
+                    # One fixed message, so that Python shows it once, not at every step
+                    # of geomstats' iterative estimators.
+                    warnings.warn(
+                        "log: for some pairs the discrete exp of the returned vector does "
+                        "not land on the point (on a ReLU decoder the discrete exp jumps "
+                        "where a node crosses a unit's boundary; docs/geomstats.md); the "
+                        "vector is the energy curve's first step there, and dist is "
+                        "unaffected",
+                        geodesics.GeodesicConvergenceWarning,
+                        stacklevel=4,
+                    )
             elif self.method == "shooting":
                 v[~same] = geodesics.log_map(pull, ps, qs, **self.options)
                 curves = None

@@ -84,17 +84,19 @@ def _check_labels(labels, n: int, name: str = "labels") -> Tensor:
     return y.to(torch.int64)
 
 
-def learning_space(metric: PullbackMetric, *, log_method: str = "energy"):
+def learning_space(metric: PullbackMetric, *, log_method: str = "discrete"):
     """The latent space as a geomstats manifold, with the log solver these tools default to.
 
-    ``"energy"`` (:class:`~pullback_geom.geomstats.PullbackLogSolver` with
-    ``method="energy"``) is about 100x faster than Newton shooting and accurate to about
-    1e-3, which is enough for means, clustering and neighbours.
+    ``"discrete"`` (the adapter's default, :class:`~pullback_geom.geomstats.PullbackLogSolver`):
+    the discrete log, whose vector is minus half the gradient of the squared distance on
+    any decoder, ReLU included, so Fréchet means and k-means follow the right gradients.
+    ``"energy"``: the energy curve's one-sided velocity (no refinement); ``"shooting"``:
+    Newton shooting on the geodesic ODE (smooth decoders).
 
     Parameters
     ----------
     metric : PullbackMetric
-    log_method : {"energy", "shooting"}, default "energy"
+    log_method : {"discrete", "energy", "shooting"}, default "discrete"
 
     Returns
     -------

@@ -426,3 +426,24 @@ def test_a_model_is_accepted_by_its_pullback_metric():
     assert space.dim == 2
     with pytest.raises(TypeError, match="pullback_metric"):
         latent_space(nn.Linear(2, 3))
+
+
+def test_dist_is_the_length_of_the_shortest_curve_on_a_relu_decoder():
+    """On a ReLU decoder G jumps, so |log_p q|_G(p) (geomstats' dist) is not the length;
+    the adapter's dist is the core's geodesic distance."""
+    from pullback_geom.geodesics import geodesic_distance
+
+    torch.manual_seed(4)
+    decoder = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 12), nn.Sigmoid())
+    core = PullbackMetric(decoder)
+    space = latent_space(core)
+    g = torch.Generator().manual_seed(5)
+    p, q = 1.5 * torch.randn(2, 6, 2, generator=g, dtype=F64)
+    dist = space.metric.dist(p, q)
+    want = geodesic_distance(space.metric.pullback, p, q, n_points=24, warn=False)
+    torch.testing.assert_close(dist, want, rtol=1e-10, atol=0)
+    torch.testing.assert_close(space.metric.squared_dist(p, q), want**2, rtol=1e-10, atol=0)
+    # The length is never above the straight line's, whatever |log|_G says.
+    t = torch.linspace(0, 1, 257, dtype=F64)[None, :, None]
+    straight = space.metric.pullback.curve_length(p[:, None] + t * (q - p)[:, None])
+    assert bool((dist <= straight * 1.01).all())
