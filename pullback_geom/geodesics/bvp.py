@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..functional import SingularMetricWarning
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning, _pair, _tolerance, resample_curves
+from ._common import GeodesicConvergenceWarning, _pair, _tolerance
 
 __all__ = ["BVPResult", "multiple_shooting"]
 
@@ -87,6 +87,18 @@ def _flow_and_jacobian(
     return out[:n], cols.reshape(m, n, m).permute(1, 2, 0)
 
 
+def _at_times(curve: Tensor, n: int) -> Tensor:
+    """Curves ``(B, N, d)`` with nodes at ``t = k / (N - 1)``, linearly interpolated at
+    ``n`` equally spaced times, ``(B, n, d)``."""
+    count = curve.shape[1]
+    if count == n:
+        return curve
+    s = torch.linspace(0, count - 1, n, dtype=curve.dtype, device=curve.device)
+    lo = s.floor().long().clamp(max=count - 2)
+    w = (s - lo)[None, :, None]
+    return (1 - w) * curve[:, lo] + w * curve[:, lo + 1]
+
+
 def multiple_shooting(
     metric: PullbackMetric,
     p: Tensor,
@@ -114,9 +126,9 @@ def multiple_shooting(
         energy reference; 16 x 1 is the fastest (one RK4 step per segment keeps each
         flow nearly linear, so Gauss–Newton needs ~4 iterations).
     init_curve : Tensor, shape (B, N, d), optional
-        Start; default the energy solution with ``4 M + 1`` nodes
-        (:func:`~pullback_geom.geodesics.connecting_geodesic`). States at the segments'
-        starts are read off it (velocities by central differences).
+        Start, its nodes equally spaced in time; default the energy solution with
+        ``2 M + 1`` nodes (:func:`~pullback_geom.geodesics.connecting_geodesic`). States
+        at the segments' starts are read off it (velocities by central differences).
     max_iter : int, default 30
         Gauss–Newton iterations.
     tol : float, optional
@@ -143,13 +155,13 @@ def multiple_shooting(
     h = 1.0 / (m * substeps)
     if init_curve is None:
         init_curve = connecting_geodesic(
-            metric, p, q, n_points=4 * m + 1, refine=1, warn=False
+            metric, p, q, n_points=2 * m + 1, refine=1, warn=False
         ).points
-    # States at t_j = j / M: positions and central-difference velocities of the curve
-    # resampled at 2 M + 1 equally spaced nodes (evenly in arc length, as the energy
-    # solution has constant speed).
+    # States at t_j = j / M: positions and central-difference velocities of the curve at
+    # 2 M + 1 equally spaced times. Its nodes are taken to be equally spaced in t, as the
+    # energy solution's are (equal steps in observation space, not in latent space).
     with torch.no_grad():
-        fine = resample_curves(init_curve.to(p), 2 * m + 1)
+        fine = _at_times(init_curve.to(p), 2 * m + 1)
     fine = torch.cat([p[:, None], fine[:, 1:-1], q[:, None]], dim=1)
     vel = torch.empty_like(fine)
     vel[:, 1:-1] = (fine[:, 2:] - fine[:, :-2]) * m
