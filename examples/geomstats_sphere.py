@@ -121,7 +121,7 @@ def main(out_dir: Path) -> None:
     acc = float((torch.as_tensor(pred) == labels[1::2]).float().mean())
     print(f"KNearestNeighborsClassifier: {acc:.0%} held-out accuracy ({secs_knn:.1f} s)")
 
-    metric.log_solver = solvers["pullback_geom default (log_map)"]
+    metric.log_solver = solvers["pullback_geom default (discrete)"]
     cloud = x[:10]
     euclid = cloud.mean(0)
     estimator = FrechetMean(space).set(epsilon=1e-8, init_point=euclid)
@@ -162,7 +162,7 @@ def main(out_dir: Path) -> None:
             *default_paths[i].T,
             color="tab:blue",
             lw=1.8,
-            label="default solver (pullback_geom log_map)" if i == 0 else None,
+            label="default solver (pullback_geom discrete log)" if i == 0 else None,
         )
         ax0.plot(
             *ode_paths[i].T,

@@ -6,18 +6,24 @@ decoded squared distance ``W(a, b) = ||f(a) - f(b)||^2`` the discrete path energ
 ``E = K sum_k W(c_k, c_{k+1})`` is the curve energy the energy solvers minimise, so
 
 * **discrete log**: the energy-minimising curve ``c_0 = p, ..., c_K = q``; ``log_p q =
-  K (c_1 - p)``, the velocity of its first step. Where the round trip through the discrete
-  exp falls short (creases of a ReLU decoder, a solver tolerance), ``c_1`` is refined by
-  shooting until ``exp_p(log_p q) = q``;
-* **discrete exp**: from ``c_0 = p`` and ``c_1 = p + v / K``, each next node solves the
-  discrete Euler–Lagrange equation of ``E`` at the previous one,
+  K G(p)^{-1} J(p)^T (f(c_1) - f(p))``, ``K`` times its first decoded step projected on
+  the tangent plane at ``p`` (Rumpf & Wirth take ``K (c_1 - p)``, a one-sided difference,
+  first-order accurate; this is second order, and minus half the gradient of the squared
+  length). Where the round trip through the discrete exp falls short (creases of a ReLU
+  decoder, a solver tolerance), ``c_1`` is refined by shooting;
+* **discrete exp**: from ``c_0 = p``, ``c_1`` solves ``J(p)^T (f(c_1) - f(p)) = G(p) v /
+  K`` (the inverse of the log's first step), and each next node the discrete
+  Euler–Lagrange equation of ``E`` at the previous one,
   ``J(c_k)^T (2 f(c_k) - f(c_{k-1}) - f(c_{k+1})) = 0`` for ``c_{k+1}`` (``d`` equations in
   ``d`` unknowns, solved by a damped Newton method);
 * **discrete parallel transport**: the pullback's Levi-Civita connection is the tangential
   part of the ambient derivative, so ``v_{k+1} = argmin_v ||J(c_{k+1}) v - J(c_k) v_k||``.
 
-None of them differentiates ``G``, so they are exact (to the solvers' tolerances) on
-decoders whose metric jumps, like ReLU networks, where the geodesic ODE is ill-posed.
+None of them differentiates ``G``: they need the decoder's values and Jacobians only, so
+they stay defined on decoders whose metric jumps, like ReLU networks, where the geodesic
+ODE is ill-posed. There the discrete exp is discontinuous where a node crosses a unit's
+boundary (its equation uses ``J`` at the node), so ``exp(log q) == q`` can fail for some
+pairs; ``DiscreteInfo.converged`` says which.
 """
 
 from __future__ import annotations
@@ -255,7 +261,7 @@ def discrete_exp(
     return_info: bool = False,
     warn: bool = True,
 ):
-    """Discrete exponential map: the discrete geodesic with ``c_0 = z``, ``c_1 = z + t v / K``.
+    """Discrete exponential map: the discrete geodesic from ``z`` with velocity ``t v``.
 
     Each node after the first solves the discrete Euler–Lagrange equation of the path
     energy ``K sum ||f(c_{k+1}) - f(c_k)||^2`` at the node before it (see the module
