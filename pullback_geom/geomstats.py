@@ -540,7 +540,9 @@ class PullbackRiemannianMetric(RiemannianMetric):
         Default :class:`PullbackLogSolver`.
     dist_options : dict, optional
         Options of :func:`~pullback_geom.geodesics.connecting_geodesic` for :meth:`dist`
-        (default ``{"n_points": 24}``, a graph start in 2-D and 3-D).
+        (default: its defaults, 16 nodes, lengths refined 4x, a graph start from 16 pairs
+        in 2-D and 3-D; on the bundled ReLU model 3.3e-4 median and 4.9e-3 largest
+        relative error against a dense reference).
     transport_steps : int, default 64
         Nodes of the curve along which :meth:`parallel_transport` transports (a
         first-order scheme: its error falls as ``1 / transport_steps``).
@@ -579,7 +581,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         ref = _reference_tensor(pullback.decoder)
         self.dtype = dtype if dtype is not None else (ref.dtype if ref is not None else None)
         self.device = ref.device if ref is not None else None
-        self.dist_options = {"n_points": 24, **(dist_options or {})}
+        self.dist_options = dict(dist_options or {})
         self.transport_steps = transport_steps
         self.exp_solver = exp_solver if exp_solver is not None else PullbackExpSolver(space)
         self.log_solver = log_solver if log_solver is not None else PullbackLogSolver(space)
@@ -867,7 +869,7 @@ def latent_space(
         Steps ``K`` of the discrete geodesics of both default solvers (default 16): the
         discrete exp inverts the discrete log only with the same ``K``.
     dist_options : dict, optional
-        Options of the energy solver behind ``dist`` (default ``{"n_points": 24}``).
+        Options of the energy solver behind ``dist`` (default: its own defaults).
     transport_steps : int, default 64
         Steps of the curves along which ``parallel_transport`` transports.
 
