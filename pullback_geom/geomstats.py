@@ -38,6 +38,7 @@ from torch import Tensor
 
 from . import geodesics
 from ._checks import metric_of_model
+from .geodesics._common import below_resolution
 from .metric import PullbackMetric, _reference_tensor
 
 __all__ = [
@@ -419,8 +420,7 @@ class PullbackLogSolver(LogSolver):
         # solvers cannot meet their relative tolerance on a curve shorter than about
         # sqrt(eps). There log_p(q) = q - p + O(|q - p|^2) and the curve is straight.
         step = q - p
-        scale = torch.finfo(p.dtype).eps ** 0.5 * (1 + p.norm(dim=-1))
-        same = step.norm(dim=-1) <= scale
+        same = below_resolution(step, p)
         v = torch.where(same[:, None], step, torch.zeros_like(p))
         k = self.n_steps or geodesics.discrete.DISCRETE_STEPS
         n = k + 1 if self.method == "discrete" else self.options.get("n_points", 32)
@@ -715,7 +715,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         p, q = pair.flat
         # Coincident points: the solver cannot meet a relative tolerance on a curve
         # shorter than ~sqrt(eps); there the distance is |q - p|_G(p) to first order.
-        same = (q - p).norm(dim=-1) <= torch.finfo(p.dtype).eps ** 0.5 * (1 + p.norm(dim=-1))
+        same = below_resolution(q - p, p)
         with torch.no_grad():
             out = self.pullback.norm(p, q - p) if p.shape[0] else p.new_zeros(0)
             if not bool(same.all()):

@@ -48,6 +48,17 @@ def _pair(metric: PullbackMetric, p, q) -> tuple[Tensor, Tensor, bool]:
     return p, q, single
 
 
+def below_resolution(step: Tensor, base: Tensor) -> Tensor:
+    """Rows where ``|step| <= sqrt(eps) (1 + |base|)``, shape (B,) from (B, d) each.
+
+    Steps that short cannot be solved for to a relative tolerance (their decoded
+    differences are near the rounding of the decoder's values), and first order is exact
+    to ``O(|step|^2)`` there: the solvers and adapters treat them as straight.
+    """
+    scale = torch.finfo(base.dtype).eps ** 0.5 * (1 + torch.linalg.vector_norm(base, dim=-1))
+    return torch.linalg.vector_norm(step, dim=-1) <= scale
+
+
 def _tolerance(
     dtype: torch.dtype, tol: float | None, default64: float, default32: float = 1e-5
 ) -> float:

@@ -34,10 +34,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._checks import same_shape
+from .._checks import batch_curves, same_shape
 from ..functional import spd_cholesky
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning, _pair
+from ._common import GeodesicConvergenceWarning, _pair, below_resolution
 
 __all__ = [
     "DiscreteInfo",
@@ -333,9 +333,7 @@ def _exp_nodes(
     # Velocities below ~sqrt(eps) of the point's scale: no node equation can be solved to
     # a relative tolerance there, and exp(v) = z + v + O(|v|^2) (geomstats' optimisers
     # take such steps as they converge).
-    tiny = torch.linalg.vector_norm(v, dim=-1) <= torch.finfo(z.dtype).eps ** 0.5 * (
-        1 + torch.linalg.vector_norm(z, dim=-1)
-    )
+    tiny = below_resolution(v, z)
     t = torch.linspace(0, 1, n_steps + 1, dtype=z.dtype, device=z.device)[None, :, None]
     nodes = z[:, None] + t * v[:, None]
     info = DiscreteInfo(
@@ -515,10 +513,10 @@ def discrete_log(
         good = torch.isfinite(sens[act]).all(-1).all(-1)
         residual = nodes[act, -1] - q[act]
         step = torch.zeros_like(residual)
+        # Where the discrete exp had no sensitivity (a node did not solve) the step stays
+        # zero: the trial is rejected and the pair's step scale halves until it stalls.
         if bool(good.any()):
             step[good] = _solve_square(sens[act][good], -residual[good].unsqueeze(-1)).squeeze(-1)
-        # Where the last trial failed there is no sensitivity: shrink towards the start.
-        step[~good] = 0
         # A trust radius of half the first step keeps Newton out of neighbouring
         # branches of the discrete exp (across a crease or a conjugate point).
         radius = 0.5 * torch.linalg.vector_norm(first[act] - p[act], dim=-1)
@@ -602,8 +600,6 @@ def discrete_transport(
     -------
     Tensor, shape (B, d) or (d,); with ``return_path``, (B, N, d) or (N, d)
     """
-    from .._checks import batch_curves
-
     c, single = batch_curves(curve, metric.latent_dim, "curve")
     v, _ = metric._points(v, "v")
     b, n, d = c.shape
