@@ -7,7 +7,12 @@ error against a dense converged reference (LM, 129 nodes from both a straight an
 graph start, the shorter kept; lengths refined 8x); times are per pair, with all methods
 run on the same pairs in the same process.
 
-    python benchmarks/bench_geodesics.py [--quick]
+    python benchmarks/bench_geodesics.py [--quick] [--dims-only]
+
+A second table times the default solver in higher latent dimensions (d = 8, 16, 32;
+random seed-shaped decoders d -> 512 -> 784, N(0, I) codes) with the Gauss–Newton system
+factorised densely and by blocks, which is how ``DENSE_MAX_UNKNOWNS`` in
+``pullback_geom/geodesics/lm.py`` was chosen.
 """
 
 from __future__ import annotations
@@ -47,13 +52,54 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
+def dimensions_table(quick: bool) -> None:
+    """s/pair of the default solver at d = 2..32, dense against block factorisation."""
+    from pullback_geom.geodesics import lm
+
+    n = 16 if quick else 64
+    print(f"\nhigher latent dimensions: {n} pairs, random d -> 512 -> 784 decoders, LM from")
+    print("straight lines, float32; the damped Gauss-Newton system factorised two ways")
+    print(f"{'d':>3s} {'N':>3s} {'unknowns':>8s} {'dense s/pair':>13s} {'block s/pair':>13s}"
+          f" {'dense/block':>11s}  {'same lengths':>12s}")  # fmt: skip
+    saved = lm.DENSE_MAX_UNKNOWNS
+    try:
+        for d in (2, 8, 16, 32):
+            torch.manual_seed(d)
+            dec = nn.Sequential(nn.Linear(d, 512), nn.ReLU(), nn.Linear(512, 784), nn.Sigmoid())
+            metric = PullbackMetric(dec)
+            p, q = torch.randn(n, d), torch.randn(n, d)
+            for n_points in (16, 32):
+                times, lengths = [], []
+                for dense_max in (10**9, 0):
+                    lm.DENSE_MAX_UNKNOWNS = dense_max
+                    t0 = time.perf_counter()
+                    res = connecting_geodesic(
+                        metric, p, q, n_points=n_points, init_curve="straight", warn=False
+                    )
+                    t = time.perf_counter() - t0
+                    times.append(t / n)
+                    lengths.append(res.length)
+                rel = float(((lengths[0] - lengths[1]).abs() / lengths[1]).max())
+                print(
+                    f"{d:3d} {n_points:3d} {(n_points - 2) * d:8d} {times[0]:13.4f} "
+                    f"{times[1]:13.4f} {times[0] / times[1]:11.2f}  max rel {rel:.0e}"
+                )
+    finally:
+        lm.DENSE_MAX_UNKNOWNS = saved
+    print(f"(the solver factorises densely up to DENSE_MAX_UNKNOWNS = {saved} unknowns)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="32 pairs, fewer baseline pairs")
+    parser.add_argument("--dims-only", action="store_true", help="only the higher-dimension table")
     args = parser.parse_args()
     n = 32 if args.quick else 256
     torch.set_num_threads(2)
     warnings.simplefilter("ignore")
+    if args.dims_only:
+        dimensions_table(args.quick)
+        return
     decoder, codes, what = _decoder_and_codes(n)
     metric = PullbackMetric(decoder)
     p, q = codes[:n], codes[n:]
@@ -190,6 +236,7 @@ def main() -> None:
             f"           at equal or better accuracy: {fast[0]} ({fast[2]:.1e}) is "
             f"{ratio:.1f}x faster ({'met' if ratio >= target else 'NOT met'})"
         )
+    dimensions_table(args.quick)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pullback_geom.datasets import load_dataset, to_unit_float
+from pullback_geom.data.datasets import load_dataset, to_unit_float
 from pullback_geom.training import TrainConfig, train_vae
 
 BATCH = 128

@@ -2,7 +2,7 @@
 
 Renders ``docs/img/curvature_bernoulli.png`` and ``docs/img/curvature_gaussian.png``
 (:func:`pullback_geom.viz.curvature_map`, saved with a 256-colour palette to stay small)
-and prints :func:`pullback_geom.curvature_stats.curvature_statistics` for both models.
+and prints :func:`pullback_geom.experiments.curvature_stats.curvature_statistics` for both models.
 
 Usage::
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from pullback_geom import vae
-from pullback_geom.curvature_stats import curvature_statistics
+from pullback_geom.experiments.curvature_stats import curvature_statistics
 from pullback_geom.viz import curvature_map
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated")

@@ -22,14 +22,14 @@ import argparse
 
 import torch
 
-from pullback_geom.digit_orbit import digit_orbit
-from pullback_geom.identifiability import (
+from pullback_geom.data.digit_orbit import digit_orbit
+from pullback_geom.experiments.identifiability import (
     identifiability_table,
     load_models,
     model_distances,
     truth_table,
 )
-from pullback_geom.report.analysis import random_pairs
+from pullback_geom.experiments.report.analysis import random_pairs
 
 
 def grid_figure(path: str) -> None:

@@ -1,6 +1,6 @@
 """geomstats learning on the bundled MNIST VAE's latent manifold, against Euclidean.
 
-Runs the four tools of :mod:`pullback_geom.learning` on the bundled 2-D Bernoulli model:
+Runs the four tools of :mod:`pullback_geom.experiments.learning` on the bundled 2-D Bernoulli model:
 Fréchet means of the ten digit classes, Riemannian versus Euclidean k-means, geodesic
 versus Euclidean kNN, and tangent PCA at one class's Fréchet mean. Prints a table and
 saves ``geomstats_learning.png`` (class means over the volume element, the principal
@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pullback_geom import learning  # noqa: E402  (imports geomstats, PyTorch backend)
+from pullback_geom.experiments import learning  # noqa: E402  (imports geomstats, PyTorch backend)
 from pullback_geom.vae import default_checkpoint, load_default, load_latents  # noqa: E402
 from pullback_geom.viz._common import (  # noqa: E402
     decode_points,

@@ -20,8 +20,12 @@ import argparse
 
 import torch
 
-from pullback_geom.identifiability import identifiability_table, load_models, model_distances
-from pullback_geom.report.analysis import random_pairs
+from pullback_geom.experiments.identifiability import (
+    identifiability_table,
+    load_models,
+    model_distances,
+)
+from pullback_geom.experiments.report.analysis import random_pairs
 
 
 def main() -> None:

@@ -8,8 +8,23 @@ into those libraries (imported on demand, so importing this package leaves torch
 defaults and geomstats' backend untouched).
 """
 
-from .functional import SingularMetricWarning
-from .metric import PullbackMetric
-
 __all__ = ["PullbackMetric", "SingularMetricWarning"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Loaded on first use (PEP 562), so that the CLI's --help and the extras checks need
+    # not import torch.
+    if name == "PullbackMetric":
+        from .metric import PullbackMetric
+
+        return PullbackMetric
+    if name == "SingularMetricWarning":
+        from ._core.linalg import SingularMetricWarning
+
+        return SingularMetricWarning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -37,9 +37,9 @@ import torch
 from torch import Tensor
 
 from . import geodesics
-from ._checks import metric_of_model
+from ._core.checks import metric_of_model, reference_tensor
 from .geodesics._common import below_resolution
-from .metric import PullbackMetric, _reference_tensor
+from .metric import PullbackMetric
 
 __all__ = [
     "GeomstatsBackendError",
@@ -578,7 +578,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         if detach:
             pullback = pullback.detached().to(dtype=dtype)
         self.pullback = pullback
-        ref = _reference_tensor(pullback.decoder)
+        ref = reference_tensor(pullback.decoder)
         self.dtype = dtype if dtype is not None else (ref.dtype if ref is not None else None)
         self.device = ref.device if ref is not None else None
         self.dist_options = dict(dist_options or {})

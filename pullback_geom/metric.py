@@ -10,25 +10,27 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
-from torch.utils.checkpoint import checkpoint
 
-from . import curvature as C
-from . import functional as F
-from ._checks import batch_curves, batch_points, check_finite_output, same_shape
-from .chain import (
+from ._core import curvature as C
+from ._core import derivatives as F
+from ._core.chain import (
     sequential_jet,
     sequential_second_derivatives,
     sequential_value_and_jacobian,
     supports_chain,
 )
+from ._core.checks import (
+    batch_curves,
+    batch_points,
+    check_finite_output,
+    reference_tensor,
+    same_shape,
+)
+from ._core.evaluate import Evaluator, Kernels
 
 __all__ = ["PullbackMetric"]
 
 Decoder = Callable[[Tensor], "Tensor | Sequence[Tensor]"]
-
-# Elements of the largest intermediate (B x D x streams) evaluated at once; 2**25 float32
-# entries are 128 MiB, so a chunk of the seed decoder's metric stays well under 1 GiB.
-_CHUNK_BUDGET = 2**25
 
 
 class PullbackMetric:
@@ -47,15 +49,15 @@ class PullbackMetric:
         ``G = J_mean^T J_mean + J_std^T J_std`` (see :meth:`gaussian`). Any torch callable
         works; ``nn.Module`` parameters fix the dtype and device that points must have.
     latent_dim : int, optional
-        ``d``. Inferred from the decoder's first ``nn.Linear`` when omitted; otherwise
-        checked on the first call.
+        ``d``. When omitted, read from the input layer of an ``nn.Sequential`` decoder, or
+        learned from the points of the first call for any other decoder.
     ridge : float, default 0
         Adds ``ridge * I`` to ``G`` everywhere, consistently: it is the pullback through
         ``z -> (f(z), sqrt(ridge) z)``, so Christoffel symbols, geodesics, energies and
         lengths all see the same regularised metric. Use it for decoders whose metric is
         singular somewhere (dead ReLUs, saturated sigmoids). Without it, points where ``G``
         is singular get a tiny local ridge in linear solves and a
-        :class:`~pullback_geom.functional.SingularMetricWarning`.
+        :class:`~pullback_geom.SingularMetricWarning`.
     jacobian : {"auto", "forward", "chain"}, default "auto"
         ``"forward"``: ``torch.func`` forward mode, for any decoder. ``"chain"``: the
         explicit layer-by-layer chain rule for an ``nn.Sequential`` of Linear layers and
@@ -165,7 +167,7 @@ class PullbackMetric:
         """
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
-        ref = _reference_tensor(self.decoder)
+        ref = reference_tensor(self.decoder)
         new = PullbackMetric.__new__(PullbackMetric)
         new.__dict__.update(self.__dict__)
         if ref is None:
@@ -205,11 +207,20 @@ class PullbackMetric:
         -------
         Tensor, shape (B, D)
         """
-        if self._detach and isinstance(self.decoder, nn.Module):
-            state = {k: v.detach() for k, v in self.decoder.state_dict(keep_vars=True).items()}
-            out = functional_call(self.decoder, state, (z,))
-        else:
-            out = self.decoder(z)
+        try:
+            if self._detach and isinstance(self.decoder, nn.Module):
+                state = {k: v.detach() for k, v in self.decoder.state_dict(keep_vars=True).items()}
+                out = functional_call(self.decoder, state, (z,))
+            else:
+                out = self.decoder(z)
+        except (RuntimeError, IndexError) as err:
+            # Wrapped once, here, so a wrong dimension, dtype or device is named at the
+            # user's level rather than as a matmul failure deep in the decoder.
+            raise ValueError(
+                f"the decoder failed on latent points of shape {tuple(z.shape)}, dtype "
+                f"{z.dtype} on {z.device}: {err}. Check the latent dimension, and pass points "
+                "in the dtype and on the device the decoder computes in (e.g. z.float())"
+            ) from err
         parts = list(out) if isinstance(out, (tuple, list)) else [out]
         flat = []
         for k, part in enumerate(parts):
@@ -251,6 +262,15 @@ class PullbackMetric:
             jac, hvv = self._with_ridge(z, jac, hvv)
         return F.acceleration_from_derivatives(jac, hvv)
 
+    def _second_derivatives(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``J (B, D, d)`` and ``H (B, D, d, d)`` of the flat map, ridge block included."""
+        if self.jacobian_method == "chain":
+            _, jac, hess = sequential_second_derivatives(self.decoder, z, detach=self._detach)
+            if self.ridge > 0:
+                jac, hess = self._with_ridge(z, jac, hess)
+            return jac, hess
+        return F.hessian(self.embed, z)
+
     def _with_ridge(self, z: Tensor, jac: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
         b, d = z.shape
         eye = math.sqrt(self.ridge) * torch.eye(d, dtype=z.dtype, device=z.device)
@@ -291,27 +311,46 @@ class PullbackMetric:
 
     def _curvature(self, z: Tensor, from_terms: Callable[..., Tensor], what: str) -> Tensor:
         """``from_terms(G, G^{-1}, second fundamental form)`` at ``z``, chunked and checked."""
-        z, single = self._points(z)
+        z, single = self.check_points(z)
 
         def fn(x: Tensor) -> Tensor:
             return from_terms(*self._curvature_terms(x))
 
-        out = check_finite_output(self._map(fn, self._curvature_streams(), z), what)
+        out = check_finite_output(self.evaluator.map(fn, "curvature", z), what)
         return out[0] if single else out
 
-    def _curvature_streams(self) -> int:
-        d = self._latent_dim
-        return 1 + d + d * (d + 1) // 2
-
     # ------------------------------------------------------------------ plumbing
-    def _points(self, z, name: str = "z") -> tuple[Tensor, bool]:
+    def check_points(self, z, name: str = "z") -> tuple[Tensor, bool]:
+        """Points checked for this metric, as a batch, and whether a batch axis was added.
+
+        Shape ``(d,)`` or ``(B, d)``, finite, in the decoder's dtype and on its device; on
+        first use the decoder is called once to learn ``d`` and ``D``.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d) or (d,)
+        name : str
+            Names ``z`` in errors.
+
+        Returns
+        -------
+        z : Tensor, shape (B, d)
+        single : bool
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the argument, the shape, dtype or device received and the fix.
+        """
         z, single = batch_points(z, self._latent_dim, name)
-        self._check_dtype_device(z, name)
+        self.check_dtype_device(z, name)
         self._probe(z)
         return z, single
 
-    def _check_dtype_device(self, x: Tensor, name: str) -> None:
-        ref = _reference_tensor(self.decoder)
+    def check_dtype_device(self, x: Tensor, name: str) -> None:
+        """Raise a TypeError naming ``name`` if ``x`` differs from the decoder's parameters
+        in dtype or device (decoders without parameters accept any)."""
+        ref = reference_tensor(self.decoder)
         if ref is None:
             return
         if x.dtype != ref.dtype or x.device != ref.device:
@@ -325,44 +364,32 @@ class PullbackMetric:
         """On first use, learn ``D`` (and ``d``) from one decoder call with a clear error."""
         if self._obs_dim is not None:
             return
-        try:
-            with torch.no_grad():
-                out = self.embed(z[:1])
-        except (RuntimeError, IndexError) as err:
-            raise ValueError(
-                f"the decoder failed on latent points of shape (1, {z.shape[1]}): {err}. "
-                "Is the latent dimension right?"
-            ) from err
+        with torch.no_grad():
+            out = self.embed(z[:1] if len(z) else z.new_zeros(1, z.shape[1]))
         self._obs_dim = out.shape[1]
         self._latent_dim = z.shape[1]
 
-    def _chunk(self, streams: int) -> int:
-        if self.chunk_size is not None:
-            return self.chunk_size
-        return int(min(max(_CHUNK_BUDGET // (self._obs_dim * streams), 64), 1 << 16))
-
-    def _map(self, fn: Callable[..., Tensor], streams: int, *xs: Tensor) -> Tensor:
-        """Apply ``fn`` to batch chunks of ``xs`` and concatenate along the batch axis."""
-        size = self._chunk(streams)
-        n = xs[0].shape[0]
-        if n <= size:
-            return fn(*xs)
-        if torch.is_grad_enabled() and (
-            any(x.requires_grad for x in xs) or self._params_require_grad()
-        ):
-            # Autograd would keep every chunk's intermediates alive until backward (~30 KiB
-            # a point for the seed decoder); checkpointing keeps only inputs and recomputes
-            # a chunk during backward, so memory stays bounded by one chunk.
-            def run(*chunk: Tensor) -> Tensor:
-                return checkpoint(fn, *chunk, use_reentrant=False)
-        else:
-            run = fn
-        return torch.cat([run(*(x[i : i + size] for x in xs)) for i in range(0, n, size)])
-
-    def _params_require_grad(self) -> bool:
+    def params_require_grad(self) -> bool:
+        """Whether autograd reaches the decoder's parameters through this metric."""
         if self._detach or not isinstance(self.decoder, nn.Module):
             return False
         return any(p.requires_grad for p in self.decoder.parameters())
+
+    @property
+    def evaluator(self) -> Evaluator:
+        """This metric's kernels, evaluated in memory-bounded chunks and unchecked.
+
+        What the solvers' inner loops call, on points that :meth:`check_points` has
+        checked (see :mod:`pullback_geom._core.evaluate`).
+        """
+        kernels = Kernels(
+            embed=self.embed,
+            value_and_jacobian=self._value_and_jacobian,
+            christoffels=self._christoffels,
+            acceleration=self._acceleration,
+            second_derivatives=self._second_derivatives,
+        )
+        return Evaluator(kernels, self)
 
     # ------------------------------------------------------------------ the geometry
     def jacobian(self, z: Tensor) -> Tensor:
@@ -376,8 +403,8 @@ class PullbackMetric:
         -------
         Tensor, shape (B, D, d) or (D, d)
         """
-        z, single = self._points(z)
-        jac = self._map(lambda x: self._value_and_jacobian(x)[1], self._latent_dim + 1, z)
+        z, single = self.check_points(z)
+        jac = self.evaluator.jacobian(z)
         jac = check_finite_output(jac, "Jacobian")
         return jac[0] if single else jac
 
@@ -393,8 +420,8 @@ class PullbackMetric:
         value : Tensor, shape (B, D)
         jac : Tensor, shape (B, D, d)
         """
-        z, _ = self._points(z)
-        size = self._chunk(self._latent_dim + 1)
+        z, _ = self.check_points(z)
+        size = self.evaluator.rows("jacobian")
         if z.shape[0] <= size:  # no copy through torch.cat
             value, jac = self._value_and_jacobian(z)
         else:
@@ -413,12 +440,8 @@ class PullbackMetric:
         -------
         Tensor, shape (B, d, d) or (d, d)
         """
-        z, single = self._points(z)
-        g = self._map(
-            lambda x: F.metric_from_jacobian(self._value_and_jacobian(x)[1]),
-            self._latent_dim + 1,
-            z,
-        )
+        z, single = self.check_points(z)
+        g = self.evaluator.metric_tensor(z)
         g = check_finite_output(g, "metric tensor")
         return g[0] if single else g
 
@@ -460,9 +483,9 @@ class PullbackMetric:
         -------
         Tensor, shape (B,) or ()
         """
-        z, single = self._points(z)
-        u, _ = self._points(u, "u")
-        v, _ = self._points(v, "v")
+        z, single = self.check_points(z)
+        u, _ = self.check_points(u, "u")
+        v, _ = self.check_points(v, "v")
         for name, x in (("u", u), ("v", v)):
             if x.shape[0] not in (1, z.shape[0]):
                 same_shape(x, z, f"{name} and z")
@@ -490,9 +513,8 @@ class PullbackMetric:
         Tensor, shape (B, d, d, d) or (d, d, d)
             ``out[..., k, i, j] = Gamma^k_ij`` (geomstats' order).
         """
-        z, single = self._points(z)
-        d = self._latent_dim
-        gam = self._map(self._christoffels, 1 + d + d * d, z)
+        z, single = self.check_points(z)
+        gam = self.evaluator.christoffels(z)
         gam = check_finite_output(gam, "Christoffel symbols")
         return gam[0] if single else gam
 
@@ -511,10 +533,10 @@ class PullbackMetric:
         -------
         Tensor, shape (B, d) or (d,)
         """
-        z, single = self._points(z)
-        v, _ = self._points(v, "v")
+        z, single = self.check_points(z)
+        v, _ = self.check_points(v, "v")
         same_shape(z, v, "z and v")
-        acc = self._map(self._acceleration, self._latent_dim + 5, z, v)
+        acc = self.evaluator.acceleration(z, v)
         acc = check_finite_output(acc, "geodesic acceleration")
         return acc[0] if single else acc
 
@@ -523,7 +545,7 @@ class PullbackMetric:
         """Riemann curvature tensor by the Gauss equation (geomstats' index convention).
 
         From the second fundamental form of the decoded surface (see
-        :mod:`pullback_geom.curvature`): first and second derivatives of the decoder
+        :mod:`pullback_geom._core.curvature`): first and second derivatives of the decoder
         only, no derivative of ``G`` or of the Christoffel symbols.
 
         Parameters
@@ -587,8 +609,8 @@ class PullbackMetric:
             If the latent dimension is not 2 (use :meth:`sectional_curvature` or
             :meth:`scalar_curvature`).
         """
+        self.check_points(z)  # bad input is named, and d learned, before the dimension is read
         if self._latent_dim != 2:
-            self._points(z)  # bad input is named before the dimension
             raise ValueError(
                 f"Gaussian curvature is defined for a 2-D latent space; this one has d = "
                 f"{self._latent_dim}. Use sectional_curvature(z, u, v) or scalar_curvature(z)"
@@ -617,9 +639,9 @@ class PullbackMetric:
         ValueError
             Where ``u`` and ``v`` are zero or parallel (they span no plane).
         """
-        z, single = self._points(z)
-        u, _ = self._points(u, "u")
-        v, _ = self._points(v, "v")
+        z, single = self.check_points(z)
+        u, _ = self.check_points(u, "u")
+        v, _ = self.check_points(v, "v")
         for name, x in (("u", u), ("v", v)):
             if x.shape[0] not in (1, z.shape[0]):
                 same_shape(x, z, f"{name} and z")
@@ -630,7 +652,7 @@ class PullbackMetric:
             metric, _, sff = self._curvature_terms(x)
             return C.sectional_from_sff(sff, metric, a, b)
 
-        out = self._map(fn, self._curvature_streams(), z, u, v)
+        out = self.evaluator.map(fn, "curvature", z, u, v)
         out = check_finite_output(out, "sectional curvature")
         return out[0] if single else out
 
@@ -646,10 +668,10 @@ class PullbackMetric:
         Tensor, shape (B, N, D) or (N, D)
         """
         c, single = batch_curves(curve, self._latent_dim)
-        self._check_dtype_device(c, "curve")
+        self.check_dtype_device(c, "curve")
         b, n, d = c.shape
-        self._probe(c[0])
-        x = self._map(self.embed, 1, c.reshape(b * n, d)).reshape(b, n, -1)
+        self._probe(c.reshape(b * n, d))
+        x = self.evaluator.embed(c.reshape(b * n, d)).reshape(b, n, self._obs_dim)
         x = check_finite_output(x, "decoded curve")
         return x[0] if single else x
 
@@ -700,20 +722,25 @@ class _GaussianDecoder(nn.Module):
         return self.mean(z), self.std(z)
 
 
-def _reference_tensor(decoder) -> Tensor | None:
-    if isinstance(decoder, nn.Module):
-        for t in decoder.parameters():
-            return t
-        for t in decoder.buffers():
-            return t
-    return None
-
-
 def _infer_latent_dim(decoder) -> int | None:
-    if isinstance(decoder, nn.Module):
-        for layer in decoder.modules():
-            if isinstance(layer, nn.Linear):
-                return layer.in_features
-            if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
-                return None
+    """``d`` where the decoder's structure says it, else ``None`` (learned at first call).
+
+    Only an ``nn.Sequential`` runs its modules in the order they are registered, so only
+    there (or in a bare ``nn.Linear``) is the first ``nn.Linear`` the input layer; leading
+    parameter-free modules (reshapes, activations) are skipped. A Gaussian decoder's input
+    is its mean's.
+    """
+    if isinstance(decoder, _GaussianDecoder):
+        return _infer_latent_dim(decoder.mean)
+    if isinstance(decoder, nn.Linear):
+        return decoder.in_features
+    if not isinstance(decoder, nn.Sequential):
+        return None
+    for layer in decoder:
+        if isinstance(layer, nn.Linear):
+            return layer.in_features
+        if isinstance(layer, nn.Sequential):
+            return _infer_latent_dim(layer)
+        if any(True for _ in layer.parameters()):
+            return None
     return None

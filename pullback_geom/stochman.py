@@ -52,8 +52,8 @@ from stochman.utils import tensor_reduction
 from torch import Tensor
 
 from . import geodesics
-from ._checks import metric_of_model
-from .metric import PullbackMetric, _reference_tensor
+from ._core.checks import metric_of_model, reference_tensor
+from .metric import PullbackMetric
 
 __all__ = ["DecoderManifold"]
 
@@ -161,7 +161,7 @@ class DecoderManifold(Manifold):
         """``x`` in the decoder's dtype (when ``cast`` and the decoder has parameters)."""
         if not self.cast or not isinstance(x, Tensor) or not x.is_floating_point():
             return x
-        ref = _reference_tensor(self.pullback.decoder)
+        ref = reference_tensor(self.pullback.decoder)
         return x if ref is None or ref.dtype == x.dtype else x.to(ref.dtype)
 
     @staticmethod
@@ -321,7 +321,7 @@ class DecoderManifold(Manifold):
         elif b.shape[0] == 1 and a.shape[0] > 1:
             b = b.expand_as(a)
         dtype = torch.promote_types(a.dtype, b.dtype)
-        ref = _reference_tensor(self._pullback64.decoder)
+        ref = reference_tensor(self._pullback64.decoder)
         work = ref.dtype if ref is not None else torch.float64
         return a.detach().to(work).contiguous(), b.detach().to(work).contiguous(), dtype
 

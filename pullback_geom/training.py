@@ -5,7 +5,7 @@ with a seeded permutation: no ``DataLoader``, no worker processes. One
 ``torch.Generator`` seeded with ``seed`` draws every permutation and every latent
 sample, and the weights are initialised under ``torch.manual_seed(seed)``, so the same
 seed on the same machine gives identical weights. After every epoch the run is saved
-(:mod:`pullback_geom.checkpoint`) with the optimizer and generator states, and
+(:mod:`pullback_geom.vae.checkpoint`) with the optimizer and generator states, and
 ``resume=True`` continues from there exactly as if never interrupted.
 
 The Gaussian model trains in two stages: ``epochs`` of the Bernoulli VAE's objective
@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checkpoint import read_training_state, save_checkpoint
-from .datasets import to_unit_float
+from .data.datasets import to_unit_float
 from .vae import VAE, GaussianVAE, build_model, check_activation
+from .vae.checkpoint import read_training_state, save_checkpoint
 
 __all__ = ["TrainConfig", "TrainResult", "encode_images", "evaluate", "train_vae"]
 

@@ -5,7 +5,7 @@ import torch
 from uncertainty import sigma_growth
 
 from pullback_geom import vae
-from pullback_geom.checkpoint import read_config
+from pullback_geom.vae.checkpoint import read_config
 
 
 @pytest.fixture(scope="module")

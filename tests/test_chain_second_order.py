@@ -8,7 +8,7 @@ from oracles import autograd_hessian
 from torch import nn
 
 from pullback_geom import PullbackMetric
-from pullback_geom.chain import sequential_second_derivatives
+from pullback_geom._core.chain import sequential_second_derivatives
 
 F64 = torch.float64
 ACTIVATIONS = [

@@ -9,8 +9,8 @@ import torch
 from synthetic import synthetic_digits, tiny_config
 
 from pullback_geom import vae
-from pullback_geom.checkpoint import read_config
 from pullback_geom.training import train_vae
+from pullback_geom.vae.checkpoint import read_config
 
 
 @pytest.fixture(scope="module")

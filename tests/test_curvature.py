@@ -21,8 +21,8 @@ from geomstats.geometry.riemannian_metric import RiemannianMetric
 # isort: on
 
 from pullback_geom import PullbackMetric, SingularMetricWarning
-from pullback_geom import curvature as C
-from pullback_geom.functional import hessian
+from pullback_geom._core import curvature as C
+from pullback_geom._core.derivatives import hessian
 from pullback_geom.surfaces import InverseStereographic, LinearDecoder
 
 TOL = {"rtol": 1e-9, "atol": 1e-10}

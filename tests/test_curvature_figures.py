@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from pullback_geom import PullbackMetric
-from pullback_geom.curvature_stats import curvature_statistics
+from pullback_geom.experiments.curvature_stats import curvature_statistics
 from pullback_geom.surfaces import InverseStereographic
 from pullback_geom.viz import curvature_map
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from synthetic import synthetic_digits, write_idx, write_mnist
 
-from pullback_geom.datasets import ENV_VAR, default_data_dir, load_dataset, to_unit_float
+from pullback_geom.data.datasets import ENV_VAR, default_data_dir, load_dataset, to_unit_float
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pullback_geom.cli import main
-from pullback_geom.datasets import load_dataset, load_splits, load_test_images
-from pullback_geom.digit_orbit import DigitOrbit, digit_orbit
-from pullback_geom.identifiability import truth_table
+from pullback_geom.data.datasets import load_dataset, load_splits, load_test_images
+from pullback_geom.data.digit_orbit import DigitOrbit, digit_orbit
+from pullback_geom.experiments.identifiability import truth_table
 
 F64 = torch.float64
 

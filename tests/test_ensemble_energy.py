@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from pullback_geom import PullbackMetric, vae
-from pullback_geom.ensemble_energy import ensemble_curve_energy, ensemble_geodesic
 from pullback_geom.geodesics import connecting_geodesic
+from pullback_geom.geodesics.ensemble import ensemble_curve_energy, ensemble_geodesic
 
 F64 = torch.float64
 
@@ -110,12 +110,12 @@ def test_bad_arguments():
 
 
 def test_chunks_of_pairs_give_the_same_curves(monkeypatch):
-    from pullback_geom import ensemble_energy
+    from pullback_geom._core import evaluate
 
     decs = members(3)
     p, q = torch.randn(5, 2, dtype=F64), torch.randn(5, 2, dtype=F64)
     whole = ensemble_geodesic(decs, p, q, n_points=8)
-    monkeypatch.setattr(ensemble_energy, "_CHUNK_BUDGET", 8 * 784 * 3 * 3 * 2)  # 2 pairs
+    monkeypatch.setattr(evaluate, "CHUNK_BUDGET", 8 * 784 * 3 * 3 * 2)  # 2 pairs
     chunked = ensemble_geodesic(decs, p, q, n_points=8)
     torch.testing.assert_close(chunked.points, whole.points)
     torch.testing.assert_close(chunked.length, whole.length)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from pullback_geom import PullbackMetric
+from pullback_geom.experiments.compare import default_methods
 from pullback_geom.geodesics import COMPARE_METHODS, compare_geodesics
-from pullback_geom.geodesics.compare import default_methods
 from pullback_geom.surfaces import InverseStereographic, LinearDecoder, sphere_distance
 
 F64 = torch.float64

@@ -12,14 +12,14 @@ from synthetic import synthetic_digits, tiny_config, write_mnist
 
 from pullback_geom import PullbackMetric
 from pullback_geom.cli import main
-from pullback_geom.identifiability import (
+from pullback_geom.experiments.identifiability import (
     coefficient_of_variation,
     identifiability_table,
     model_distances,
     rank_correlations,
     scale_free,
 )
-from pullback_geom.report.analysis import random_pairs
+from pullback_geom.experiments.report.analysis import random_pairs
 from pullback_geom.training import train_vae
 
 F64 = torch.float64

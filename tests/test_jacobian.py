@@ -15,7 +15,7 @@ from oracles import (
 from torch import nn
 
 from pullback_geom import PullbackMetric
-from pullback_geom.chain import sequential_value_and_jacobian, supports_chain
+from pullback_geom._core.chain import sequential_value_and_jacobian, supports_chain
 
 TOL = {
     torch.float64: {"rtol": 1e-10, "atol": 1e-12},
@@ -65,9 +65,12 @@ def test_non_sequential_decoder(dtype):
     assert decoder(z).shape == (3, *IMAGE)
     metric = PullbackMetric(decoder)
     assert metric.jacobian_method == "forward"
-    assert metric.latent_dim == 2
+    # Only an nn.Sequential says its input layer; any other module's d is learned at
+    # the first call.
+    assert metric.latent_dim is None
     ref = autograd_jacobian(decoder, z)
     torch.testing.assert_close(metric.jacobian(z), ref, **TOL[dtype])
+    assert metric.latent_dim == 2
     torch.testing.assert_close(metric.metric_tensor(z), ref.mT @ ref, **TOL[dtype])
     with pytest.raises(TypeError, match="jacobian='chain' needs an nn.Sequential"):
         PullbackMetric(decoder, jacobian="chain")

@@ -1,4 +1,4 @@
-"""pullback_geom.learning: geomstats estimators on the latent manifold, with oracles.
+"""pullback_geom.experiments.learning: geomstats estimators on the latent manifold, with oracles.
 
 Linear decoders (constant metric A^T A: geodesics are straight lines, distances |A dz|),
 the unit sphere (great circles), and hand-computed scores.
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 # isort: off
-from pullback_geom import learning
+from pullback_geom.experiments import learning
 from pullback_geom.geomstats import latent_space
 # isort: on
 

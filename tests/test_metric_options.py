@@ -8,12 +8,12 @@ import torch
 from synthetic import synthetic_digits, tiny_config
 
 from pullback_geom import PullbackMetric, vae
-from pullback_geom.fisher_rao import (
+from pullback_geom.training import evaluate, train_vae
+from pullback_geom.vae.fisher_rao import (
     BernoulliFisherRaoEmbedding,
     fisher_rao_metric,
     logit_decoder,
 )
-from pullback_geom.training import evaluate, train_vae
 
 F64 = torch.float64
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from uncertainty import sigma_growth
 
-from pullback_geom.rbf import RBFStd, kmeans, rbf_bandwidths
 from pullback_geom.vae import GaussianVAE
+from pullback_geom.vae.rbf import RBFStd, kmeans, rbf_bandwidths
 
 
 def blobs(n: int = 600, seed: int = 0) -> torch.Tensor:

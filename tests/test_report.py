@@ -9,9 +9,9 @@ import torch
 from synthetic import synthetic_digits, tiny_config, write_mnist
 
 from pullback_geom.cli import main
-from pullback_geom.report import ReportOptions, build_report
-from pullback_geom.report import analysis as A
-from pullback_geom.report.document import staged_folder
+from pullback_geom.experiments.report import ReportOptions, build_report
+from pullback_geom.experiments.report import analysis as A
+from pullback_geom.experiments.report.document import staged_folder
 from pullback_geom.training import train_vae
 
 FIGURES = {
@@ -196,7 +196,7 @@ def test_class_representatives_are_near_the_class_median():
 
 
 def test_markdown_tables_escape_bars_in_cells():
-    from pullback_geom.report.document import table
+    from pullback_geom.experiments.report.document import table
 
     text = table(("quantity", "value"), [("mean |K| in the gaps", "2e-2")])
     row = text.splitlines()[2]

@@ -241,12 +241,16 @@ def test_dist2_gradient_sign_where_stochman_flips_it():
     p1 = torch.tensor([[-0.9, 1.1]], requires_grad=True)
     exact = 2 * (p0 - p1).detach() @ (a32.T @ a32)  # d/dp0 ||A (p0 - p1)||^2
     manifold.dist2(p0, p1).sum().backward()
-    # float32 Adam leaves the spline straight to about 0.3 %.
-    torch.testing.assert_close(p0.grad, exact, rtol=1e-2, atol=1e-2)
-    torch.testing.assert_close(p1.grad, -exact, rtol=1e-2, atol=1e-2)
+    # Ours is the core's energy curve, a straight line for a linear decoder: exact up to
+    # float32 rounding.
+    torch.testing.assert_close(p0.grad, exact, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(p1.grad, -exact, rtol=1e-4, atol=1e-4)
+    # stochman's gradient comes from a float32 Adam spline fit, whose magnitude varies by a
+    # few per cent between machines; what matters here is its direction: the opposite one.
     q0, q1 = p0.detach().clone().requires_grad_(), p1.detach().clone().requires_grad_()
     Manifold.dist2(manifold, q0, q1).sum().backward()
-    torch.testing.assert_close(q0.grad, -exact, rtol=1e-2, atol=1e-2)
+    cosine = torch.nn.functional.cosine_similarity(q0.grad, exact)
+    assert float(cosine) < -0.9
 
 
 # ---------------------------------------------------------------- DiscretizedManifold

@@ -8,9 +8,10 @@ import pytest
 import torch
 from synthetic import synthetic_digits, tiny_config, write_mnist
 
-from pullback_geom import PullbackMetric, checkpoint, vae
+from pullback_geom import PullbackMetric, vae
 from pullback_geom.cli import main
 from pullback_geom.training import TrainConfig, evaluate, train_vae
+from pullback_geom.vae import checkpoint
 
 
 @pytest.fixture(scope="module")

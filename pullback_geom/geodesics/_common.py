@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import same_shape
-from ..metric import _CHUNK_BUDGET, PullbackMetric
+from .._core.checks import same_shape
+from ..metric import PullbackMetric
 
 __all__ = ["GeodesicConvergenceWarning", "GeodesicResult"]
 
@@ -41,9 +41,49 @@ class GeodesicResult:
     iterations: Tensor
 
 
+@dataclass
+class CurveSolution:
+    """What every energy method of the ``METHODS`` table returns for ``B`` pairs.
+
+    Attributes
+    ----------
+    points : Tensor, shape (B, N, d)
+    length : Tensor, shape (B,)
+        Chord length of the decoded nodes.
+    energy : Tensor, shape (B,)
+        ``(N - 1) * sum ||f(x_{i+1}) - f(x_i)||^2``.
+    converged : Tensor, shape (B,), bool
+        The method's relative energy-decrease (or gradient) criterion was met.
+    iterations : Tensor, shape (B,), int
+    decoded : Tensor, shape (B, N, D), optional
+        The decoded nodes, where the method has them (lengths then decode only the
+        points between nodes).
+    """
+
+    points: Tensor
+    length: Tensor
+    energy: Tensor
+    converged: Tensor
+    iterations: Tensor
+    decoded: Tensor | None = None
+
+
+def empty_result(p: Tensor, n_points: int) -> GeodesicResult:
+    """The :class:`GeodesicResult` of no pairs: tensors of the right shapes, zero rows."""
+    b, d = p.shape
+    zeros = p.new_zeros(b)
+    return GeodesicResult(
+        p.new_zeros(b, n_points, d),
+        zeros,
+        zeros.clone(),
+        torch.zeros(b, dtype=torch.bool, device=p.device),
+        torch.zeros(b, dtype=torch.long, device=p.device),
+    )
+
+
 def _pair(metric: PullbackMetric, p, q) -> tuple[Tensor, Tensor, bool]:
-    p, single = metric._points(p, "p")
-    q, _ = metric._points(q, "q")
+    p, single = metric.check_points(p, "p")
+    q, _ = metric.check_points(q, "q")
     same_shape(p, q, "p and q")
     return p, q, single
 
@@ -65,50 +105,6 @@ def _tolerance(
     if tol is not None:
         return tol
     return default64 if dtype == torch.float64 else max(default64, default32)
-
-
-def damped_tridiagonal_step(
-    base: Tensor, couple: Tensor, grad: Tensor, lam: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Levenberg–Marquardt step of a block-tridiagonal Gauss–Newton system, per pair.
-
-    Solves ``(A + lam * scale * I) step = -grad`` where ``A`` has the diagonal blocks
-    ``base`` and the off-diagonal blocks ``-couple`` (above) and ``-couple^T`` (below),
-    and ``scale`` is half the mean diagonal of ``base``. Where the damped matrix is not
-    positive definite, ``lam`` grows tenfold until it is.
-
-    Parameters
-    ----------
-    base : Tensor, shape (B, m, d, d)
-    couple : Tensor, shape (B, m - 1, d, d)
-        Block ``(k, k + 1)`` of ``-A``.
-    grad : Tensor, shape (B, m, d)
-    lam : Tensor, shape (B,)
-
-    Returns
-    -------
-    step : Tensor, shape (B, m, d)
-    predicted : Tensor, shape (B,)
-        The decrease ``-grad . step`` of the model the step minimises.
-    lam : Tensor, shape (B,)
-    """
-    b, m, d, _ = base.shape
-    ar = torch.arange(m, device=base.device)
-    eye = torch.eye(d, dtype=base.dtype, device=base.device)
-    scale = base.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30) / 2
-    blocks = base.new_zeros(b, m, m, d, d)
-    blocks[:, ar[:-1], ar[1:]] = -couple
-    blocks[:, ar[1:], ar[:-1]] = -couple.mT
-    while True:
-        blocks[:, ar, ar] = base + (lam * scale)[:, None, None, None] * eye
-        mat = blocks.permute(0, 1, 3, 2, 4).reshape(b, m * d, m * d)
-        chol, info = torch.linalg.cholesky_ex(mat)
-        if not bool((info != 0).any()):
-            break
-        lam = torch.where(info != 0, lam * 10, lam)
-    rhs = -grad.reshape(b, m * d, 1)
-    step = torch.cholesky_solve(rhs, chol)
-    return step.reshape(b, m, d), (step * rhs).sum((1, 2)), lam
 
 
 def spline_points(curve: Tensor, refine: int) -> Tensor:
@@ -186,8 +182,8 @@ def refined_length(
     # Chunks of pairs bound the decoded points' memory, whatever the number of pairs.
     if b == 0:
         return curve.new_zeros(0)
-    obs_dim = metric.obs_dim or metric.embed(curve[:1, 0]).shape[-1]
-    per_chunk = max(1, _CHUNK_BUDGET // (m * obs_dim))
+    metric.check_points(curve[:1, 0], "curve")  # learns D on first use
+    per_chunk = metric.evaluator.rows("value", per_row=m)
     out = []
     with torch.no_grad():
         for i in range(0, b, per_chunk):

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..functional import SingularMetricWarning
+from .._core.linalg import SingularMetricWarning
 from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning, _pair, _tolerance
 

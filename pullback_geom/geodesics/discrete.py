@@ -34,8 +34,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._checks import batch_curves, same_shape
-from ..functional import spd_cholesky
+from .._core.checks import batch_curves, same_shape
+from .._core.linalg import spd_cholesky
 from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning, _pair, below_resolution
 
@@ -298,8 +298,8 @@ def discrete_exp(
     Tensor, shape (B, d) or (d,); with ``return_path``, (B, K + 1, d) or (K + 1, d)
         With ``return_info``, a tuple ``(points, DiscreteInfo)``.
     """
-    z, single = metric._points(z)
-    v, _ = metric._points(v, "v")
+    z, single = metric.check_points(z)
+    v, _ = metric.check_points(v, "v")
     same_shape(z, v, "z and v")
     n_steps = _check_steps(n_steps)
     if not (isinstance(t, (int, float)) and 0 < t < float("inf")):
@@ -601,13 +601,13 @@ def discrete_transport(
     Tensor, shape (B, d) or (d,); with ``return_path``, (B, N, d) or (N, d)
     """
     c, single = batch_curves(curve, metric.latent_dim, "curve")
-    v, _ = metric._points(v, "v")
+    v, _ = metric.check_points(v, "v")
     b, n, d = c.shape
     if v.shape != (b, d):
         raise ValueError(
             f"v must have shape {(b, d)} for curves {tuple(c.shape)}; got {tuple(v.shape)}"
         )
-    metric._check_dtype_device(c, "curve")
+    metric.check_dtype_device(c, "curve")
     if b == 0:
         out = v.new_zeros(0, n, d) if return_path else v.new_zeros(0, d)
         return out

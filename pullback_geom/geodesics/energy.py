@@ -13,19 +13,21 @@ import warnings
 import torch
 from torch import Tensor
 
-from .._checks import batch_curves
-from ..metric import _CHUNK_BUDGET, PullbackMetric
+from .._core.checks import batch_curves
+from ..metric import PullbackMetric
 from ._common import (
+    CurveSolution,
     GeodesicConvergenceWarning,
     GeodesicResult,
     _pair,
     _tolerance,
-    damped_tridiagonal_step,
+    empty_result,
     refined_length,
 )
 from .georce import georce
 from .graph import START_GRAPH, LatentGraph, graph_geodesics, latent_graph
 from .lbfgs import lbfgs
+from .lm import levenberg_marquardt
 
 __all__ = ["connecting_geodesic", "geodesic_distance"]
 
@@ -106,6 +108,8 @@ def connecting_geodesic(
         raise ValueError(f"refine must be a positive integer; got {refine!r}")
     if n_points < 3:
         raise ValueError(f"n_points must be at least 3; got {n_points}")
+    if p.shape[0] == 0:
+        return empty_result(p, n_points)
     t = torch.linspace(0, 1, n_points, dtype=p.dtype, device=p.device)[None, :, None]
     init_curve = _initial_curves(metric, p, q, n_points, init_curve)
     if init_curve is None:
@@ -120,17 +124,14 @@ def connecting_geodesic(
             )
         curve = torch.cat([p[:, None], curve[:, 1:-1], q[:, None]], dim=1)
     tol = _tolerance(p.dtype, tol, 1e-10, 1e-4)
-    pairs_per_chunk = max(1, _CHUNK_BUDGET // (n_points * metric.obs_dim * (p.shape[1] + 1)))
+    pairs_per_chunk = metric.evaluator.rows("jacobian", per_row=n_points)
     outs = []
     for i in range(0, p.shape[0], pairs_per_chunk):
-        chunk = curve[i : i + pairs_per_chunk].detach()
-        if solve is _levenberg_marquardt:  # it hands back its decoded nodes
-            *out, values = _levenberg_marquardt(metric, chunk, max_iter, tol, return_values=True)
-        else:
-            out, values = list(solve(metric, chunk, max_iter, tol)), None
+        sol = solve(metric, curve[i : i + pairs_per_chunk].detach(), max_iter, tol)
+        length = sol.length
         if refine > 1:
-            out[1] = refined_length(metric, out[0], refine, node_values=values)
-        outs.append(out)
+            length = refined_length(metric, sol.points, refine, node_values=sol.decoded)
+        outs.append((sol.points, length, sol.energy, sol.converged, sol.iterations))
     result = GeodesicResult(*(torch.cat(parts) for parts in zip(*outs, strict=True)))
     if warn and not bool(result.converged.all()):
         bad = int((~result.converged).sum())
@@ -185,113 +186,69 @@ def _graph_curves(
     return torch.cat(parts)
 
 
-def _levenberg_marquardt(
-    metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float, return_values: bool = False
-) -> tuple[Tensor, ...]:
-    """The ``"lm"`` method; with ``return_values``, also the decoded nodes (B, N, D)."""
-    b, n_pts, d = curve.shape
-    m = n_pts - 2  # free nodes
-    opts = {"dtype": curve.dtype, "device": curve.device}
-    ar = torch.arange(m, device=curve.device)
-    length, energy_out = torch.empty(b, **opts), torch.empty(b, **opts)
-    converged = torch.zeros(b, dtype=torch.bool, device=curve.device)
-    iterations = torch.zeros(b, dtype=torch.long, device=curve.device)
+class ChordEnergy:
+    """The chord energy's sum of squares ``S = sum_k ||f(z_k+1) - f(z_k)||^2 = E / (N - 1)``
+    as a :class:`~pullback_geom.geodesics.lm.CurveProblem`.
 
-    def decode(free: Tensor) -> tuple[Tensor, Tensor]:
-        """Values (B, m, D) and transposed Jacobians (B, m, d, D) of the free nodes."""
-        val, jac = metric.value_and_jacobian(free.reshape(-1, d))
-        return val.reshape(free.shape[0], m, -1), jac.mT.reshape(free.shape[0], m, d, -1)
+    State: the free nodes' values (b, m, D) and transposed Jacobians (b, m, d, D). Half the
+    Gauss–Newton matrix has the diagonal blocks ``2 G_k`` and the couplings
+    ``J_k^T J_k+1``; half the gradient is ``J_k^T (2 f_k - f_k-1 - f_k+1)``.
+    """
 
-    def nodes(ends: Tensor, val: Tensor) -> Tensor:
-        """All decoded nodes (B, N, D), end points included."""
+    def __init__(self, metric: PullbackMetric, curve: Tensor) -> None:
+        self.metric = metric
+        b, _, self.d = curve.shape
+        self.ends = metric.embed(curve[:, [0, -1]].reshape(-1, self.d)).reshape(b, 2, -1)
+
+    def decode(self, free: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+        b, m, d = free.shape
+        val, jac = self.metric.value_and_jacobian(free.reshape(-1, d))
+        return val.reshape(b, m, -1), jac.mT.reshape(b, m, d, -1)
+
+    def nodes(self, val: Tensor, idx: Tensor) -> Tensor:
+        """All decoded nodes (b, N, D), end points included."""
+        ends = self.ends[idx]
         return torch.cat([ends[:, :1], val, ends[:, 1:]], dim=1)
 
-    def steps(ends: Tensor, val: Tensor) -> Tensor:
-        return nodes(ends, val).diff(dim=1)
+    def objective(self, state: tuple[Tensor, Tensor], idx: Tensor) -> Tensor:
+        return self.nodes(state[0], idx).diff(dim=1).square().sum((1, 2))
 
-    def finish(sel: Tensor, ends: Tensor, val: Tensor, free: Tensor) -> None:
-        """Write the pairs ``idx[sel]`` back: their nodes, chord length and energy."""
-        x = nodes(ends[sel], val[sel])
-        st = x.diff(dim=1)
-        curve[idx[sel], 1:-1] = free[sel]
-        if values is not None:
-            values[idx[sel]] = x
-        length[idx[sel]] = torch.linalg.vector_norm(st, dim=-1).sum(-1)
-        energy_out[idx[sel]] = (n_pts - 1) * st.square().sum((1, 2))
+    def system(self, state: tuple[Tensor, Tensor], idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        val, jt = state
+        ends = self.ends[idx]
+        b, m, d, _ = jt.shape
+        ar = torch.arange(m, device=val.device)
+        # 2 x_k - x_{k-1} - x_{k+1}, i.e. -(1/2) dS/dx_k before the Jacobian.
+        lap = 2 * val
+        lap[:, 1:] -= val[:, :-1]
+        lap[:, :-1] -= val[:, 1:]
+        lap[:, 0] -= ends[:, 0]
+        lap[:, -1] -= ends[:, 1]
+        # One product of all the nodes' Jacobians gives the diagonal blocks G_k and the
+        # couplings J_k^T J_{k+1} (faster than two products of strided slices).
+        stacked = jt.reshape(b, m * d, -1)
+        full = (stacked @ stacked.mT).reshape(b, m, d, m, d)
+        gram = full[:, ar, :, ar].transpose(0, 1)  # G_k
+        couple = full[:, ar[:-1], :, ar[1:]].transpose(0, 1)  # J_k^T J_{k+1}
+        grad = (jt @ lap.unsqueeze(-1)).squeeze(-1)
+        return 2 * gram, couple, grad
 
-    def retire(sel: Tensor, *running: Tensor) -> tuple[Tensor, ...]:
-        """Mark the pairs ``idx[sel]`` converged, write them back, and drop them from the
-        running tensors (``idx`` first)."""
-        converged[idx[sel]] = True
-        finish(sel, ends, val, free)
-        return tuple(x[~sel] for x in running)
 
-    with torch.no_grad():
-        # Only the pairs still running are kept (compacted when some finish), and the free
-        # nodes' values and Jacobians are carried over from the accepted trial: each
-        # iteration costs one decode with Jacobian and no gathers of the Jacobians.
-        idx = torch.arange(b, device=curve.device)
-        ends = metric.embed(curve[:, [0, -1]].reshape(-1, d)).reshape(b, 2, -1)
-        values = ends.new_empty(b, n_pts, ends.shape[-1]) if return_values else None
-        free = curve[:, 1:-1].clone()
-        val, jt = decode(free)
-        e = (n_pts - 1) * steps(ends, val).square().sum((1, 2))
-        lam = torch.full((b,), 1e-3, **opts)
-        trusted = torch.zeros(b, dtype=torch.bool, device=curve.device)
-        for _ in range(max_iter):
-            ba = idx.numel()
-            if ba == 0:
-                break
-            # 2 x_k - x_{k-1} - x_{k+1}, i.e. -(1/2) dS/dx_k before the Jacobian.
-            lap = 2 * val
-            lap[:, 1:] -= val[:, :-1]
-            lap[:, :-1] -= val[:, 1:]
-            lap[:, 0] -= ends[:, 0]
-            lap[:, -1] -= ends[:, 1]
-            # One product of all the nodes' Jacobians gives the diagonal blocks G_k and the
-            # couplings J_k^T J_{k+1} (faster than two products of strided slices).
-            stacked = jt.reshape(ba, m * d, -1)
-            full = (stacked @ stacked.mT).reshape(ba, m, d, m, d)
-            gram = full[:, ar, :, ar].transpose(0, 1)  # G_k
-            couple = full[:, ar[:-1], :, ar[1:]].transpose(0, 1)  # J_k^T J_{k+1}
-            grad = (jt @ lap.unsqueeze(-1)).squeeze(-1)
-            # Decrease the Gauss-Newton model predicts (in units of S = E / (N - 1)).
-            step, predicted, lam = damped_tridiagonal_step(2 * gram, couple, grad, lam)
-            small = (n_pts - 1) * predicted <= tol * e.clamp_min(1e-300)
-            # Right after an accepted step (damping lowered, the model trusted) a step that
-            # promises less than ``tol`` means convergence: stop without decoding it.
-            early = small & trusted
-            if bool(early.any()):
-                idx, ends, free, val, jt, e, lam, step, predicted = retire(
-                    early, idx, ends, free, val, jt, e, lam, step, predicted
-                )
-                ba = idx.numel()
-                if ba == 0:
-                    break
-            trial = free + step
-            val_t, jt_t = decode(trial)
-            e_t = (n_pts - 1) * steps(ends, val_t).square().sum((1, 2))
-            accept = e_t <= e
-            if bool(accept.all()):
-                free, val, jt, e = trial, val_t, jt_t, e_t
-            else:
-                a3 = accept[:, None, None]
-                free, val = torch.where(a3, trial, free), torch.where(a3, val_t, val)
-                jt, e = torch.where(a3[..., None], jt_t, jt), torch.where(accept, e_t, e)
-            lam = torch.where(accept, (lam / 3).clamp_min(1e-9), lam * 4)
-            trusted = accept
-            iterations[idx] += 1
-            small = (n_pts - 1) * predicted <= tol * e.clamp_min(1e-300)
-            done = (accept | (lam > 1e8)) & small
-            if bool(done.any()):
-                idx, ends, free, val, jt, e, lam, trusted = retire(
-                    done, idx, ends, free, val, jt, e, lam, trusted
-                )
-        if idx.numel():  # ran out of iterations
-            finish(torch.ones_like(idx, dtype=torch.bool), ends, val, free)
-    if return_values:
-        return curve, length, energy_out, converged, iterations, values
-    return curve, length, energy_out, converged, iterations
+def _levenberg_marquardt(
+    metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float
+) -> CurveSolution:
+    """The ``"lm"`` method: :func:`~pullback_geom.geodesics.lm.levenberg_marquardt` on
+    :class:`ChordEnergy`."""
+    n_pts = curve.shape[1]
+    problem = ChordEnergy(metric, curve)
+    idx = torch.arange(curve.shape[0], device=curve.device)
+    out = levenberg_marquardt(problem, curve[:, 1:-1], max_iter, tol)
+    points = torch.cat([curve[:, :1], out.free, curve[:, -1:]], dim=1)
+    decoded = problem.nodes(out.values, idx)
+    steps = decoded.diff(dim=1)
+    length = torch.linalg.vector_norm(steps, dim=-1).sum(-1)
+    energy = (n_pts - 1) * steps.square().sum((1, 2))
+    return CurveSolution(points, length, energy, out.converged, out.iterations, decoded)
 
 
 def geodesic_distance(metric: PullbackMetric, p: Tensor, q: Tensor, **options) -> Tensor:
@@ -311,6 +268,8 @@ def geodesic_distance(metric: PullbackMetric, p: Tensor, q: Tensor, **options) -
     return connecting_geodesic(metric, p, q, **options).length
 
 
-#: Energy methods by name: ``(metric, curves (B, N, d), max_iter, tol) -> (curves, length,
-#: energy, converged, iterations)``.
+#: Energy methods by name, one interface: ``(metric, curves (B, N, d), max_iter, tol) ->``
+#: :class:`~pullback_geom.geodesics._common.CurveSolution`. ``converged`` means the
+#: method's relative energy-decrease or gradient criterion was met, never that its damping
+#: or line search gave up.
 METHODS = {"lm": _levenberg_marquardt, "georce": georce, "lbfgs": lbfgs}

@@ -22,34 +22,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import functional as F
-from ..chain import sequential_second_derivatives
+from .._core.linalg import spd_inverse
 from ..metric import PullbackMetric
+from ._common import CurveSolution
 
 __all__ = ["metric_energy"]
 
 
-def _jacobian_and_hessian(metric: PullbackMetric, z: Tensor) -> tuple[Tensor, Tensor]:
-    """``J (B, D, d)`` and ``H (B, D, d, d)`` of the flat map (ridge block included)."""
-    if metric.jacobian_method == "chain":
-        _, jac, hess = sequential_second_derivatives(metric.decoder, z, detach=metric._detach)
-        if metric.ridge > 0:
-            jac, hess = metric._with_ridge(z, jac, hess)
-        return jac, hess
-    return F.hessian(metric.embed, z)
-
-
 def _metric_and_nu(metric: PullbackMetric, z: Tensor, u: Tensor) -> Tensor:
     """``G(z)`` and ``nu = grad_z u^T G(z) u`` packed as ``(B, d * d + d)``."""
-    jac, hess = _jacobian_and_hessian(metric, z)
+    jac, hess = metric.evaluator.kernels.second_derivatives(z)
     ju = (jac @ u.unsqueeze(-1)).squeeze(-1)  # (B, D)
     nu = 2 * torch.einsum("ba,bakj,bj->bk", ju, hess, u)
     return torch.cat([(jac.mT @ jac).flatten(1), nu], dim=1)
-
-
-def _metric(metric: PullbackMetric, z: Tensor) -> Tensor:
-    jac = metric._value_and_jacobian(z)[1]
-    return jac.mT @ jac
 
 
 def metric_energy(metric: PullbackMetric, curve: Tensor) -> Tensor:
@@ -66,7 +51,7 @@ def metric_energy(metric: PullbackMetric, curve: Tensor) -> Tensor:
     """
     b, n, d = curve.shape
     u = curve.diff(dim=1)
-    g = metric._map(lambda x: _metric(metric, x), d + 1, curve[:, :-1].reshape(-1, d))
+    g = metric.evaluator.metric_tensor(curve[:, :-1].reshape(-1, d))
     g = g.reshape(b, n - 1, d, d)
     return (n - 1) * (u.unsqueeze(-2) @ g @ u.unsqueeze(-1)).squeeze((-1, -2)).sum(-1)
 
@@ -75,9 +60,9 @@ def _energy_parts(metric: PullbackMetric, curve: Tensor) -> tuple[Tensor, Tensor
     """Energy ``(B,)``, ``G_t (B, T, d, d)`` and ``nu_t (B, T, d)`` (``nu_0 = 0``)."""
     b, n, d = curve.shape
     u = curve.diff(dim=1)
-    packed = metric._map(
+    packed = metric.evaluator.map(
         lambda x, v: _metric_and_nu(metric, x, v),
-        d * d + d + 1,
+        "hessian",
         curve[:, :-1].reshape(-1, d),
         u.reshape(-1, d),
     ).reshape(b, n - 1, d * d + d)
@@ -88,34 +73,28 @@ def _energy_parts(metric: PullbackMetric, curve: Tensor) -> tuple[Tensor, Tensor
     return e, g, nu
 
 
-def _spd_inverse(g: Tensor) -> Tensor:
-    """Inverse of SPD blocks with a tiny relative ridge where they are singular."""
-    scale = g.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-300)
-    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    jitter = 10 * torch.finfo(g.dtype).eps * scale[..., None, None] * eye
-    return torch.linalg.inv(g + jitter)
-
-
-def georce(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> tuple[Tensor, ...]:
+def georce(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> CurveSolution:
     """Batched GEORCE from initial curves ``(B, N, d)``; end points stay fixed.
 
-    Returns ``(curve, length, energy, converged, iterations)`` with the observation-space
-    chord length and energy of the final curves, like the other energy methods.
+    Returns the observation-space chord length and energy of the final curves, like the
+    other energy methods. ``converged``: the relative decrease of the left-point energy in
+    an iteration fell below ``tol``; pairs whose line search fails stop, not converged.
     """
     b, n_pts, d = curve.shape
     t_seg = n_pts - 1
     z0, zt = curve[:, 0], curve[:, -1]
     converged = torch.zeros(b, dtype=torch.bool, device=curve.device)
+    stuck = torch.zeros_like(converged)
     iterations = torch.zeros(b, dtype=torch.long, device=curve.device)
     with torch.no_grad():
         e, g, nu = _energy_parts(metric, curve)
         for _ in range(max_iter):
-            act = (~converged).nonzero().squeeze(1)
+            act = (~(converged | stuck)).nonzero().squeeze(1)
             if act.numel() == 0:
                 break
             c, ea, ga, nua = curve[act], e[act], g[act], nu[act]
             u_old = c.diff(dim=1)
-            ginv = _spd_inverse(ga)  # (ba, T, d, d)
+            ginv = spd_inverse(ga, what="metric tensor (GEORCE)")  # (ba, T, d, d)
             # tail[t] = sum_{j > t} nu_j
             tail = nua.flip(1).cumsum(1).flip(1).roll(-1, dims=1)
             tail[:, -1] = 0
@@ -148,8 +127,8 @@ def georce(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> 
                 best[take], e_new[take] = trial[ok], et[ok]
                 pending[take] = False
                 alpha[idx[~ok]] *= 0.5
-            # Pairs whose line search failed keep their curve: they are at a minimum to
-            # working precision (or stuck, which the iteration count shows).
+            # Pairs whose line search failed keep their curve and stop: the Armijo test
+            # allows for rounding, so at a minimum the full step passes it.
             moved = (~pending).nonzero().squeeze(1)
             if moved.numel():
                 e_m, g_m, nu_m = _energy_parts(metric, best[moved])
@@ -157,9 +136,10 @@ def georce(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> 
                 g[act[moved]], nu[act[moved]] = g_m, nu_m
             iterations[act] += 1
             decrease = ea - e[act]
-            converged[act] = (decrease <= tol * e[act].abs()) | pending
+            converged[act] = (decrease <= tol * e[act].abs()) & ~pending
+            stuck[act] = pending
         x = metric.embed(curve.reshape(-1, d)).reshape(b, n_pts, -1)
         steps = x.diff(dim=1)
         length = torch.linalg.vector_norm(steps, dim=-1).sum(-1)
         energy = t_seg * steps.square().sum((1, 2))
-    return curve, length, energy, converged, iterations
+    return CurveSolution(curve, length, energy, converged, iterations, x)

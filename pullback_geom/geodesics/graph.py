@@ -18,14 +18,16 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.sparse import coo_matrix, csr_matrix
-from scipy.sparse.csgraph import dijkstra
 from torch import Tensor
 
 from ..metric import PullbackMetric
+
+if TYPE_CHECKING:  # scipy is imported where the graph is built, not with the solvers
+    from scipy.sparse import csr_matrix
 
 __all__ = ["LatentGraph", "latent_graph", "graph_geodesics"]
 
@@ -113,7 +115,7 @@ def latent_graph(
     -------
     LatentGraph
     """
-    z, _ = metric._points(points, "points")
+    z, _ = metric.check_points(points, "points")
     d = z.shape[1]
     if d not in (2, 3):
         raise ValueError(
@@ -132,7 +134,7 @@ def latent_graph(
     axes = [torch.linspace(float(lo[i]), float(hi[i]), resolution, dtype=z.dtype) for i in range(d)]
     nodes = torch.cartesian_prod(*axes).reshape(-1, d).to(z.device)
     with torch.no_grad():
-        emb = metric._map(metric.embed, 1, nodes)
+        emb = metric.evaluator.embed(nodes)
     shape = (resolution,) * d
     index = np.arange(resolution**d).reshape(shape)
     rows, cols = [], []
@@ -147,6 +149,8 @@ def latent_graph(
             w = _chord(emb, torch.as_tensor(rows), torch.as_tensor(cols))
         else:
             w = _subdivided(metric, nodes, rows, cols, subdivide)
+    from scipy.sparse import coo_matrix
+
     m = resolution**d
     adj = coo_matrix((w, (rows, cols)), shape=(m, m)).tocsr()
     return LatentGraph(lo, hi, shape, nodes, emb, (adj + adj.T).tocsr(), reach)
@@ -175,7 +179,7 @@ def _subdivided(
         a = nodes[torch.as_tensor(rows[i : i + step], device=nodes.device)]
         b = nodes[torch.as_tensor(cols[i : i + step], device=nodes.device)]
         pts = (a[:, None] + t * (b - a)[:, None]).reshape(-1, nodes.shape[1])
-        x = metric._map(metric.embed, 1, pts).reshape(len(a), k + 1, -1)
+        x = metric.evaluator.embed(pts).reshape(len(a), k + 1, -1)
         out.append(torch.linalg.vector_norm(x.diff(dim=1), dim=-1).sum(-1))
     if not out:
         return np.zeros(0)
@@ -226,8 +230,11 @@ def graph_geodesics(
         Graph distances (observation-space lengths of the grid paths).
     curves : Tensor, shape (r, c, n_points, d) or (r, n_points, d) if ``paired``; or None
     """
-    a, _ = metric._points(a, "a")
-    b, _ = metric._points(b, "b")
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    a, _ = metric.check_points(a, "a")
+    b, _ = metric.check_points(b, "b")
     if paired and a.shape != b.shape:
         raise ValueError(f"paired=True needs a and b of one shape; got {a.shape} and {b.shape}")
     m = graph.nodes.shape[0]
@@ -291,7 +298,7 @@ def _paths(
 
     ``paired``: only source ``i`` to target ``i``."""
     r = pred.shape[0]
-    coords = torch.cat([graph.nodes.cpu(), pts.cpu()]).double().numpy()
+    coords = torch.cat([graph.nodes, pts]).double().cpu().numpy()
     if paired:
         row, cur = np.arange(r), targets.copy()
     else:

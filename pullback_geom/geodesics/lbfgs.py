@@ -11,12 +11,13 @@ import torch
 from torch import Tensor
 
 from ..metric import PullbackMetric
+from ._common import CurveSolution
 
 __all__: list[str] = []
 
 
-def lbfgs(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> tuple[Tensor, ...]:
-    """L-BFGS from initial curves ``(B, N, d)``; returns the same tuple as the other methods.
+def lbfgs(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> CurveSolution:
+    """L-BFGS from initial curves ``(B, N, d)``; returns what the other methods return.
 
     A pair counts as converged when its gradient, measured against its energy and the
     latent distance of its end points, is below ``sqrt(tol)``.
@@ -62,4 +63,4 @@ def lbfgs(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> t
         steps = x.diff(dim=1)
         length = torch.linalg.vector_norm(steps, dim=-1).sum(-1)
         energy = (n_pts - 1) * steps.square().sum((1, 2))
-    return c, length, energy, converged, iterations
+    return CurveSolution(c, length, energy, converged, iterations, x)

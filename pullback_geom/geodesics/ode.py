@@ -14,8 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._checks import same_shape
-from ..functional import SingularMetricWarning
+from .._core.checks import same_shape
+from .._core.linalg import SingularMetricWarning
 from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning, _pair, _tolerance
 from .bvp import multiple_shooting
@@ -47,7 +47,7 @@ def _rk4(
 
     # Inputs were checked once by the caller; skip per-stage validation in the hot loop.
     def acc(x: Tensor, u: Tensor) -> Tensor:
-        return metric._map(metric._acceleration, metric.latent_dim + 5, x, u)
+        return metric.evaluator.acceleration(x, u)
 
     z0, v0 = z, v
     bound = 1e6 * (1 + z.abs().amax(-1) + v.abs().amax(-1) * t)
@@ -144,7 +144,7 @@ def _dopri5(
     b, d = z.shape
 
     def f(y: Tensor) -> Tensor:
-        acc = metric._map(metric._acceleration, d + 5, y[:, :d], y[:, d:])
+        acc = metric.evaluator.acceleration(y[:, :d], y[:, d:])
         return torch.cat([y[:, d:], acc], dim=-1)
 
     y = torch.cat([z, v], dim=-1)
@@ -281,8 +281,8 @@ def exp_map(
     Tensor, shape (B, d) or (d,); with ``return_path``, (B, n_steps + 1, d) or (n_steps + 1, d)
         With ``return_info``, a tuple ``(points, IVPInfo)``.
     """
-    z, single = metric._points(z)
-    v, _ = metric._points(v, "v")
+    z, single = metric.check_points(z)
+    v, _ = metric.check_points(v, "v")
     same_shape(z, v, "z and v")
     if method not in EXP_METHODS:
         raise ValueError(f"method must be one of {EXP_METHODS}; got {method!r}")
@@ -306,7 +306,7 @@ def exp_map(
         if return_info:
             raise ValueError("return_info needs method='dopri5' (RK4 has no error control)")
         out, _ = _rk4(metric, z, v, t, n_steps, return_path, guard=True)
-        lost = torch.isnan(out.reshape(out.shape[0], -1)).any(-1)
+        lost = torch.isnan(out.flatten(1)).any(-1)
         if warn and bool(lost.any()):
             warnings.warn(
                 f"exp_map: {int(lost.sum())} of {z.shape[0]} RK4 curves diverged (left the "

@@ -112,8 +112,8 @@ def distance_block(
     dist : Tensor, shape (r, c)
     converged : Tensor, shape (r, c), bool
     """
-    z_rows, _ = metric._points(z_rows, "z_rows")
-    z_cols, _ = metric._points(z_cols, "z_cols")
+    z_rows, _ = metric.check_points(z_rows, "z_rows")
+    z_cols, _ = metric.check_points(z_cols, "z_cols")
     if upper and z_rows.shape != z_cols.shape:
         raise ValueError(
             f"upper=True needs z_rows and z_cols to be the same points; got shapes "
@@ -235,11 +235,12 @@ def pairwise_distances(
     Tensor, shape (n, n)
         Symmetric, zero diagonal. With ``return_info``, ``(matrix, info)``.
     """
-    z, single = metric._points(z, "z")
+    z, single = metric.check_points(z, "z")
     if single:
         raise ValueError(f"z must have shape (n, d); got {tuple(z.shape)}")
     n, d = z.shape
-    kind = _resolve_route(route, d, n * (n - 1) // 2)
+    # No points, no graph to build: the solver route gives the empty matrix.
+    kind = _resolve_route(route, d, n * (n - 1) // 2) if n else "solver"
     graph = _route_graph(metric, z, kind, graph_options) if kind != "solver" else None
     if kind == "graph":
         # One Dijkstra search per point: strips of rows against all later columns. Graph

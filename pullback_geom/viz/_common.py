@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from torch import Tensor
 
-from ..metric import PullbackMetric, _reference_tensor
+from .._core.checks import reference_tensor
+from ..metric import PullbackMetric
 
 Extent = tuple[float, float, float, float]
 """``(xmin, xmax, ymin, ymax)`` of a 2-D latent region, matplotlib's ``imshow`` order."""
@@ -82,7 +83,7 @@ def latent_grid(extent: Extent, resolution: int) -> np.ndarray:
 def like(metric_or_module) -> tuple[torch.dtype, torch.device]:
     """The dtype and device points must have for a metric or decoder module."""
     decoder = getattr(metric_or_module, "decoder", metric_or_module)
-    ref = _reference_tensor(decoder)
+    ref = reference_tensor(decoder)
     return (ref.dtype, ref.device) if ref is not None else (torch.get_default_dtype(), "cpu")
 
 

@@ -11,14 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ._common import (
-    Extent,
-    check_extent,
-    decode_points,
-    draw_volume,
-    new_figure,
-    to_numpy,
-)
+from ._common import Extent, check_extent, decode_points, draw_volume, new_figure, to_numpy
 
 
 def latent_scatter(

@@ -1,0 +1,197 @@
+"""Pure torch functions for the geometry of a pullback metric.
+
+Every function takes ``f``, a *flat, batched* map ``(B, d) -> (B, D)``, and latent
+points ``z`` of shape ``(B, d)``; :class:`pullback_geom.PullbackMetric` builds ``f`` from a
+decoder and handles shapes, chunking and input checks. Derivatives of ``f`` are taken in
+forward mode (``torch.func.jvp`` under ``vmap``): with ``d << D`` one tangent stream per
+latent direction is far cheaper than ``D`` reverse passes.
+
+For the pullback metric ``G = J^T J`` the Christoffel symbols of the first kind are
+``Gamma_{l,ij} = <d_l f, d_i d_j f>``, so ``Gamma^k_ij v^i v^j = G^{-1} J^T (D^2 f)[v, v]``:
+one Jacobian and one second directional derivative, no derivative of ``G`` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.func import jvp, vmap
+
+from .linalg import spd_solve
+
+FlatMap = Callable[[Tensor], Tensor]
+
+__all__ = [
+    "jacobian",
+    "value_and_jacobian",
+    "metric_from_jacobian",
+    "second_directional_derivative",
+    "hessian",
+    "christoffel_symbols",
+    "geodesic_acceleration",
+    "christoffels_from_derivatives",
+    "acceleration_from_derivatives",
+]
+
+
+def _basis(z: Tensor) -> Tensor:
+    """Unit tangents ``e_1..e_d`` broadcast over the batch, shape ``(d, B, d)``."""
+    b, d = z.shape
+    return torch.eye(d, dtype=z.dtype, device=z.device).unsqueeze(1).expand(d, b, d)
+
+
+def value_and_jacobian(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
+    """``f(z)`` and its Jacobian by forward mode.
+
+    Parameters
+    ----------
+    f : callable
+        Flat batched map ``(B, d) -> (B, D)``.
+    z : Tensor, shape (B, d)
+
+    Returns
+    -------
+    value : Tensor, shape (B, D)
+    jac : Tensor, shape (B, D, d)
+        ``jac[b, a, i] = d f_a / d z_i`` at ``z[b]``.
+    """
+    # The primal is not batched under vmap, so it is evaluated once for all d tangents.
+    value, tangents = vmap(lambda t: jvp(f, (z,), (t,)), out_dims=(None, 0))(_basis(z))
+    return value, tangents.permute(1, 2, 0)
+
+
+def jacobian(f: FlatMap, z: Tensor) -> Tensor:
+    """Jacobian of ``f`` at ``z``, shape ``(B, D, d)``; see :func:`value_and_jacobian`."""
+    return value_and_jacobian(f, z)[1]
+
+
+def metric_from_jacobian(jac: Tensor) -> Tensor:
+    """``G = J^T J``.
+
+    Parameters
+    ----------
+    jac : Tensor, shape (..., D, d)
+
+    Returns
+    -------
+    Tensor, shape (..., d, d)
+    """
+    return jac.mT @ jac
+
+
+def second_directional_derivative(f: FlatMap, z: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """First and second derivatives of ``f`` along ``v``: ``J v`` and ``(D^2 f)[v, v]``.
+
+    Parameters
+    ----------
+    f : callable
+        Flat batched map ``(B, d) -> (B, D)``.
+    z, v : Tensor, shape (B, d)
+
+    Returns
+    -------
+    jv : Tensor, shape (B, D)
+    hvv : Tensor, shape (B, D)
+    """
+
+    def along_v(x: Tensor) -> Tensor:
+        return jvp(f, (x,), (v,))[1]
+
+    return jvp(along_v, (z,), (v,))
+
+
+def hessian(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
+    """Jacobian and all second partial derivatives of ``f``.
+
+    Parameters
+    ----------
+    f : callable
+        Flat batched map ``(B, d) -> (B, D)``.
+    z : Tensor, shape (B, d)
+
+    Returns
+    -------
+    jac : Tensor, shape (B, D, d)
+    hess : Tensor, shape (B, D, d, d)
+        ``hess[b, a, i, j] = d^2 f_a / dz_i dz_j``.
+    """
+    basis = _basis(z)
+
+    def second(ti: Tensor, tj: Tensor) -> tuple[Tensor, Tensor]:
+        return jvp(lambda x: jvp(f, (x,), (ti,))[1], (z,), (tj,))
+
+    # Outer vmap over i, inner over j; the outer primal d_i f comes out repeated over j.
+    jac_i, hess = vmap(lambda ti: vmap(lambda tj: second(ti, tj))(basis))(basis)
+    return jac_i[:, 0].permute(1, 2, 0), hess.permute(2, 3, 0, 1)
+
+
+def christoffel_symbols(f: FlatMap, z: Tensor) -> Tensor:
+    """Christoffel symbols of the second kind of ``G = J^T J``.
+
+    Parameters
+    ----------
+    f : callable
+        Flat batched map ``(B, d) -> (B, D)``.
+    z : Tensor, shape (B, d)
+
+    Returns
+    -------
+    Tensor, shape (B, d, d, d)
+        ``out[b, k, i, j] = Gamma^k_ij`` (geomstats' index order).
+    """
+    return christoffels_from_derivatives(*hessian(f, z))
+
+
+def christoffels_from_derivatives(jac: Tensor, hess: Tensor) -> Tensor:
+    """``Gamma^k_ij = (G^{-1})^{kl} <d_l f, d_i d_j f>`` from the decoder's derivatives.
+
+    Parameters
+    ----------
+    jac : Tensor, shape (B, D, d)
+    hess : Tensor, shape (B, D, d, d)
+
+    Returns
+    -------
+    Tensor, shape (B, d, d, d), ``[b, k, i, j]`` order
+    """
+    b, _, d = jac.shape
+    first_kind = torch.einsum("bal,baij->blij", jac, hess)  # Gamma_{l,ij}
+    metric = metric_from_jacobian(jac)
+    return spd_solve(metric, first_kind.reshape(b, d, d * d)).reshape(b, d, d, d)
+
+
+def geodesic_acceleration(f: FlatMap, z: Tensor, v: Tensor) -> Tensor:
+    """Right-hand side of the geodesic ODE, ``-Gamma^k_ij v^i v^j``.
+
+    Parameters
+    ----------
+    f : callable
+        Flat batched map ``(B, d) -> (B, D)``.
+    z, v : Tensor, shape (B, d)
+        Positions and velocities.
+
+    Returns
+    -------
+    Tensor, shape (B, d)
+    """
+    jac = jacobian(f, z)
+    _, hvv = second_directional_derivative(f, z, v)
+    return acceleration_from_derivatives(jac, hvv)
+
+
+def acceleration_from_derivatives(jac: Tensor, hvv: Tensor) -> Tensor:
+    """``-G^{-1} J^T (D^2 f)[v, v]`` from the decoder's derivatives.
+
+    Parameters
+    ----------
+    jac : Tensor, shape (B, D, d)
+    hvv : Tensor, shape (B, D)
+
+    Returns
+    -------
+    Tensor, shape (B, d)
+    """
+    rhs = (jac.mT @ hvv.unsqueeze(-1)).neg()
+    return spd_solve(metric_from_jacobian(jac), rhs).squeeze(-1)

@@ -1,0 +1,136 @@
+"""``pullback-geom compare``: every geodesic method on the same pairs, a table and a figure
+(:func:`~pullback_geom.geodesics.compare_geodesics` on a surface or a checkpoint)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..experiments.compare import COMPARE_METHODS, compare_geodesics
+from ..metric import PullbackMetric
+
+__all__ = ["add_compare_parser"]
+
+
+def _cli_metric_and_pairs(args) -> tuple[PullbackMetric, Tensor, Tensor, str, Tensor | None]:
+    """The metric, ``--pairs`` pairs and a description, from ``--surface``/``--checkpoint``."""
+    gen = torch.Generator().manual_seed(args.seed)
+    n = args.pairs
+    if args.checkpoint is None:
+        from ..surfaces import GaussianBump, InverseStereographic
+
+        if args.surface == "sphere":
+            # |z| < 1.5: the great circles stay well inside the chart.
+            radius = 1.5 * torch.rand(2 * n, 1, generator=gen, dtype=torch.float64).sqrt()
+            angle = 2 * math.pi * torch.rand(2 * n, 1, generator=gen, dtype=torch.float64)
+            z = radius * torch.cat([angle.cos(), angle.sin()], 1)
+            metric = PullbackMetric(InverseStereographic())
+            what = "unit sphere (inverse stereographic chart), |z| < 1.5, float64"
+        else:
+            # Pairs on either side of the bump, so that geodesics bend around it.
+            y = 1.8 * torch.rand(2 * n, 1, generator=gen, dtype=torch.float64) - 0.9
+            x = torch.full_like(y, 1.6)
+            z = torch.cat([torch.cat([-x[:n], y[:n]], 1), torch.cat([x[n:], y[n:]], 1)])
+            metric = PullbackMetric(GaussianBump())
+            what = "Gaussian bump (height 2, width 0.6), float64"
+        return metric, z[:n], z[n:], what, None
+    from .. import vae
+
+    name = args.checkpoint
+    folder = vae.default_checkpoint(name) if name in vae.BUNDLED else name
+    from pathlib import Path
+
+    if not Path(folder).exists():
+        raise FileNotFoundError(
+            f"no checkpoint at {folder}: give a folder written by 'pullback-geom train' "
+            "(model.pt, config.json, latents.pt) or 'bernoulli'/'gaussian'/'smooth' for the "
+            "bundled ones"
+        )
+    model = vae.load(folder)
+    codes = vae.load_latents(folder).codes
+    if len(codes) < 2 * n:
+        raise ValueError(f"--pairs {n} needs {2 * n} test-set codes; {folder} has {len(codes)}")
+    # float64, as the adapters compute: the discrete and shooting methods' tolerances
+    # (1e-8 on the end point) are below float32's resolution of a decoded image.
+    dtype = torch.float64
+    idx = torch.randperm(len(codes), generator=gen)[: 2 * n]
+    z = codes[idx].to(dtype)
+    what = f"{type(model).__name__} from {folder}, test-set codes, {dtype}"
+    return model.pullback_metric().to(dtype=dtype), z[:n], z[n:], what, codes.to(dtype)
+
+
+def _compare_cli(args) -> int:
+    from pathlib import Path
+
+    from ..vae.checkpoint import atomic_write_bytes
+    from .common import error
+
+    try:
+        if args.pairs < 1:
+            raise ValueError(f"--pairs must be a positive integer; got {args.pairs}")
+        methods = None
+        if args.methods:
+            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        metric, p, q, what, codes = _cli_metric_and_pairs(args)
+        print(f"pullback_geom compare: {len(p)} pairs, seed {args.seed}; {what}", flush=True)
+        exact = None
+        if args.checkpoint is None and args.surface == "sphere":
+            from ..surfaces import sphere_distance
+
+            exact = sphere_distance(p, q)
+        result = compare_geodesics(metric, p, q, methods=methods, exact=exact, progress=True)
+    except (FileNotFoundError, ValueError) as err:
+        return error("compare", err)
+    out = Path(args.out)
+    text = result.to_markdown()
+    print(text)
+    header = (
+        f"# Geodesic methods compared\n\n{what}; {len(p)} pairs, seed {args.seed}.\n"
+        "Columns are defined in `docs/geodesics.md` (comparison tool).\n\n"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "compare.md", (header + text).encode())
+    if metric.latent_dim == 2:
+        from ..experiments.report.document import figure_bytes
+        from ..viz.compare import comparison_figure
+
+        fig = comparison_figure(metric, result, codes=None if codes is None else codes[:2000])
+        atomic_write_bytes(out / "compare.png", figure_bytes(fig, dpi=120))
+        print(f"wrote {out / 'compare.md'} and {out / 'compare.png'}")
+    else:
+        print(f"wrote {out / 'compare.md'} (no figure: the latent space is not 2-D)")
+    return 0
+
+
+def add_compare_parser(subparsers) -> None:
+    """Register the ``compare`` subcommand on an ``argparse`` subparsers object."""
+    cmd = subparsers.add_parser(
+        "compare",
+        help="every geodesic method on the same pairs: a table and a figure",
+        description="Run the built-in energy solvers (lm, georce, lbfgs), ODE shooting, "
+        "geomstats' solvers and stochman's connecting_geodesic on the same pairs and "
+        "diagnose every curve the same way (length, energy, geodesic-equation residual, "
+        "end-point and exp-log round-trip errors, time). Writes compare.md and "
+        "compare.png to --out.",
+    )
+    source = cmd.add_mutually_exclusive_group()
+    source.add_argument(
+        "--surface", choices=["sphere", "bump"], default="sphere",
+        help="an analytic surface (default: %(default)s)",
+    )  # fmt: skip
+    source.add_argument(
+        "--checkpoint", default=None,
+        help="a trained model's folder, or 'bernoulli'/'gaussian'/'smooth' for the bundled 2-D "
+        "MNIST models; pairs are drawn from its test-set codes",
+    )  # fmt: skip
+    cmd.add_argument("--pairs", type=int, default=8, help="default: %(default)s")
+    cmd.add_argument(
+        "--methods", default=None,
+        help="comma-separated, from: " + ", ".join(COMPARE_METHODS)
+        + " (default: all but geomstats_shooting, which takes minutes per pair)",
+    )  # fmt: skip
+    cmd.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    cmd.add_argument("--out", default="outputs/compare", help="default: %(default)s")
+    cmd.set_defaults(func=_compare_cli)

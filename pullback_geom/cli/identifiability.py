@@ -1,0 +1,203 @@
+"""``pullback-geom identifiability``: are distances stable across retrainings? Euclidean
+vs geodesic distances of the same test pairs in K models
+(:mod:`pullback_geom.experiments.identifiability`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import add_orbit_digit_option, error, print_rows
+
+__all__ = ["add_identifiability_parser"]
+
+
+def _identifiability(args: argparse.Namespace) -> int:
+    import shlex
+
+    import torch
+
+    from ..experiments.identifiability.experiment import run_identifiability
+
+    out = Path(args.out)
+    if args.threads is not None:
+        if args.threads < 1:
+            return error(
+                "identifiability", ValueError(f"--threads must be >= 1; got {args.threads}")
+            )
+        torch.set_num_threads(args.threads)
+    command = shlex.join(["pullback-geom", "identifiability", *args.argv])
+    try:
+        if (args.checkpoints is None) == (args.seeds is None):
+            raise ValueError("pass either --checkpoints A B C ... or --seeds 0 1 2 ...")
+        if not (args.disagreement_scale > 0 and args.energy_weight >= 0):
+            raise ValueError(
+                "--disagreement-scale must be > 0 and --energy-weight >= 0; got "
+                f"{args.disagreement_scale} and {args.energy_weight}"
+            )
+        checkpoints = args.checkpoints
+        if args.seeds is not None:
+            checkpoints = _train_seeds(args, out / "models")
+        print(
+            f"pullback_geom identifiability: {len(checkpoints)} models, {args.pairs} test "
+            f"pairs, metric{'s' * (len(args.metric) != 1)} {', '.join(args.metric)} -> {out}",
+            flush=True,
+        )
+        result = run_identifiability(
+            checkpoints,
+            out,
+            metrics=args.metric,
+            n_pairs=args.pairs,
+            pair_seed=args.pair_seed,
+            n_points=args.nodes,
+            disagreement_scale=args.disagreement_scale,
+            energy_weight=args.energy_weight,
+            graph_start=args.start == "graph",
+            command=command,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        return error("identifiability", err)
+    rows = {}
+    for kind, t in result["metrics"].items():
+        e, g = t["euclidean"]["cv_summary"]["median"], t["geodesic"]["cv_summary"]["median"]
+        rows[f"{kind}: median CV Euclidean / geodesic"] = f"{e:.3f} / {g:.3f}"
+        if "truth" in t:  # digit-orbit models: how far from the true distances
+            err = [max(t["truth"][key]["scale_free_error"]) for key in ("euclidean", "geodesic")]
+            rows[f"{kind}: error vs truth Euclidean / geodesic (worst model)"] = (
+                f"{err[0]:.1%} / {err[1]:.1%}"
+            )
+    rows["report"] = str(out / "identifiability.md")
+    print_rows(rows)
+    return 0
+
+
+def _train_seeds(args: argparse.Namespace, folder: Path) -> list[str]:
+    """Train (or reuse, resuming) one model per seed under ``folder``; their paths."""
+    from ..data.datasets import load_splits
+    from ..training import TrainConfig, train_vae
+
+    if len(args.seeds) < 3:
+        raise ValueError(f"the experiment needs at least 3 seeds; got {args.seeds}")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds must differ; got {args.seeds}")
+    train, test, dataset = load_splits(
+        args.dataset, args.data_dir, limit=args.limit, orbit_digit=args.orbit_digit
+    )
+    paths = []
+    for seed in args.seeds:
+        cfg = TrainConfig(
+            model=args.model,
+            latent_dim=args.latent_dim,
+            epochs=args.epochs,
+            seed=seed,
+            decoders=args.decoders,
+        )
+        path = folder / f"{args.model}_seed{seed}"
+        print(
+            f"training {args.model} seed {seed} on {args.dataset} ({args.epochs} epochs) -> {path}",
+            flush=True,
+        )
+        train_vae(
+            cfg,
+            train.images,
+            test.images,
+            test.labels,
+            out=path,
+            resume=True,  # a finished run with the same settings is reused as it is
+            dataset=dataset,
+            command=f"pullback-geom identifiability (seed {seed})",
+        )
+        paths.append(str(path))
+    return paths
+
+
+def add_identifiability_parser(sub) -> None:
+    from ..data.datasets import DATASET_NAMES
+    from ..experiments.identifiability.experiment import METRICS
+
+    parser = sub.add_parser(
+        "identifiability",
+        help="are distances stable across retrainings? Euclidean vs geodesic",
+        description="Measure the same random test-image pairs in K >= 3 models that differ "
+        "only in their seed: the coefficient of variation of each pair's distance across "
+        "the models (each model's distances divided by their mean) and the rank "
+        "correlation between models, for Euclidean latent distances and geodesic ones. "
+        "Writes identifiability.md, identifiability.json and a figure per metric to --out.",
+    )
+    parser.add_argument(
+        "--checkpoints", nargs="+", default=None, help="K >= 3 checkpoint folders to compare"
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="instead, train one model per seed (under OUT/models; reused when there)",
+    )
+    parser.add_argument(
+        "--metric",
+        nargs="+",
+        choices=METRICS,
+        default=["mean"],
+        help="mean: the decoded mean; uncertainty: the Gaussian model's full metric; "
+        "fisher-rao: the Bernoulli Fisher-Rao pullback; ensemble: a decoder ensemble's "
+        "expected metric; disagreement: an ensemble's mean image plus the members' "
+        "per-pixel std as a Gaussian decoder's metric; ensemble-energy: curves minimising "
+        "Syrota et al.'s ensemble energy (not a metric), measured by the mean image "
+        "(default: mean)",
+    )
+    parser.add_argument("--pairs", type=int, default=200, help="default: %(default)s")
+    parser.add_argument(
+        "--pair-seed", type=int, default=0, help="seed of the pairs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--nodes", type=int, default=32, help="nodes per geodesic (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--start",
+        choices=["straight", "graph"],
+        default="straight",
+        help="initial curves of the geodesics: straight lines, or shortest paths on a latent "
+        "grid graph (d <= 3), which avoid some longer local minima (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--disagreement-scale",
+        type=float,
+        default=1.0,
+        help="weight of the members' std in the disagreement metric (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--energy-weight",
+        type=float,
+        default=1.0,
+        help="weight of the disagreement potential in ensemble-energy (default: %(default)s)",
+    )
+    parser.add_argument("--out", default="outputs/identifiability", help="default: %(default)s")
+    parser.add_argument(
+        "--model",
+        choices=["bernoulli", "gaussian", "ensemble"],
+        default="bernoulli",
+        help="with --seeds: the model to train (default: %(default)s)",
+    )
+    parser.add_argument("--epochs", type=int, default=8, help="with --seeds (default: 8)")
+    parser.add_argument("--latent-dim", type=int, default=2, help="with --seeds (default: 2)")
+    parser.add_argument(
+        "--decoders", type=int, default=4, help="with --seeds, ensemble model (default: 4)"
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=sorted(DATASET_NAMES),
+        default="mnist",
+        help="with --seeds: the training data; digit-orbit (one digit rotated and scaled, "
+        "no files needed) has a 2-D image manifold whose true geodesic distances the "
+        "report compares the models' with (default: %(default)s)",
+    )
+    add_orbit_digit_option(parser)
+    parser.add_argument(
+        "--data-dir", default=None, help="with --seeds: the folder holding MNIST/raw/"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="with --seeds: first N images of each split"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.set_defaults(func=_identifiability)

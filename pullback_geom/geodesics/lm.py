@@ -1,0 +1,217 @@
+"""One batched Levenberg–Marquardt driver for the discrete curve energies.
+
+Every energy the package minimises over the free nodes ``z_1 .. z_m`` of discrete curves
+(the chord energy of :func:`~pullback_geom.geodesics.connecting_geodesic`, the ensemble
+energy of :func:`~pullback_geom.geodesics.ensemble.ensemble_geodesic`) is a sum of
+squares ``S`` whose Gauss–Newton matrix couples each node to its neighbours only: it is
+block-tridiagonal. A :class:`CurveProblem` says how to decode nodes and form that system;
+:func:`levenberg_marquardt` does the rest, per pair: its own damping, its own stopping
+test, and only the pairs still running are evaluated.
+
+Convergence means one thing: a step the model trusts (right after an accepted step, or
+accepted itself) predicts a relative decrease of ``S`` below ``tol``. Pairs whose damping
+grows past :data:`MAX_DAMPING` without an accepted step, or whose damped system cannot be
+factorised, stop as not converged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from .._core.linalg import block_tridiagonal_cholesky, block_tridiagonal_solve
+
+__all__ = ["CurveProblem", "LMResult", "damped_tridiagonal_step", "levenberg_marquardt"]
+
+#: Damping beyond which a pair counts as stuck (the step is then ~1e-11 of a Gauss–Newton one).
+MAX_DAMPING = 1e8
+#: Tenfold damping increases tried per step before a system counts as unfactorisable.
+MAX_FACTOR_TRIES = 16
+#: Systems of at most this many unknowns (m d) are factorised densely, larger ones by
+#: blocks: measured by ``benchmarks/bench_geodesics.py --dims-only`` (dense wins at d = 2,
+#: where its one LAPACK call beats m small ones).
+DENSE_MAX_UNKNOWNS = 64
+
+
+class CurveProblem(Protocol):
+    """A sum of squares ``S`` over the free nodes of ``B`` discrete curves.
+
+    ``state`` is a tuple of tensors with the pairs first, the decoded free nodes first of
+    all; ``idx`` says which of the ``B`` pairs the rows are (the running ones).
+    """
+
+    def decode(self, free: Tensor, idx: Tensor) -> tuple[Tensor, ...]:
+        """The state at free nodes ``(b, m, d)`` of the pairs ``idx``."""
+
+    def objective(self, state: tuple[Tensor, ...], idx: Tensor) -> Tensor:
+        """``S``, shape (b,)."""
+
+    def system(self, state: tuple[Tensor, ...], idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Half the Gauss–Newton matrix and half the gradient of ``S``: diagonal blocks
+        (b, m, d, d), the blocks ``C_k`` with ``-C_k`` at ``(k, k + 1)`` (b, m - 1, d, d),
+        and the gradient (b, m, d)."""
+
+
+@dataclass
+class LMResult:
+    """What :func:`levenberg_marquardt` returns for ``B`` pairs.
+
+    Attributes
+    ----------
+    free : Tensor, shape (B, m, d)
+        The free nodes.
+    values : Tensor, shape (B, m, ...)
+        The first state tensor at them (the decoded nodes).
+    objective : Tensor, shape (B,)
+    converged : Tensor, shape (B,), bool
+    iterations : Tensor, shape (B,), int
+    """
+
+    free: Tensor
+    values: Tensor
+    objective: Tensor
+    converged: Tensor
+    iterations: Tensor
+
+
+def damped_tridiagonal_step(
+    base: Tensor, couple: Tensor, grad: Tensor, lam: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Levenberg–Marquardt step of a block-tridiagonal Gauss–Newton system, per pair.
+
+    Solves ``(A + lam * scale * I) step = -grad`` where ``A`` has the diagonal blocks
+    ``base`` and the off-diagonal blocks ``-couple`` (above) and ``-couple^T`` (below),
+    and ``scale`` is half the mean diagonal of ``base``. Where the damped matrix is not
+    positive definite, ``lam`` grows tenfold, at most :data:`MAX_FACTOR_TRIES` times.
+
+    Parameters
+    ----------
+    base : Tensor, shape (B, m, d, d)
+    couple : Tensor, shape (B, m - 1, d, d)
+    grad : Tensor, shape (B, m, d)
+    lam : Tensor, shape (B,)
+
+    Returns
+    -------
+    step : Tensor, shape (B, m, d)
+        Zero where unsolved.
+    predicted : Tensor, shape (B,)
+        The decrease ``-grad . step`` of the model the step minimises.
+    lam : Tensor, shape (B,)
+    solved : Tensor, shape (B,), bool
+        False where the system could not be factorised (non-finite entries).
+    """
+    b, m, d, _ = base.shape
+    eye = torch.eye(d, dtype=base.dtype, device=base.device)
+    scale = base.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30) / 2
+    dense = m * d <= DENSE_MAX_UNKNOWNS
+    if dense:
+        ar = torch.arange(m, device=base.device)
+        blocks = base.new_zeros(b, m, m, d, d)
+        blocks[:, ar[:-1], ar[1:]] = -couple
+        blocks[:, ar[1:], ar[:-1]] = -couple.mT
+    solved = torch.zeros(b, dtype=torch.bool, device=base.device)
+    for _ in range(MAX_FACTOR_TRIES):
+        damped = base + (lam * scale)[:, None, None, None] * eye
+        if dense:
+            blocks[:, ar, ar] = damped
+            mat = blocks.permute(0, 1, 3, 2, 4).reshape(b, m * d, m * d)
+            chol, info = torch.linalg.cholesky_ex(mat)
+            solved = (info == 0) & torch.isfinite(chol).all((1, 2))
+        else:
+            chol_d, chol_l, solved = block_tridiagonal_cholesky(damped, -couple.mT)
+        if bool(solved.all()):
+            break
+        lam = torch.where(solved, lam, lam * 10)
+    if dense:
+        rhs = -grad.reshape(b, m * d, 1)
+        step = torch.cholesky_solve(rhs, chol).reshape(b, m, d)
+    else:
+        step = block_tridiagonal_solve(chol_d, chol_l, -grad)
+    step = torch.where(solved[:, None, None], step, torch.zeros_like(step))
+    predicted = -(step * grad).sum((1, 2))
+    return step, predicted, lam, solved
+
+
+def levenberg_marquardt(problem: CurveProblem, free: Tensor, max_iter: int, tol: float) -> LMResult:
+    """Minimise ``problem``'s ``S`` over the free nodes, per pair (see the module docstring).
+
+    Parameters
+    ----------
+    problem : CurveProblem
+    free : Tensor, shape (B, m, d)
+        Initial free nodes.
+    max_iter : int
+    tol : float
+        Relative decrease of ``S`` predicted by a trusted step below which a pair has
+        converged.
+
+    Returns
+    -------
+    LMResult
+    """
+    b = free.shape[0]
+    device = free.device
+    converged = torch.zeros(b, dtype=torch.bool, device=device)
+    iterations = torch.zeros(b, dtype=torch.long, device=device)
+    out_free = free.clone()
+    idx = torch.arange(b, device=device)
+    free = free.clone()
+    state = problem.decode(free, idx)
+    out_values = state[0].new_empty((b, *state[0].shape[1:]))
+    obj = problem.objective(state, idx)
+    out_obj = obj.clone()
+    lam = torch.full((b,), 1e-3, dtype=free.dtype, device=device)
+    trusted = torch.zeros(b, dtype=torch.bool, device=device)
+
+    def retire(sel: Tensor, ok: Tensor, *extra: Tensor) -> tuple[Tensor, ...]:
+        """Write the pairs ``idx[sel]`` out (``ok``: converged) and drop them."""
+        nonlocal idx, free, state, obj, lam, trusted
+        rows = idx[sel]
+        out_free[rows], out_values[rows], out_obj[rows] = free[sel], state[0][sel], obj[sel]
+        converged[rows] = ok[sel]
+        keep = ~sel
+        idx, free, obj, lam, trusted = idx[keep], free[keep], obj[keep], lam[keep], trusted[keep]
+        state = tuple(x[keep] for x in state)
+        return tuple(x[keep] for x in extra)
+
+    with torch.no_grad():
+        for _ in range(max_iter):
+            if idx.numel() == 0:
+                break
+            base, couple, grad = problem.system(state, idx)
+            step, predicted, lam, solved = damped_tridiagonal_step(base, couple, grad, lam)
+            small = solved & (predicted <= tol * obj.clamp_min(1e-300))
+            # Right after an accepted step (the model trusted) a step that promises less
+            # than tol means convergence: stop without decoding it.
+            stop = (small & trusted) | ~solved
+            if bool(stop.any()):
+                step, predicted = retire(stop, small & trusted, step, predicted)
+                if idx.numel() == 0:
+                    break
+            trial = free + step
+            state_t = problem.decode(trial, idx)
+            obj_t = problem.objective(state_t, idx)
+            accept = obj_t <= obj
+            if bool(accept.all()):
+                free, state, obj = trial, state_t, obj_t
+            else:
+                free = torch.where(accept[:, None, None], trial, free)
+                state = tuple(
+                    torch.where(accept.view(-1, *[1] * (new.dim() - 1)), new, old)
+                    for new, old in zip(state_t, state, strict=True)
+                )
+                obj = torch.where(accept, obj_t, obj)
+            lam = torch.where(accept, (lam / 3).clamp_min(1e-9), lam * 4)
+            trusted = accept
+            iterations[idx] += 1
+            done = accept & (predicted <= tol * obj.clamp_min(1e-300))
+            stuck = ~accept & (lam > MAX_DAMPING)
+            if bool((done | stuck).any()):
+                retire(done | stuck, done)
+        if idx.numel():  # ran out of iterations
+            retire(torch.ones_like(idx, dtype=torch.bool), torch.zeros_like(trusted))
+    return LMResult(out_free, out_values, out_obj, converged, iterations)
