@@ -205,7 +205,7 @@ def memory_child(n_points: int, mode: str) -> None:
         "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "output_mib": g.numel() * g.element_size() / 2**20,
         "seconds": seconds,
-        "chunk_size": metric._chunk(LATENT + 1),
+        "chunk_size": metric.evaluator.rows("jacobian"),
         "output_requires_grad": g.requires_grad,
     }
     print(json.dumps(out))

@@ -26,9 +26,6 @@ for the computation and the results are cast back.
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,138 +47,11 @@ __all__ = [
 ]
 
 
-class GeomstatsBackendError(ImportError):
-    """geomstats was imported with a backend other than PyTorch before this module."""
+# geomstats is imported here, once, with the patches pullback_geom needs (see
+# pullback_geom/_geomstats_compat.py for each one and the reason beside it).
+from ._geomstats_compat import GeomstatsBackendError, prepare_geomstats  # noqa: E402
 
-
-def _loaded_backend() -> str | None:
-    """The backend of an already imported geomstats, or ``None`` if it is not imported."""
-    backend = sys.modules.get("geomstats._backend")
-    if backend is not None:
-        return getattr(backend, "BACKEND_NAME", None)
-    if "geomstats" in sys.modules:  # imported but not initialised: it reads the env var
-        return os.environ.get("GEOMSTATS_BACKEND", "numpy")
-    return None
-
-
-def _import_geomstats() -> None:
-    """Import geomstats with the PyTorch backend, keeping torch's default dtype."""
-    loaded = _loaded_backend()
-    if loaded is not None:
-        if loaded != "pytorch":
-            raise GeomstatsBackendError(
-                f"pullback_geom.geomstats needs geomstats' PyTorch backend, but geomstats "
-                f"was already imported with the {loaded!r} backend, and geomstats picks its "
-                "backend once, at its first import. Set the environment variable "
-                "GEOMSTATS_BACKEND=pytorch before anything imports geomstats (e.g. run "
-                "`GEOMSTATS_BACKEND=pytorch python script.py`, or put "
-                "`os.environ['GEOMSTATS_BACKEND'] = 'pytorch'` at the very top of your "
-                "script), or import pullback_geom.geomstats before geomstats; in a notebook, "
-                "restart the kernel first."
-            )
-        return
-    requested = os.environ.get("GEOMSTATS_BACKEND")
-    if requested not in (None, "", "pytorch"):
-        warnings.warn(
-            f"GEOMSTATS_BACKEND={requested!r} is overridden: pullback_geom.geomstats needs "
-            "GEOMSTATS_BACKEND=pytorch and sets it for this process",
-            stacklevel=3,
-        )
-    os.environ["GEOMSTATS_BACKEND"] = "pytorch"
-    saved = torch.get_default_dtype()
-    try:
-        import geomstats  # noqa: F401  (loading the backend sets torch's default to float64)
-        import geomstats.backend  # noqa: F401
-    finally:
-        torch.set_default_dtype(saved)
-
-
-def _in_geomstats_dtype(fn: Callable, config, wrap_result: bool = False) -> Callable:
-    """``fn`` run with torch's default dtype set to geomstats' default dtype."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        target, saved = config.DEFAULT_DTYPE, torch.get_default_dtype()
-        if target == saved:
-            out = fn(*args, **kwargs)
-        else:
-            torch.set_default_dtype(target)
-            try:
-                out = fn(*args, **kwargs)
-            finally:
-                torch.set_default_dtype(saved)
-        if wrap_result and callable(out) and not isinstance(out, type):
-            return _in_geomstats_dtype(out, config)
-        return out
-
-    wrapper._pullback_geom_dtype_wrapper = True  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _keep_geomstats_dtype() -> None:
-    """Make geomstats' backend create tensors in its own default dtype again.
-
-    The PyTorch backend creates tensors with torch's global default dtype
-    (``gs.ones``, ``gs.array([1.0])``, ``gs.isclose(x, 0.0)``, ...), which is why loading
-    it sets that default to float64. Once the user's default (usually float32) is back,
-    geomstats would mix float32 and float64 tensors (``FrechetMean`` fails with "Double did
-    not match Float"). Each backend function is therefore wrapped to run with torch's
-    default set to geomstats' configured dtype (``gs.get_default_dtype()``) for the
-    duration of the call only. Idempotent.
-    """
-    from geomstats._backend import _backend_config as config
-
-    gs = sys.modules["geomstats.backend"]
-    for module in (gs, gs.linalg, gs.random, gs.autodiff):
-        for name, attr in list(vars(module).items()):
-            if (
-                name.startswith("__")
-                or not callable(attr)
-                or isinstance(attr, type)
-                or getattr(attr, "_pullback_geom_dtype_wrapper", False)
-            ):
-                continue
-            setattr(module, name, _in_geomstats_dtype(attr, config, module is gs.autodiff))
-
-
-def _svd_flip_for_tensors(original: Callable) -> Callable:
-    """sklearn's ``svd_flip`` that also takes torch tensors.
-
-    geomstats' ``TangentPCA`` passes its backend's arrays (torch tensors here) to
-    scikit-learn's ``svd_flip``, whose array-API dispatch (scikit-learn >= 1.5) treats
-    them as NumPy arrays and fails with "Cannot interpret 'torch.float64' as a data
-    type". Same convention: each singular pair's sign makes the largest ``|u|`` entry
-    of its column positive.
-    """
-
-    @functools.wraps(original)
-    def svd_flip(u, v, u_based_decision: bool = True):
-        if not isinstance(u, Tensor):
-            return original(u, v, u_based_decision=u_based_decision)
-        if u_based_decision:
-            rows = u.abs().argmax(0)
-            signs = torch.sign(u[rows, torch.arange(u.shape[1], device=u.device)])
-        else:
-            cols = v.abs().argmax(1)
-            signs = torch.sign(v[torch.arange(v.shape[0], device=v.device), cols])
-        signs = torch.where(signs == 0, torch.ones_like(signs), signs)
-        return u * signs[None, :], (None if v is None else v * signs[:, None])
-
-    svd_flip._pullback_geom_patched = True  # type: ignore[attr-defined]
-    return svd_flip
-
-
-def _patch_tangent_pca() -> None:
-    """Let geomstats' ``TangentPCA`` run on the PyTorch backend (see above). Idempotent."""
-    import geomstats.learning.pca as pca
-
-    if not getattr(pca.svd_flip, "_pullback_geom_patched", False):
-        pca.svd_flip = _svd_flip_for_tensors(pca.svd_flip)
-
-
-_import_geomstats()
-_keep_geomstats_dtype()
-_patch_tangent_pca()
+prepare_geomstats()
 
 from geomstats.geometry.euclidean import Euclidean  # noqa: E402
 from geomstats.geometry.riemannian_metric import RiemannianMetric  # noqa: E402
