@@ -5,20 +5,13 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from ._core import curvature as C
-from ._core import derivatives as F
-from ._core.chain import (
-    sequential_jet,
-    sequential_second_derivatives,
-    sequential_value_and_jacobian,
-    supports_chain,
-)
+from ._core.chain import supports_chain
 from ._core.checks import (
     batch_curves,
     batch_points,
@@ -26,11 +19,10 @@ from ._core.checks import (
     reference_tensor,
     same_shape,
 )
-from ._core.evaluate import Evaluator, Kernels
+from ._core.evaluate import Evaluator
+from ._core.kernels import Decoder, DecoderKernels, GaussianDecoder, infer_latent_dim
 
 __all__ = ["PullbackMetric"]
-
-Decoder = Callable[[Tensor], "Tensor | Sequence[Tensor]"]
 
 
 class PullbackMetric:
@@ -119,7 +111,7 @@ class PullbackMetric:
         self.ridge = float(ridge)
         self.jacobian_method = jacobian
         self.chunk_size = None if chunk_size is None else int(chunk_size)
-        self._latent_dim = latent_dim if latent_dim is not None else _infer_latent_dim(decoder)
+        self._latent_dim = latent_dim if latent_dim is not None else infer_latent_dim(decoder)
         self._obs_dim: int | None = None
         self._detach = False
 
@@ -132,7 +124,7 @@ class PullbackMetric:
         ``z -> (mean(z), std(z))``, the expected metric of the stochastic decoder
         (Arvanitidis et al., "Latent Space Oddity", 2018). ``kwargs`` go to the constructor.
         """
-        return cls(_GaussianDecoder(mean, std), **kwargs)
+        return cls(GaussianDecoder(mean, std), **kwargs)
 
     def detached(self) -> PullbackMetric:
         """The same metric with the decoder's parameters and buffers detached.
@@ -196,6 +188,16 @@ class PullbackMetric:
         )
 
     # ------------------------------------------------------------------ the flat map
+    def kernels(self) -> DecoderKernels:
+        """The decoder's kernels with this metric's options (see ``_core/kernels.py``)."""
+        return DecoderKernels(
+            self.decoder,
+            ridge=self.ridge,
+            method=self.jacobian_method,
+            auto=self._auto,
+            detach=self._detach,
+        )
+
     def embed(self, z: Tensor) -> Tensor:
         """The flattened decoder output (concatenated for tuples, with the ridge block).
 
@@ -207,114 +209,15 @@ class PullbackMetric:
         -------
         Tensor, shape (B, D)
         """
-        try:
-            if self._detach and isinstance(self.decoder, nn.Module):
-                state = {k: v.detach() for k, v in self.decoder.state_dict(keep_vars=True).items()}
-                out = functional_call(self.decoder, state, (z,))
-            else:
-                out = self.decoder(z)
-        except (RuntimeError, IndexError) as err:
-            # Wrapped once, here, so a wrong dimension, dtype or device is named at the
-            # user's level rather than as a matmul failure deep in the decoder.
-            raise ValueError(
-                f"the decoder failed on latent points of shape {tuple(z.shape)}, dtype "
-                f"{z.dtype} on {z.device}: {err}. Check the latent dimension, and pass points "
-                "in the dtype and on the device the decoder computes in (e.g. z.float())"
-            ) from err
-        parts = list(out) if isinstance(out, (tuple, list)) else [out]
-        flat = []
-        for k, part in enumerate(parts):
-            if not isinstance(part, Tensor):
-                raise TypeError(f"decoder output {k} must be a Tensor; got {type(part).__name__}")
-            if part.dim() == 0 or part.shape[0] != z.shape[0]:
-                raise ValueError(
-                    f"decoder returned shape {tuple(part.shape)} for a batch of {z.shape[0]} "
-                    "points: it must map (B, d) to (B, ...)"
-                )
-            flat.append(part.reshape(z.shape[0], -1))
-        if self.ridge > 0:
-            flat.append(math.sqrt(self.ridge) * z)
-        return torch.cat(flat, dim=-1) if len(flat) > 1 else flat[0]
-
-    def _value_and_jacobian(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        if self.jacobian_method == "chain":
-            value, jac = sequential_value_and_jacobian(self.decoder, z, detach=self._detach)
-            if self.ridge > 0:
-                eye = math.sqrt(self.ridge) * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
-                value = torch.cat([value, math.sqrt(self.ridge) * z], dim=-1)
-                jac = torch.cat([jac, eye.expand(z.shape[0], -1, -1)], dim=1)
-            return value, jac
-        return F.value_and_jacobian(self.embed, z)
-
-    def _christoffels(self, z: Tensor) -> Tensor:
-        if self.jacobian_method != "chain":
-            return F.christoffel_symbols(self.embed, z)
-        _, jac, hess = sequential_second_derivatives(self.decoder, z, detach=self._detach)
-        if self.ridge > 0:  # the ridge block z -> sqrt(ridge) z has no second derivatives
-            jac, hess = self._with_ridge(z, jac, hess)
-        return F.christoffels_from_derivatives(jac, hess)
-
-    def _acceleration(self, z: Tensor, v: Tensor) -> Tensor:
-        if self.jacobian_method != "chain":
-            return F.geodesic_acceleration(self.embed, z, v)
-        _, jac, hvv = sequential_second_derivatives(self.decoder, z, v, detach=self._detach)
-        if self.ridge > 0:
-            jac, hvv = self._with_ridge(z, jac, hvv)
-        return F.acceleration_from_derivatives(jac, hvv)
-
-    def _second_derivatives(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``J (B, D, d)`` and ``H (B, D, d, d)`` of the flat map, ridge block included."""
-        if self.jacobian_method == "chain":
-            _, jac, hess = sequential_second_derivatives(self.decoder, z, detach=self._detach)
-            if self.ridge > 0:
-                jac, hess = self._with_ridge(z, jac, hess)
-            return jac, hess
-        return F.hessian(self.embed, z)
-
-    def _with_ridge(self, z: Tensor, jac: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
-        b, d = z.shape
-        eye = math.sqrt(self.ridge) * torch.eye(d, dtype=z.dtype, device=z.device)
-        jac = torch.cat([jac, eye.expand(b, d, d)], dim=1)
-        zeros = second.new_zeros((b, d, *second.shape[2:]))
-        return jac, torch.cat([second, zeros], dim=1)
-
-    def _curvature_terms(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``G``, ``G^{-1}`` and ``<II_ij, II_kl>`` at ``z`` (see :mod:`.curvature`)."""
-        d = z.shape[1]
-        if self.jacobian_method == "chain":
-            gram = C.jet_gram(*sequential_jet(self.decoder, z, detach=self._detach)[1:])
-        elif self._auto and isinstance(self.decoder, _GaussianDecoder):
-            # The Gram matrix of stacked outputs is the sum of the parts' Gram matrices,
-            # so a chain-rule mean (the VAEs' nn.Sequential) and a forward-mode std mix.
-            parts = (self.decoder.mean, self.decoder.std)
-            gram = sum(C.jet_gram(*self._part_jet(part, z)) for part in parts)
-        else:
-            return C.second_fundamental_inner(C.jet_gram(*C.jet(self.embed, z)), d)
-        if self.ridge > 0:  # the ridge block adds ridge * I to G and nothing else
-            ridge = torch.zeros_like(gram[0])
-            ridge[:d, :d] = self.ridge * torch.eye(d, dtype=z.dtype, device=z.device)
-            gram = gram + ridge
-        return C.second_fundamental_inner(gram, d)
-
-    def _part_jet(self, part: Decoder, z: Tensor) -> tuple[Tensor, Tensor]:
-        """First and second derivative rows of one output of a tuple decoder."""
-        if isinstance(part, nn.Module) and supports_chain(part):
-            return sequential_jet(part, z, detach=self._detach)[1:]
-
-        def flat(x: Tensor) -> Tensor:
-            if self._detach and isinstance(part, nn.Module):
-                state = {k: v.detach() for k, v in part.state_dict(keep_vars=True).items()}
-                return functional_call(part, state, (x,)).reshape(x.shape[0], -1)
-            return part(x).reshape(x.shape[0], -1)
-
-        return C.jet(flat, z)
+        return self.kernels().embed(z)
 
     def _curvature(self, z: Tensor, from_terms: Callable[..., Tensor], what: str) -> Tensor:
         """``from_terms(G, G^{-1}, second fundamental form)`` at ``z``, chunked and checked."""
         z, single = self.check_points(z)
+        kernels = self.kernels()
 
         def fn(x: Tensor) -> Tensor:
-            return from_terms(*self._curvature_terms(x))
+            return from_terms(*kernels.curvature_terms(x))
 
         out = check_finite_output(self.evaluator.map(fn, "curvature", z), what)
         return out[0] if single else out
@@ -382,14 +285,7 @@ class PullbackMetric:
         What the solvers' inner loops call, on points that :meth:`check_points` has
         checked (see :mod:`pullback_geom._core.evaluate`).
         """
-        kernels = Kernels(
-            embed=self.embed,
-            value_and_jacobian=self._value_and_jacobian,
-            christoffels=self._christoffels,
-            acceleration=self._acceleration,
-            second_derivatives=self._second_derivatives,
-        )
-        return Evaluator(kernels, self)
+        return Evaluator(self.kernels().kernels(), self)
 
     # ------------------------------------------------------------------ the geometry
     def jacobian(self, z: Tensor) -> Tensor:
@@ -422,10 +318,11 @@ class PullbackMetric:
         """
         z, _ = self.check_points(z)
         size = self.evaluator.rows("jacobian")
+        kernels = self.kernels()
         if z.shape[0] <= size:  # no copy through torch.cat
-            value, jac = self._value_and_jacobian(z)
+            value, jac = kernels.value_and_jacobian(z)
         else:
-            parts = [self._value_and_jacobian(z[i : i + size]) for i in range(0, z.shape[0], size)]
+            parts = [kernels.value_and_jacobian(z[i : i + size]) for i in range(0, len(z), size)]
             value, jac = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         return value, check_finite_output(jac, "Jacobian")
 
@@ -647,9 +544,10 @@ class PullbackMetric:
                 same_shape(x, z, f"{name} and z")
         u, v = u.expand_as(z).contiguous(), v.expand_as(z).contiguous()
         C.check_plane(u, v)
+        kernels = self.kernels()
 
         def fn(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
-            metric, _, sff = self._curvature_terms(x)
+            metric, _, sff = kernels.curvature_terms(x)
             return C.sectional_from_sff(sff, metric, a, b)
 
         out = self.evaluator.map(fn, "curvature", z, u, v)
@@ -706,41 +604,3 @@ class PullbackMetric:
         """
         x = self.decode_curve(curve)
         return torch.linalg.vector_norm(x.diff(dim=-2), dim=-1).sum(-1)
-
-
-class _GaussianDecoder(nn.Module):
-    """``z -> (mean(z), std(z))``; an ``nn.Module`` so parameters of both are visible."""
-
-    def __init__(self, mean: Decoder, std: Decoder) -> None:
-        super().__init__()
-        for name, fn in (("mean", mean), ("std", std)):
-            if not callable(fn):
-                raise TypeError(f"{name} must be callable; got {type(fn).__name__}")
-        self.mean, self.std = mean, std
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self.mean(z), self.std(z)
-
-
-def _infer_latent_dim(decoder) -> int | None:
-    """``d`` where the decoder's structure says it, else ``None`` (learned at first call).
-
-    Only an ``nn.Sequential`` runs its modules in the order they are registered, so only
-    there (or in a bare ``nn.Linear``) is the first ``nn.Linear`` the input layer; leading
-    parameter-free modules (reshapes, activations) are skipped. A Gaussian decoder's input
-    is its mean's.
-    """
-    if isinstance(decoder, _GaussianDecoder):
-        return _infer_latent_dim(decoder.mean)
-    if isinstance(decoder, nn.Linear):
-        return decoder.in_features
-    if not isinstance(decoder, nn.Sequential):
-        return None
-    for layer in decoder:
-        if isinstance(layer, nn.Linear):
-            return layer.in_features
-        if isinstance(layer, nn.Sequential):
-            return _infer_latent_dim(layer)
-        if any(True for _ in layer.parameters()):
-            return None
-    return None

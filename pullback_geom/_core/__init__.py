@@ -4,6 +4,7 @@
   symbols and geodesic accelerations of a flat batched map ``(B, d) -> (B, D)``;
 - :mod:`~pullback_geom._core.chain`: the same for ``nn.Sequential`` decoders by the
   explicit layer-by-layer chain rule;
+- :mod:`~pullback_geom._core.kernels`: a decoder's flat map and its kernels on one chunk;
 - :mod:`~pullback_geom._core.curvature`: curvature by the Gauss equation;
 - :mod:`~pullback_geom._core.linalg`: one policy for regularised SPD solves, and the
   block-tridiagonal Cholesky of the curve solvers;

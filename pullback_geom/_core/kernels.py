@@ -1,0 +1,222 @@
+"""The kernels of a decoder's flat map ``f: (B, d) -> (B, D)``: values, first and second
+derivatives, geodesic accelerations and curvature terms, on one chunk of checked points.
+
+``f`` flattens the decoder's output (concatenating a tuple, e.g. a Gaussian decoder's
+mean and std) and appends the ridge block ``sqrt(ridge) z``. Each kernel uses the
+explicit chain rule of :mod:`~pullback_geom._core.chain` for an ``nn.Sequential`` of
+Linear layers and element-wise activations (``method="chain"``), else nested forward
+mode (:mod:`~pullback_geom._core.derivatives`). :class:`~pullback_geom.PullbackMetric`
+holds the decoder and its options, checks points, chunks batches and delegates here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from . import curvature as C
+from . import derivatives as F
+from .chain import (
+    sequential_jet,
+    sequential_second_derivatives,
+    sequential_value_and_jacobian,
+    supports_chain,
+)
+from .evaluate import Kernels
+
+__all__ = ["Decoder", "DecoderKernels", "GaussianDecoder", "infer_latent_dim"]
+
+Decoder = Callable[[Tensor], "Tensor | Sequence[Tensor]"]
+
+
+class DecoderKernels:
+    """The kernels of one decoder's flat map (see the module docstring).
+
+    Parameters
+    ----------
+    decoder : callable
+        ``(B, d) -> (B, *obs)`` or a tuple of such outputs.
+    ridge : float
+        Appends ``sqrt(ridge) z`` to the output, i.e. adds ``ridge * I`` to ``G``.
+    method : {"chain", "forward"}
+    auto : bool
+        The method was chosen automatically: a Gaussian decoder may then mix a chain-rule
+        mean with a forward-mode std in its curvature terms.
+    detach : bool
+        Evaluate with the decoder's parameters detached.
+    """
+
+    def __init__(
+        self, decoder: Decoder, *, ridge: float, method: str, auto: bool, detach: bool
+    ) -> None:
+        self.decoder, self.ridge, self.method = decoder, ridge, method
+        self.auto, self.detach = auto, detach
+
+    def kernels(self) -> Kernels:
+        """These kernels, as the evaluator takes them."""
+        return Kernels(
+            embed=self.embed,
+            value_and_jacobian=self.value_and_jacobian,
+            christoffels=self.christoffels,
+            acceleration=self.acceleration,
+            second_derivatives=self.second_derivatives,
+        )
+
+    def embed(self, z: Tensor) -> Tensor:
+        """The flattened decoder output (concatenated for tuples, with the ridge block).
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d)
+
+        Returns
+        -------
+        Tensor, shape (B, D)
+        """
+        try:
+            if self.detach and isinstance(self.decoder, nn.Module):
+                state = {k: v.detach() for k, v in self.decoder.state_dict(keep_vars=True).items()}
+                out = functional_call(self.decoder, state, (z,))
+            else:
+                out = self.decoder(z)
+        except (RuntimeError, IndexError) as err:
+            # Wrapped once, here, so a wrong dimension, dtype or device is named at the
+            # user's level rather than as a matmul failure deep in the decoder.
+            raise ValueError(
+                f"the decoder failed on latent points of shape {tuple(z.shape)}, dtype "
+                f"{z.dtype} on {z.device}: {err}. Check the latent dimension, and pass points "
+                "in the dtype and on the device the decoder computes in (e.g. z.float())"
+            ) from err
+        parts = list(out) if isinstance(out, (tuple, list)) else [out]
+        flat = []
+        for k, part in enumerate(parts):
+            if not isinstance(part, Tensor):
+                raise TypeError(f"decoder output {k} must be a Tensor; got {type(part).__name__}")
+            if part.dim() == 0 or part.shape[0] != z.shape[0]:
+                raise ValueError(
+                    f"decoder returned shape {tuple(part.shape)} for a batch of {z.shape[0]} "
+                    "points: it must map (B, d) to (B, ...)"
+                )
+            flat.append(part.reshape(z.shape[0], -1))
+        if self.ridge > 0:
+            flat.append(math.sqrt(self.ridge) * z)
+        return torch.cat(flat, dim=-1) if len(flat) > 1 else flat[0]
+
+    def value_and_jacobian(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``f(z)`` (B, D) and ``J(z)`` (B, D, d)."""
+        if self.method == "chain":
+            value, jac = sequential_value_and_jacobian(self.decoder, z, detach=self.detach)
+            if self.ridge > 0:
+                eye = math.sqrt(self.ridge) * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+                value = torch.cat([value, math.sqrt(self.ridge) * z], dim=-1)
+                jac = torch.cat([jac, eye.expand(z.shape[0], -1, -1)], dim=1)
+            return value, jac
+        return F.value_and_jacobian(self.embed, z)
+
+    def christoffels(self, z: Tensor) -> Tensor:
+        """``Gamma^k_ij(z)``, (B, d, d, d), from one Jacobian and one Hessian."""
+        if self.method != "chain":
+            return F.christoffel_symbols(self.embed, z)
+        _, jac, hess = sequential_second_derivatives(self.decoder, z, detach=self.detach)
+        if self.ridge > 0:  # the ridge block z -> sqrt(ridge) z has no second derivatives
+            jac, hess = self.with_ridge(z, jac, hess)
+        return F.christoffels_from_derivatives(jac, hess)
+
+    def acceleration(self, z: Tensor, v: Tensor) -> Tensor:
+        """``-Gamma(v, v)`` at ``z``, (B, d), without forming the Christoffel symbols."""
+        if self.method != "chain":
+            return F.geodesic_acceleration(self.embed, z, v)
+        _, jac, hvv = sequential_second_derivatives(self.decoder, z, v, detach=self.detach)
+        if self.ridge > 0:
+            jac, hvv = self.with_ridge(z, jac, hvv)
+        return F.acceleration_from_derivatives(jac, hvv)
+
+    def second_derivatives(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``J (B, D, d)`` and ``H (B, D, d, d)`` of the flat map, ridge block included."""
+        if self.method == "chain":
+            _, jac, hess = sequential_second_derivatives(self.decoder, z, detach=self.detach)
+            if self.ridge > 0:
+                jac, hess = self.with_ridge(z, jac, hess)
+            return jac, hess
+        return F.hessian(self.embed, z)
+
+    def with_ridge(self, z: Tensor, jac: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
+        """``J`` and second derivatives with the ridge block's rows (``sqrt(ridge) I``, 0)."""
+        b, d = z.shape
+        eye = math.sqrt(self.ridge) * torch.eye(d, dtype=z.dtype, device=z.device)
+        jac = torch.cat([jac, eye.expand(b, d, d)], dim=1)
+        zeros = second.new_zeros((b, d, *second.shape[2:]))
+        return jac, torch.cat([second, zeros], dim=1)
+
+    def curvature_terms(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``G``, ``G^{-1}`` and ``<II_ij, II_kl>`` at ``z`` (see :mod:`.curvature`)."""
+        d = z.shape[1]
+        if self.method == "chain":
+            gram = C.jet_gram(*sequential_jet(self.decoder, z, detach=self.detach)[1:])
+        elif self.auto and isinstance(self.decoder, GaussianDecoder):
+            # The Gram matrix of stacked outputs is the sum of the parts' Gram matrices,
+            # so a chain-rule mean (the VAEs' nn.Sequential) and a forward-mode std mix.
+            parts = (self.decoder.mean, self.decoder.std)
+            gram = sum(C.jet_gram(*self.part_jet(part, z)) for part in parts)
+        else:
+            return C.second_fundamental_inner(C.jet_gram(*C.jet(self.embed, z)), d)
+        if self.ridge > 0:  # the ridge block adds ridge * I to G and nothing else
+            ridge = torch.zeros_like(gram[0])
+            ridge[:d, :d] = self.ridge * torch.eye(d, dtype=z.dtype, device=z.device)
+            gram = gram + ridge
+        return C.second_fundamental_inner(gram, d)
+
+    def part_jet(self, part: Decoder, z: Tensor) -> tuple[Tensor, Tensor]:
+        """First and second derivative rows of one output of a tuple decoder."""
+        if isinstance(part, nn.Module) and supports_chain(part):
+            return sequential_jet(part, z, detach=self.detach)[1:]
+
+        def flat(x: Tensor) -> Tensor:
+            if self.detach and isinstance(part, nn.Module):
+                state = {k: v.detach() for k, v in part.state_dict(keep_vars=True).items()}
+                return functional_call(part, state, (x,)).reshape(x.shape[0], -1)
+            return part(x).reshape(x.shape[0], -1)
+
+        return C.jet(flat, z)
+
+
+class GaussianDecoder(nn.Module):
+    """``z -> (mean(z), std(z))``; an ``nn.Module`` so parameters of both are visible."""
+
+    def __init__(self, mean: Decoder, std: Decoder) -> None:
+        super().__init__()
+        for name, fn in (("mean", mean), ("std", std)):
+            if not callable(fn):
+                raise TypeError(f"{name} must be callable; got {type(fn).__name__}")
+        self.mean, self.std = mean, std
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self.mean(z), self.std(z)
+
+
+def infer_latent_dim(decoder) -> int | None:
+    """``d`` where the decoder's structure says it, else ``None`` (learned at first call).
+
+    Only an ``nn.Sequential`` runs its modules in the order they are registered, so only
+    there (or in a bare ``nn.Linear``) is the first ``nn.Linear`` the input layer; leading
+    parameter-free modules (reshapes, activations) are skipped. A Gaussian decoder's input
+    is its mean's.
+    """
+    if isinstance(decoder, GaussianDecoder):
+        return infer_latent_dim(decoder.mean)
+    if isinstance(decoder, nn.Linear):
+        return decoder.in_features
+    if not isinstance(decoder, nn.Sequential):
+        return None
+    for layer in decoder:
+        if isinstance(layer, nn.Linear):
+            return layer.in_features
+        if isinstance(layer, nn.Sequential):
+            return infer_latent_dim(layer)
+        if any(True for _ in layer.parameters()):
+            return None
+    return None
