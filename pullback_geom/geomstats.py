@@ -35,7 +35,7 @@ from torch import Tensor
 
 from . import geodesics
 from ._core.checks import metric_of_model, reference_tensor
-from .geodesics._common import below_resolution
+from .geodesics._common import below_resolution, initial_velocity
 from .metric import PullbackMetric
 
 __all__ = [
@@ -323,7 +323,7 @@ class PullbackLogSolver(LogSolver):
                 curves = None
             else:
                 x = geodesics.connecting_geodesic(pull, ps, qs, **self.options).points
-                v[~same] = (x.shape[1] - 1) * (-1.5 * x[:, 0] + 2 * x[:, 1] - 0.5 * x[:, 2])
+                v[~same] = initial_velocity(x)
                 curves[~same] = x
         return pair, v, curves
 

@@ -37,14 +37,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.func import jvp, vmap
 
-from .derivatives import FlatMap, _basis
+from .derivatives import _pair_table, pair_indices
 from .linalg import spd_cholesky
 
 __all__ = [
-    "pair_indices",
-    "jet",
     "jet_gram",
     "gram_from_derivatives",
     "second_fundamental_inner",
@@ -55,53 +52,6 @@ __all__ = [
     "gaussian_from_sff",
     "check_plane",
 ]
-
-
-def pair_indices(d: int, device=None) -> tuple[Tensor, Tensor]:
-    """The pairs ``i <= j`` in the order of the second-derivative rows: ``triu_indices``."""
-    iu, ju = torch.triu_indices(d, d, device=device)
-    return iu, ju
-
-
-def _pair_table(d: int, device=None) -> Tensor:
-    """``table[i, j]`` = index of the pair ``(min(i, j), max(i, j))``, shape ``(d, d)``."""
-    iu, ju = pair_indices(d, device)
-    table = torch.empty(d, d, dtype=torch.long, device=device)
-    idx = torch.arange(iu.numel(), device=device)
-    table[iu, ju] = idx
-    table[ju, iu] = idx
-    return table
-
-
-def jet(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
-    """First and symmetric second derivatives of ``f`` by nested forward mode, as rows.
-
-    One nested JVP per pair ``i <= j`` (``d (d + 1) / 2``, not ``d^2``), all vmapped;
-    the first derivatives come from the diagonal pairs' inner JVPs.
-
-    Parameters
-    ----------
-    f : callable
-        Flat batched map ``(B, d) -> (B, D)``.
-    z : Tensor, shape (B, d)
-
-    Returns
-    -------
-    tangents : Tensor, shape (B, d, D)
-        ``tangents[b, i] = d_i f``.
-    second : Tensor, shape (B, p, D)
-        ``second[b, q] = d_i d_j f`` for the ``q``-th pair of :func:`pair_indices`.
-    """
-    d = z.shape[1]
-    iu, ju = pair_indices(d, z.device)
-    basis = _basis(z)
-
-    def pair(ti: Tensor, tj: Tensor) -> tuple[Tensor, Tensor]:
-        return jvp(lambda x: jvp(f, (x,), (ti,))[1], (z,), (tj,))
-
-    first, second = vmap(pair)(basis[iu], basis[ju])  # (p, B, D) each
-    diagonal = (iu == ju).nonzero().squeeze(-1)  # pair (i, i) carries d_i f
-    return first[diagonal].transpose(0, 1), second.transpose(0, 1)
 
 
 def jet_gram(tangents: Tensor, second: Tensor) -> Tensor:

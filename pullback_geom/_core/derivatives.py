@@ -29,6 +29,8 @@ __all__ = [
     "metric_from_jacobian",
     "second_directional_derivative",
     "hessian",
+    "jet",
+    "pair_indices",
     "christoffel_symbols",
     "geodesic_acceleration",
     "christoffels_from_derivatives",
@@ -102,8 +104,55 @@ def second_directional_derivative(f: FlatMap, z: Tensor, v: Tensor) -> tuple[Ten
     return jvp(along_v, (z,), (v,))
 
 
+def pair_indices(d: int, device=None) -> tuple[Tensor, Tensor]:
+    """The pairs ``i <= j`` in the order of the second-derivative rows: ``triu_indices``."""
+    iu, ju = torch.triu_indices(d, d, device=device)
+    return iu, ju
+
+
+def _pair_table(d: int, device=None) -> Tensor:
+    """``table[i, j]`` = index of the pair ``(min(i, j), max(i, j))``, shape ``(d, d)``."""
+    iu, ju = pair_indices(d, device)
+    table = torch.empty(d, d, dtype=torch.long, device=device)
+    idx = torch.arange(iu.numel(), device=device)
+    table[iu, ju] = idx
+    table[ju, iu] = idx
+    return table
+
+
+def jet(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
+    """First and symmetric second derivatives of ``f`` by nested forward mode, as rows.
+
+    One nested JVP per pair ``i <= j`` (``d (d + 1) / 2``, not ``d^2``), all vmapped;
+    the first derivatives come from the diagonal pairs' inner JVPs.
+
+    Parameters
+    ----------
+    f : callable
+        Flat batched map ``(B, d) -> (B, D)``.
+    z : Tensor, shape (B, d)
+
+    Returns
+    -------
+    tangents : Tensor, shape (B, d, D)
+        ``tangents[b, i] = d_i f``.
+    second : Tensor, shape (B, p, D)
+        ``second[b, q] = d_i d_j f`` for the ``q``-th pair of :func:`pair_indices`.
+    """
+    d = z.shape[1]
+    iu, ju = pair_indices(d, z.device)
+    basis = _basis(z)
+
+    def pair(ti: Tensor, tj: Tensor) -> tuple[Tensor, Tensor]:
+        return jvp(lambda x: jvp(f, (x,), (ti,))[1], (z,), (tj,))
+
+    first, second = vmap(pair)(basis[iu], basis[ju])  # (p, B, D) each
+    diagonal = (iu == ju).nonzero().squeeze(-1)  # pair (i, i) carries d_i f
+    return first[diagonal].transpose(0, 1), second.transpose(0, 1)
+
+
 def hessian(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
-    """Jacobian and all second partial derivatives of ``f``.
+    """Jacobian and all second partial derivatives of ``f``, from :func:`jet`.
 
     Parameters
     ----------
@@ -117,14 +166,11 @@ def hessian(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
     hess : Tensor, shape (B, D, d, d)
         ``hess[b, a, i, j] = d^2 f_a / dz_i dz_j``.
     """
-    basis = _basis(z)
-
-    def second(ti: Tensor, tj: Tensor) -> tuple[Tensor, Tensor]:
-        return jvp(lambda x: jvp(f, (x,), (ti,))[1], (z,), (tj,))
-
-    # Outer vmap over i, inner over j; the outer primal d_i f comes out repeated over j.
-    jac_i, hess = vmap(lambda ti: vmap(lambda tj: second(ti, tj))(basis))(basis)
-    return jac_i[:, 0].permute(1, 2, 0), hess.permute(2, 3, 0, 1)
+    tangents, second = jet(f, z)
+    d = z.shape[1]
+    # The d (d + 1) / 2 distinct second derivatives, placed symmetrically.
+    hess = second[:, _pair_table(d, z.device)]  # (B, d, d, D)
+    return tangents.mT, hess.permute(0, 3, 1, 2)
 
 
 def christoffel_symbols(f: FlatMap, z: Tensor) -> Tensor:

@@ -163,7 +163,7 @@ class DecoderKernels:
             parts = (self.decoder.mean, self.decoder.std)
             gram = sum(C.jet_gram(*self.part_jet(part, z)) for part in parts)
         else:
-            return C.second_fundamental_inner(C.jet_gram(*C.jet(self.embed, z)), d)
+            return C.second_fundamental_inner(C.jet_gram(*F.jet(self.embed, z)), d)
         if self.ridge > 0:  # the ridge block adds ridge * I to G and nothing else
             ridge = torch.zeros_like(gram[0])
             ridge[:d, :d] = self.ridge * torch.eye(d, dtype=z.dtype, device=z.device)
@@ -181,7 +181,7 @@ class DecoderKernels:
                 return functional_call(part, state, (x,)).reshape(x.shape[0], -1)
             return part(x).reshape(x.shape[0], -1)
 
-        return C.jet(flat, z)
+        return F.jet(flat, z)
 
 
 class GaussianDecoder(nn.Module):

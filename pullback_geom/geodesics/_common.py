@@ -99,6 +99,24 @@ def below_resolution(step: Tensor, base: Tensor) -> Tensor:
     return torch.linalg.vector_norm(step, dim=-1) <= scale
 
 
+def initial_velocity(curves: Tensor) -> Tensor:
+    """``c'(0)`` of curves with equally spaced nodes on ``[0, 1]``, to second order.
+
+    The one-sided difference ``(N - 1) (-3/2 c_0 + 2 c_1 - 1/2 c_2)``, exact for
+    quadratic curves.
+
+    Parameters
+    ----------
+    curves : Tensor, shape (B, N, d), N >= 3
+
+    Returns
+    -------
+    Tensor, shape (B, d)
+    """
+    n = curves.shape[1]
+    return (n - 1) * (-1.5 * curves[:, 0] + 2 * curves[:, 1] - 0.5 * curves[:, 2])
+
+
 def _tolerance(
     dtype: torch.dtype, tol: float | None, default64: float, default32: float = 1e-5
 ) -> float:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .._core.linalg import SingularMetricWarning
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning, _pair, _tolerance
+from ._common import GeodesicConvergenceWarning, _pair, _tolerance, initial_velocity
 
 __all__ = ["BVPResult", "multiple_shooting"]
 
@@ -165,7 +165,7 @@ def multiple_shooting(
     fine = torch.cat([p[:, None], fine[:, 1:-1], q[:, None]], dim=1)
     vel = torch.empty_like(fine)
     vel[:, 1:-1] = (fine[:, 2:] - fine[:, :-2]) * m
-    vel[:, 0] = (-3 * fine[:, 0] + 4 * fine[:, 1] - fine[:, 2]) * m
+    vel[:, 0] = initial_velocity(fine)
     starts = torch.cat([fine[:, 0 : 2 * m : 2], vel[:, 0 : 2 * m : 2]], dim=-1)  # (B, M, 2d)
     scale = 1 + torch.linalg.vector_norm(q - p, dim=-1)
     iterations = torch.zeros(b, dtype=torch.long, device=p.device)

@@ -17,7 +17,7 @@ from torch import Tensor
 from .._core.checks import same_shape
 from .._core.linalg import SingularMetricWarning
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning, _pair, _tolerance
+from ._common import GeodesicConvergenceWarning, _pair, _tolerance, initial_velocity
 from .bvp import multiple_shooting
 from .discrete import DISCRETE_STEPS, discrete_exp, discrete_log
 from .energy import connecting_geodesic
@@ -404,7 +404,7 @@ def log_map(
     tol = _tolerance(p.dtype, tol, 1e-9)
     res = connecting_geodesic(metric, p, q, n_points=n_points, warn=False)
     x = res.points
-    v = (n_points - 1) * (-1.5 * x[:, 0] + 2 * x[:, 1] - 0.5 * x[:, 2])
+    v = initial_velocity(x)
     v0 = v.clone()
     target = tol * (1 + torch.linalg.vector_norm(q - p, dim=-1))
     d = p.shape[1]
