@@ -29,7 +29,6 @@ LAYERS = {
     "": 1,  # the package itself re-exports the metric
     "geodesics": 2,
     "geomstats": 3,
-    "_geomstats_compat": 3,
     "stochman": 3,
     "vae": 4,
     "data": 4,

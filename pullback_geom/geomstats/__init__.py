@@ -1,0 +1,49 @@
+"""geomstats adapter: a decoder's latent space as a geomstats Riemannian manifold.
+
+>>> import torch
+>>> from pullback_geom import PullbackMetric
+>>> from pullback_geom.geomstats import latent_space
+>>> from pullback_geom.surfaces import InverseStereographic
+>>> space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+>>> p = torch.tensor([0.0, 0.0], dtype=torch.float64)
+>>> q = torch.tensor([1.0, 0.0], dtype=torch.float64)
+>>> round(float(space.metric.dist(p, q)), 6)  # a quarter great circle
+1.570796
+
+``space.metric`` is a :class:`PullbackRiemannianMetric`: its metric matrix, Christoffel
+symbols (and their derivatives) and geodesic equation come from the core
+(:class:`~pullback_geom.PullbackMetric`), and its default exp/log solvers call
+:func:`pullback_geom.geodesics.exp_map` and :func:`pullback_geom.geodesics.log_map`.
+Every geomstats solver can be swapped in, e.g.
+``space.metric.log_solver = LogODESolver(space)``.
+
+Importing this module imports geomstats with its PyTorch backend
+(``GEOMSTATS_BACKEND=pytorch``). geomstats sets torch's global default dtype to float64
+when it loads that backend; this module restores the default dtype you had before.
+Points may be float32 or float64 (or NumPy arrays): they are cast to the decoder's dtype
+for the computation and the results are cast back.
+"""
+
+# geomstats is imported here, first, with the patches pullback_geom needs (_compat.py
+# lists each one with its reason); the modules below import geomstats at their top.
+from ._compat import GeomstatsBackendError, prepare_geomstats
+
+prepare_geomstats()
+
+from .riemannian import PullbackRiemannianMetric, latent_space  # noqa: E402
+from .solvers import (  # noqa: E402
+    EXP_METHODS,
+    LOG_METHODS,
+    PullbackExpSolver,
+    PullbackLogSolver,
+)
+
+__all__ = [
+    "EXP_METHODS",
+    "LOG_METHODS",
+    "GeomstatsBackendError",
+    "PullbackExpSolver",
+    "PullbackLogSolver",
+    "PullbackRiemannianMetric",
+    "latent_space",
+]
