@@ -166,6 +166,20 @@ def test_package_has_no_import_cycles():
     assert cycles(import_graph(PACKAGE), WHITELIST) == []
 
 
+def test_every_import_of_the_package_resolves():
+    """A relative import one dot short (``..stochman`` from a subpackage) names a module
+    that does not exist; lazy ones would fail only when called."""
+    graph = import_graph(PACKAGE)
+    modules = set(graph)
+    missing = sorted(
+        f"{mod} imports {target}"
+        for mod, edges in graph.items()
+        for target in edges
+        if target not in modules
+    )
+    assert missing == []
+
+
 def test_private_names_come_only_from_private_modules():
     assert private_imports(import_graph(PACKAGE)) == []
 
