@@ -84,6 +84,37 @@ def dimensions_table(quick: bool) -> None:
                     f"{d:3d} {n_points:3d} {(n_points - 2) * d:8d} {times[0]:13.4f} "
                     f"{times[1]:13.4f} {times[0] / times[1]:11.2f}  max rel {rel:.0e}"
                 )
+        print("\nthe damped Gauss-Newton step alone (64 pairs, random SPD blocks), ms per call")
+        print(
+            f"{'d':>3s} {'N':>3s} {'unknowns':>8s} {'dense':>9s} {'block':>9s} {'dense/block':>11s}"
+        )
+        gen = torch.Generator().manual_seed(0)
+        for d, n_points in (
+            (2, 16),
+            (2, 32),
+            (4, 16),
+            (4, 32),
+            (8, 16),
+            (8, 32),
+            (16, 32),
+            (32, 32),
+        ):
+            m = n_points - 2
+            jac = torch.randn(64, m + 2, 50, d, generator=gen)
+            base = 2 * jac[:, 1:-1].mT @ jac[:, 1:-1]
+            couple = jac[:, 1:-2].mT @ jac[:, 2:-1]
+            grad, lam = torch.randn(64, m, d, generator=gen), torch.full((64,), 1e-3)
+            ms = []
+            for dense_max in (10**9, 0):
+                lm.DENSE_MAX_UNKNOWNS = dense_max
+                lm.damped_tridiagonal_step(base, couple, grad, lam)  # warm-up
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    lm.damped_tridiagonal_step(base, couple, grad, lam)
+                ms.append((time.perf_counter() - t0) * 100)
+            print(
+                f"{d:3d} {n_points:3d} {m * d:8d} {ms[0]:9.2f} {ms[1]:9.2f} {ms[0] / ms[1]:11.2f}"
+            )
     finally:
         lm.DENSE_MAX_UNKNOWNS = saved
     print(f"(the solver factorises densely up to DENSE_MAX_UNKNOWNS = {saved} unknowns)")
