@@ -24,6 +24,7 @@ __all__ = [
     "SingularMetricWarning",
     "block_tridiagonal_cholesky",
     "block_tridiagonal_solve",
+    "solve_square",
     "spd_cholesky",
     "spd_inverse",
     "spd_solve",
@@ -94,6 +95,26 @@ def spd_solve(mat: Tensor, rhs: Tensor, *, what: str = "metric tensor") -> Tenso
     Tensor, shape (B, d, k)
     """
     return torch.cholesky_solve(rhs, spd_cholesky(mat, what=what, stacklevel=4))
+
+
+def solve_square(mat: Tensor, rhs: Tensor) -> Tensor:
+    """``mat^{-1} rhs`` for general square blocks; the least-squares solution where singular.
+
+    Parameters
+    ----------
+    mat : Tensor, shape (B, d, d)
+    rhs : Tensor, shape (B, d, k)
+
+    Returns
+    -------
+    Tensor, shape (B, d, k)
+    """
+    sol, info = torch.linalg.solve_ex(mat, rhs)
+    bad = info != 0
+    if bool(bad.any()):
+        sol = sol.clone()
+        sol[bad] = torch.linalg.pinv(mat[bad]) @ rhs[bad]
+    return sol
 
 
 def spd_inverse(mat: Tensor, *, what: str = "metric tensor") -> Tensor:

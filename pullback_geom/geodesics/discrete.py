@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .._core.checks import batch_curves, same_shape
-from .._core.linalg import spd_cholesky
+from .._core.linalg import solve_square, spd_cholesky
 from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning, _pair, below_resolution
 
@@ -85,16 +85,6 @@ def _check_steps(n_steps) -> int:
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer; got {n_steps!r}")
     return n_steps
-
-
-def _solve_square(mat: Tensor, rhs: Tensor) -> Tensor:
-    """``mat^{-1} rhs`` for ``(B, d, d)`` and ``(B, d, k)``; least squares where singular."""
-    sol, info = torch.linalg.solve_ex(mat, rhs)
-    bad = info != 0
-    if bool(bad.any()):
-        sol = sol.clone()
-        sol[bad] = torch.linalg.pinv(mat[bad]) @ rhs[bad]
-    return sol
 
 
 def _next_node(
@@ -163,7 +153,7 @@ def _next_node(
         act = (~ok & ~failed).nonzero().squeeze(1)
         if act.numel() == 0:
             break
-        newton = _solve_square(jt[act] @ jac_x[act], -res[act].unsqueeze(-1)).squeeze(-1)
+        newton = solve_square(jt[act] @ jac_x[act], -res[act].unsqueeze(-1)).squeeze(-1)
         trial = x[act] + alpha[act, None] * newton
         wild = ~torch.isfinite(trial).all(-1) | (trial.abs().amax(-1) > bound[act])
         trial = torch.where(wild[:, None], x[act], trial)
@@ -231,7 +221,7 @@ def _discrete_path(
             if tangents:
                 jt = jac.mT
                 rhs = 2 * (jt @ jac) @ t_node - (jt @ jac_prev) @ t_prev
-                t_next = _solve_square(jt @ jac_x, rhs)
+                t_next = solve_square(jt @ jac_x, rhs)
                 jac_prev, t_prev, t_node = jac[ok], t_node[ok], t_next[ok]
             if not bool(ok.all()):
                 alive[idx[~ok]] = False
@@ -516,7 +506,7 @@ def discrete_log(
         # Where the discrete exp had no sensitivity (a node did not solve) the step stays
         # zero: the trial is rejected and the pair's step scale halves until it stalls.
         if bool(good.any()):
-            step[good] = _solve_square(sens[act][good], -residual[good].unsqueeze(-1)).squeeze(-1)
+            step[good] = solve_square(sens[act][good], -residual[good].unsqueeze(-1)).squeeze(-1)
         # A trust radius of half the first step keeps Newton out of neighbouring
         # branches of the discrete exp (across a crease or a conjugate point).
         radius = 0.5 * torch.linalg.vector_norm(first[act] - p[act], dim=-1)

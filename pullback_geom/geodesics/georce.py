@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._core.linalg import spd_inverse
+from .._core.linalg import spd_inverse, spd_solve
 from ..metric import PullbackMetric
 from ._common import CurveSolution
 
@@ -100,7 +100,9 @@ def georce(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> 
             tail[:, -1] = 0
             ginv_tail = (ginv @ tail.unsqueeze(-1)).squeeze(-1).sum(1)
             rhs = -2 * (zt[act] - z0[act]) - ginv_tail
-            mu_t = torch.linalg.solve(ginv.sum(1), rhs)  # (ba, d)
+            mu_t = spd_solve(
+                ginv.sum(1), rhs.unsqueeze(-1), what="GEORCE's sum of inverse metrics"
+            )[..., 0]
             mu = mu_t[:, None] + tail
             u_new = -0.5 * (ginv @ mu.unsqueeze(-1)).squeeze(-1)
             # grad of E w.r.t. the free nodes z_1..z_{T-1} (scaled by T like E)

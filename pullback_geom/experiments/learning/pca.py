@@ -8,6 +8,7 @@ import torch
 from geomstats.learning.pca import TangentPCA
 from torch import Tensor
 
+from ..._core.linalg import spd_cholesky
 from ...metric import PullbackMetric
 from ._common import (
     F64,
@@ -104,7 +105,7 @@ def tangent_pca(
     ratio = torch.as_tensor(pca.explained_variance_ratio_, dtype=F64)
     # Variance as the metric measures it: whiten the tangent space with G = L L^T.
     g = torch.as_tensor(space.metric.metric_matrix(base), dtype=F64)
-    chol = torch.linalg.cholesky(g)
+    chol = spd_cholesky(g[None])[0]
     centred = logs - logs.mean(0)
     cov = centred.T @ centred / max(z.shape[0] - 1, 1)
     eig = torch.linalg.eigvalsh(chol.T @ cov @ chol).flip(0).clamp_min(0)
