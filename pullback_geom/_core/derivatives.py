@@ -120,11 +120,36 @@ def _pair_table(d: int, device=None) -> Tensor:
     return table
 
 
-def jet(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
-    """First and symmetric second derivatives of ``f`` by nested forward mode, as rows.
+def hessian(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
+    """Jacobian and all second partial derivatives of ``f`` by nested forward mode.
 
-    One nested JVP per pair ``i <= j`` (``d (d + 1) / 2``, not ``d^2``), all vmapped;
-    the first derivatives come from the diagonal pairs' inner JVPs.
+    Parameters
+    ----------
+    f : callable
+        Flat batched map ``(B, d) -> (B, D)``.
+    z : Tensor, shape (B, d)
+
+    Returns
+    -------
+    jac : Tensor, shape (B, D, d)
+    hess : Tensor, shape (B, D, d, d)
+        ``hess[b, a, i, j] = d^2 f_a / dz_i dz_j``.
+    """
+    basis = _basis(z)
+
+    def second(ti: Tensor, tj: Tensor) -> tuple[Tensor, Tensor]:
+        return jvp(lambda x: jvp(f, (x,), (ti,))[1], (z,), (tj,))
+
+    # Outer vmap over i, inner over j; the outer primal d_i f comes out repeated over j.
+    # All d^2 JVPs, nested: faster than the d (d + 1) / 2 distinct pairs under one vmap
+    # (which batches both tangents of every JVP): 0.44 s against 0.59 s at d = 2 and
+    # 0.95 s against 2.3 s at d = 8 on the seed decoder (4096 and 1024 points).
+    jac_i, hess = vmap(lambda ti: vmap(lambda tj: second(ti, tj))(basis))(basis)
+    return jac_i[:, 0].permute(1, 2, 0), hess.permute(2, 3, 0, 1)
+
+
+def jet(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
+    """First and distinct second derivatives of ``f`` as rows, from :func:`hessian`.
 
     Parameters
     ----------
@@ -139,38 +164,9 @@ def jet(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
     second : Tensor, shape (B, p, D)
         ``second[b, q] = d_i d_j f`` for the ``q``-th pair of :func:`pair_indices`.
     """
-    d = z.shape[1]
-    iu, ju = pair_indices(d, z.device)
-    basis = _basis(z)
-
-    def pair(ti: Tensor, tj: Tensor) -> tuple[Tensor, Tensor]:
-        return jvp(lambda x: jvp(f, (x,), (ti,))[1], (z,), (tj,))
-
-    first, second = vmap(pair)(basis[iu], basis[ju])  # (p, B, D) each
-    diagonal = (iu == ju).nonzero().squeeze(-1)  # pair (i, i) carries d_i f
-    return first[diagonal].transpose(0, 1), second.transpose(0, 1)
-
-
-def hessian(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
-    """Jacobian and all second partial derivatives of ``f``, from :func:`jet`.
-
-    Parameters
-    ----------
-    f : callable
-        Flat batched map ``(B, d) -> (B, D)``.
-    z : Tensor, shape (B, d)
-
-    Returns
-    -------
-    jac : Tensor, shape (B, D, d)
-    hess : Tensor, shape (B, D, d, d)
-        ``hess[b, a, i, j] = d^2 f_a / dz_i dz_j``.
-    """
-    tangents, second = jet(f, z)
-    d = z.shape[1]
-    # The d (d + 1) / 2 distinct second derivatives, placed symmetrically.
-    hess = second[:, _pair_table(d, z.device)]  # (B, d, d, D)
-    return tangents.mT, hess.permute(0, 3, 1, 2)
+    jac, hess = hessian(f, z)
+    iu, ju = pair_indices(z.shape[1], z.device)
+    return jac.mT, hess[:, :, iu, ju].mT
 
 
 def christoffel_symbols(f: FlatMap, z: Tensor) -> Tensor:

@@ -71,7 +71,7 @@ def diagnose(metric, name, nodes, converged, seconds, p, q, refine, n_eval):
     """Everything but the round trip, which :func:`compare_geodesics` shoots for all
     methods at once; returns the curves, the row and the initial velocities (B, d)."""
     b, d = p.shape
-    nan = torch.full((b,), float("nan"), dtype=p.dtype)
+    nan = torch.full((b,), float("nan"), dtype=p.dtype, device=p.device)
     length, energy, residual, end_err = (nan.clone() for _ in range(4))
     curves = torch.full((b, n_eval, d), float("nan"), dtype=p.dtype, device=p.device)
     v0 = torch.full((b, d), float("nan"), dtype=p.dtype, device=p.device)

@@ -94,7 +94,7 @@ def tangent_pca(
         raise ValueError(f"n_curve must be at least 2; got {n_curve}")
     space = space_or_default(metric, space)
     if base_point is None:
-        labels = torch.zeros(z.shape[0], dtype=torch.int64)
+        labels = torch.zeros(z.shape[0], dtype=torch.int64, device=z.device)
         base = class_frechet_means(metric, z, labels, space=space).riemannian[0]
     else:
         base = check_codes(torch.as_tensor(base_point).reshape(1, -1), d, "base_point")[0]
