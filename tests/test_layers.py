@@ -303,3 +303,40 @@ def test_checker_rejects_a_module_outside_the_layers(tmp_path):
     root = _tree(tmp_path, {"misc.py": "from .metric import x\n", "metric.py": ""})
     with pytest.raises(AssertionError, match="belongs to no layer"):
         upward_imports(import_graph(root), LAYERS, WHITELIST)
+
+
+# ---------------------------------------------------------------- the public paths
+PUBLIC = {
+    "pullback_geom": ["PullbackMetric", "SingularMetricWarning"],
+    "pullback_geom.geodesics": [
+        "connecting_geodesic",
+        "geodesic_distance",
+        "exp_map",
+        "log_map",
+        "pairwise_distances",
+        "distance_block",
+        "block_slices",
+        "compare_geodesics",
+        "graph_geodesics",
+        "latent_graph",
+    ],
+    "pullback_geom.geomstats": ["latent_space"],
+    "pullback_geom.stochman": ["DecoderManifold"],
+    "pullback_geom.vae": [
+        "load",
+        "load_default",
+        "default_checkpoint",
+        "load_latents",
+        "BernoulliVAE",
+        "GaussianVAE",
+        "EnsembleVAE",
+    ],
+    "pullback_geom.cli": ["main"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_import_paths_are_kept(module):
+    mod = importlib.import_module(module)
+    for name in PUBLIC[module]:
+        assert callable(getattr(mod, name)), f"{module}.{name}"
