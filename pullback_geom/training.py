@@ -71,6 +71,17 @@ class TrainConfig:
     rbf_lr : float, default 0.05
         Gaussian model: Adam's learning rate on the log-weights in stage 2.
     rbf_batch_size : int, default 512
+    gate_points : int, default 0
+        Gaussian model: training codes of the std network's data gate, which lets
+        ``sigma`` rise where the data ends (:mod:`pullback_geom.vae.rbf`); 0 for none
+        (the bundled Gaussian model has none).
+    gate_bandwidth : float, default 0.5
+        Gaussian model: the gate's kernel bandwidth, in units of the 99th percentile of
+        its codes' nearest-neighbour distances.
+    gate_quantile : float, default 1e-3
+        Gaussian model: fraction of training codes where the gate is below 0.95.
+    gate_width : float, default 1
+        Gaussian model: e-folds of data density over which the gate opens.
     decoders : int, default 4
         Ensemble model: number of decoders (``>= 2``).
     """
@@ -90,6 +101,10 @@ class TrainConfig:
     rbf_epochs: int = 10
     rbf_lr: float = 0.05
     rbf_batch_size: int = 512
+    gate_points: int = 0
+    gate_bandwidth: float = 0.5
+    gate_quantile: float = 1e-3
+    gate_width: float = 1.0
     decoders: int = 4
 
     def __post_init__(self) -> None:
@@ -109,7 +124,20 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
-        for name in ("lr", "bandwidth_scale", "zeta", "min_std", "rbf_lr"):
+        g = self.gate_points
+        if isinstance(g, bool) or not isinstance(g, int) or g < 0:
+            raise ValueError(f"gate_points must be an integer >= 0; got {g!r}")
+        if not (isinstance(self.gate_quantile, (int, float)) and 0 < self.gate_quantile < 1):
+            raise ValueError(f"gate_quantile must be in (0, 1); got {self.gate_quantile!r}")
+        for name in (
+            "lr",
+            "bandwidth_scale",
+            "zeta",
+            "min_std",
+            "rbf_lr",
+            "gate_bandwidth",
+            "gate_width",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
@@ -124,6 +152,8 @@ class TrainConfig:
         }
         if self.model == "gaussian":
             arch.update(n_centres=self.n_centres, zeta=self.zeta)
+            if self.gate_points:  # configs without the key build the plain network
+                arch["gate_points"] = self.gate_points
         if self.model == "ensemble":
             arch["decoders"] = self.decoders
         return arch
@@ -235,6 +265,14 @@ def _fit_rbf(model: GaussianVAE, x: Tensor, cfg: TrainConfig, gen: torch.Generat
     """
     codes = encode_images(model, x)
     assign = model.std.fit_centres(codes, a=cfg.bandwidth_scale, generator=gen)
+    if cfg.gate_points:
+        model.std.fit_gate(
+            codes,
+            bandwidth=cfg.gate_bandwidth,
+            quantile=cfg.gate_quantile,
+            width=cfg.gate_width,
+            generator=gen,
+        )
     k = model.std.centres.shape[0]
     sq_res = torch.zeros(k, x.shape[1])
     cover = torch.zeros(k)
@@ -272,8 +310,9 @@ def _new_optimizer(model: VAE, cfg: TrainConfig, stage: int) -> torch.optim.Opti
 def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, folder: Path) -> None:
     """A resumed run may add epochs; anything else must match the saved run."""
     now = dataclasses.asdict(cfg)
-    # Runs saved before a field existed used its default.
+    # Runs saved before a field existed used its default, or for the gate, none.
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults["gate_points"] = 0
     differ = [
         f"{k}: saved {saved.get(k, defaults[k])!r}, now {v!r}"
         for k, v in now.items()

@@ -39,6 +39,10 @@ def run_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             n_centres=args.rbf_centres,
             rbf_epochs=args.rbf_epochs,
+            gate_points=args.gate_points,
+            gate_bandwidth=args.gate_bandwidth,
+            gate_quantile=args.gate_quantile,
+            gate_width=args.gate_width,
             decoders=args.decoders,
         )
         train, test, dataset = load_splits(
@@ -143,6 +147,35 @@ def add_train_parser(sub) -> None:
         type=int,
         default=10,
         help="Gaussian model: epochs of the std network's stage (default: 10)",
+    )
+    train.add_argument(
+        "--gate-points",
+        type=int,
+        default=0,
+        help="Gaussian model: training codes of the std network's data gate, which lets "
+        "sigma rise where the data ends, e.g. 2048; 0 for the plain RBF network of Latent "
+        "Space Oddity (default: %(default)s)",
+    )
+    train.add_argument(
+        "--gate-bandwidth",
+        type=float,
+        default=0.5,
+        help="Gaussian model: the gate's kernel bandwidth in units of the 99th percentile "
+        "of its codes' nearest-neighbour distances (default: %(default)s)",
+    )
+    train.add_argument(
+        "--gate-quantile",
+        type=float,
+        default=1e-3,
+        help="Gaussian model: fraction of training codes where the gate is below 0.95 "
+        "(default: %(default)s)",
+    )
+    train.add_argument(
+        "--gate-width",
+        type=float,
+        default=1.0,
+        help="Gaussian model: e-folds of data density over which the gate opens "
+        "(default: %(default)s)",
     )
     train.add_argument(
         "--decoders",

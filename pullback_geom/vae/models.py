@@ -354,6 +354,9 @@ class GaussianVAE(VAE):
         RBF centres of the std network.
     zeta : float, default 0.1
         Precision far from the data: there ``sigma`` tends to ``1/sqrt(zeta)``.
+    gate_points : int, default 0
+        Training codes of the std network's data gate (:class:`~pullback_geom.vae.rbf.RBFStd`);
+        0 for none (models trained before the gate existed).
     """
 
     kind = "gaussian"
@@ -365,11 +368,12 @@ class GaussianVAE(VAE):
         n_centres: int = 64,
         zeta: float = 0.1,
         activation: str = "relu",
+        gate_points: int = 0,
     ) -> None:
         super().__init__(latent_dim, hidden, activation)
         if isinstance(n_centres, bool) or not isinstance(n_centres, int) or n_centres < 1:
             raise ValueError(f"n_centres must be a positive integer; got {n_centres!r}")
-        self.std = RBFStd(latent_dim, n_centres, IMAGE_SHAPE, zeta)
+        self.std = RBFStd(latent_dim, n_centres, IMAGE_SHAPE, zeta, gate_points)
 
     def decode_std(self, z: Tensor) -> Tensor:
         """``sigma(z)``, the decoder's standard deviation per pixel.

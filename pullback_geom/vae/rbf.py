@@ -9,6 +9,24 @@ with centres :math:`c_k` from k-means of the training codes, bandwidths from the
 sizes, :math:`W \ge 0` and :math:`\sigma(z) = \beta(z)^{-1/2}`. Near the data the RBFs
 carry a large fitted precision; away from it they vanish and :math:`\sigma` rises to
 :math:`1/\sqrt\zeta`, which an ordinary neural std network does not guarantee.
+
+**The data gate.** With bandwidths wide enough to fit the data's precision smoothly (the
+construction above, ``a = 1.5``), the RBFs also cover the holes between clusters: on the
+seed's MNIST model ``sigma`` there is no larger than on the data. Narrow bandwidths open
+the holes but leave dips between the codes, which cost 9-16 % of the test likelihood.
+So the fitted precision is multiplied by a gate that reads the data density:
+
+.. math:: \beta(z) = g(z)\, W^T v(z) + \zeta, \qquad
+          g(z) = \operatorname{sigmoid}\big((\log \rho(z) - \tau) / w + 3\big),
+
+with :math:`\rho` a Gaussian kernel density of ``G`` training codes (bandwidth ``h``, a
+fraction of the 99th percentile of their nearest-neighbour distances), :math:`\tau` a
+low quantile of :math:`\log\rho` over the training codes (there :math:`g = 0.95`) and
+:math:`w` the width of the transition in e-folds of density. On the data
+:math:`g \approx 1` and the fit is unchanged; where the density falls (the holes, the
+space around the data) :math:`g \to 0` and :math:`\sigma` rises to
+:math:`1/\sqrt\zeta`. ``sigma`` stays smooth (a logsumexp and a sigmoid), so the metric's
+uncertainty term is usable by every solver. See :meth:`RBFStd.fit_gate`.
 """
 
 from __future__ import annotations
@@ -18,7 +36,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["RBFStd", "kmeans", "rbf_bandwidths"]
+__all__ = ["RBFStd", "kmeans", "nearest_neighbour_distances", "rbf_bandwidths", "sigma_wall"]
 
 
 def kmeans(
@@ -81,6 +99,28 @@ def _sq_dists(x: Tensor, c: Tensor) -> Tensor:
     return (x.square().sum(-1, keepdim=True) - 2 * x @ c.T + c.square().sum(-1)).clamp_min(0)
 
 
+def nearest_neighbour_distances(x: Tensor, block: int = 4096) -> Tensor:
+    """Distance from each point to its nearest other point, in blocks of rows.
+
+    Parameters
+    ----------
+    x : Tensor, shape (N, d), N >= 2
+
+    Returns
+    -------
+    Tensor, shape (N,)
+    """
+    if x.dim() != 2 or x.shape[0] < 2:
+        raise ValueError(f"x must have shape (N, d) with N >= 2; got {tuple(x.shape)}")
+    out = []
+    for i in range(0, len(x), block):
+        dist = torch.cdist(x[i : i + block], x)
+        rows = torch.arange(dist.shape[0], device=x.device)
+        dist[rows, rows + i] = float("inf")
+        out.append(dist.min(1).values)
+    return torch.cat(out)
+
+
 def rbf_bandwidths(x: Tensor, centres: Tensor, assign: Tensor, a: float = 1.5) -> Tensor:
     """``lambda_k = 1/2 (a * mean_{j in C_k} ||x_j - c_k||)^-2``, as in Latent Space Oddity.
 
@@ -123,6 +163,9 @@ class RBFStd(nn.Module):
     zeta : float, default 0.1
         Precision far from the data: ``sigma`` tends to ``1/sqrt(zeta)`` (3.16 for
         pixels in ``[0, 1]``).
+    gate_points : int, default 0
+        ``G``, training codes of the data gate (module docstring); 0: no gate, the plain
+        construction of Latent Space Oddity (and of checkpoints written before the gate).
 
     Notes
     -----
@@ -139,10 +182,13 @@ class RBFStd(nn.Module):
         n_centres: int,
         out_shape: tuple[int, ...] = (1, 28, 28),
         zeta: float = 0.1,
+        gate_points: int = 0,
     ) -> None:
         super().__init__()
         if not (zeta > 0 and math.isfinite(zeta)):
             raise ValueError(f"zeta must be a finite number > 0; got {zeta}")
+        if isinstance(gate_points, bool) or not isinstance(gate_points, int) or gate_points < 0:
+            raise ValueError(f"gate_points must be an integer >= 0; got {gate_points!r}")
         self.out_shape = tuple(out_shape)
         self.zeta = float(zeta)
         out = math.prod(self.out_shape)
@@ -150,6 +196,13 @@ class RBFStd(nn.Module):
         self.register_buffer("bandwidths", torch.zeros(n_centres))
         self.register_buffer("fitted", torch.tensor(False))
         self.log_weight = nn.Parameter(torch.zeros(n_centres, out))
+        self.gate_points = gate_points
+        if gate_points:
+            # Registered only when asked for, so checkpoints without a gate still load.
+            self.register_buffer("gate_centres", torch.zeros(gate_points, latent_dim))
+            self.register_buffer("gate_bandwidth", torch.tensor(1.0))
+            self.register_buffer("gate_threshold", torch.tensor(0.0))
+            self.register_buffer("gate_width", torch.tensor(1.0))
 
     @property
     def is_fitted(self) -> bool:
@@ -185,6 +238,79 @@ class RBFStd(nn.Module):
         self.fitted.fill_(True)
         return assign
 
+    def fit_gate(
+        self,
+        codes: Tensor,
+        *,
+        bandwidth: float = 0.5,
+        quantile: float = 1e-3,
+        width: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """Set the data gate from training codes (see the module docstring).
+
+        Parameters
+        ----------
+        codes : Tensor, shape (N, d)
+            Latent codes of the training data; ``G`` of them (drawn at random; all, each
+            repeated, if ``N < G``) carry the kernel density.
+        bandwidth : float, default 0.5
+            ``h`` in units of the 99th percentile of the ``G`` codes' nearest-neighbour
+            distances.
+        quantile : float, default 1e-3
+            ``tau`` is this quantile of ``log rho`` over all ``codes``: the fraction of
+            training codes where the gate is below 0.95.
+        width : float, default 1
+            ``w``, e-folds of density over which the gate opens.
+        generator : torch.Generator, optional
+        """
+        if not self.gate_points:
+            raise RuntimeError("this RBFStd has no gate (gate_points=0)")
+        for name, value in (("bandwidth", bandwidth), ("width", width)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number > 0; got {value}")
+        if not 0 < quantile < 1:
+            raise ValueError(f"quantile must be in (0, 1); got {quantile}")
+        codes = codes.detach().to(self.gate_centres)
+        if codes.dim() != 2 or codes.shape[0] < 2 or codes.shape[1] != self.gate_centres.shape[1]:
+            raise ValueError(
+                f"the gate needs codes of shape (N, {self.gate_centres.shape[1]}) with N >= 2; "
+                f"got {tuple(codes.shape)}"
+            )
+        sample = codes[torch.randperm(len(codes), generator=generator)[: self.gate_points]]
+        spacing = torch.quantile(nearest_neighbour_distances(sample), 0.99)
+        # Fewer codes than gate points: each carries the density as often as it repeats.
+        reps = -(-self.gate_points // len(sample))
+        self.gate_centres.copy_(sample.repeat(reps, 1)[: self.gate_points])
+        self.gate_bandwidth.fill_(float(bandwidth * spacing))
+        self.gate_width.fill_(float(width))
+        log_rho = torch.cat(
+            [self._log_density(codes[i : i + 4096]) for i in range(0, len(codes), 4096)]
+        )
+        self.gate_threshold.fill_(float(torch.quantile(log_rho, quantile)))
+
+    def _log_density(self, z: Tensor) -> Tensor:
+        """``log rho(z)`` up to a constant, shape (B,)."""
+        u = self.gate_centres
+        # |z - u|^2 expanded: a (B, G) product, not a (B, G, d) difference tensor.
+        sq = (z.square().sum(-1, keepdim=True) - 2 * z @ u.T + u.square().sum(-1)).clamp_min(0)
+        return torch.logsumexp(-sq / (2 * self.gate_bandwidth**2), dim=-1)
+
+    def gate(self, z: Tensor) -> Tensor:
+        """``g(z)``, in (0, 1): about 1 on the data, 0 far from it; ones without a gate.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d)
+
+        Returns
+        -------
+        Tensor, shape (B,)
+        """
+        if not self.gate_points:
+            return z.new_ones(z.shape[0])
+        return torch.sigmoid((self._log_density(z) - self.gate_threshold) / self.gate_width + 3)
+
     def activations(self, z: Tensor) -> Tensor:
         """``v(z)``, the RBF activations.
 
@@ -207,7 +333,7 @@ class RBFStd(nn.Module):
         return torch.exp(-self.bandwidths * sq)
 
     def precision(self, z: Tensor) -> Tensor:
-        """``beta(z) = W^T v(z) + zeta``.
+        """``beta(z) = g(z) W^T v(z) + zeta`` (``g = 1`` without a gate).
 
         Parameters
         ----------
@@ -217,7 +343,10 @@ class RBFStd(nn.Module):
         -------
         Tensor, shape (B, prod(out_shape))
         """
-        return self.activations(z) @ self.log_weight.exp() + self.zeta
+        fitted = self.activations(z) @ self.log_weight.exp()
+        if self.gate_points:
+            fitted = self.gate(z)[:, None] * fitted
+        return fitted + self.zeta
 
     def forward(self, z: Tensor) -> Tensor:
         """``sigma(z)``.
@@ -234,4 +363,60 @@ class RBFStd(nn.Module):
 
     def extra_repr(self) -> str:
         k, d = self.centres.shape
-        return f"latent_dim={d}, n_centres={k}, out_shape={self.out_shape}, zeta={self.zeta}"
+        return (
+            f"latent_dim={d}, n_centres={k}, out_shape={self.out_shape}, zeta={self.zeta}, "
+            f"gate_points={self.gate_points}"
+        )
+
+
+def sigma_wall(std, codes: Tensor, resolution: int = 160) -> dict[str, float]:
+    """How much higher ``sigma`` is off the data than on it: the wall of the uncertainty term.
+
+    ``sigma(z)`` is summarised as its mean over pixels. ``r95`` and ``r99`` are the 95th and
+    99th percentiles of the codes' nearest-neighbour distances; on a ``resolution`` square
+    grid over the codes' bounding box, the points farther than ``2 r95`` from every code
+    are the holes between clusters and those farther than ``2 r99`` the space clearly off
+    the data. The ratios are the median ``sigma`` there over the median ``sigma`` at the
+    codes.
+
+    Parameters
+    ----------
+    std : callable
+        ``(B, d) -> (B, ...)``, e.g. ``GaussianVAE.decode_std``.
+    codes : Tensor, shape (N, d)
+    resolution : int, default 160
+
+    Returns
+    -------
+    dict
+        ``r95``, ``r99``, ``sigma_codes``, ``ratio_2r95``, ``ratio_2r99`` and the grid
+        points counted (``points_2r95``, ``points_2r99``); ratios are NaN where no grid
+        point is that far.
+    """
+    codes = codes.detach()
+    nn_dist = nearest_neighbour_distances(codes)
+    r95, r99 = (float(torch.quantile(nn_dist, q)) for q in (0.95, 0.99))
+    lo, hi = codes.amin(0), codes.amax(0)
+    axes = [
+        torch.linspace(float(lo[i]), float(hi[i]), resolution, dtype=codes.dtype)
+        for i in range(codes.shape[1])
+    ]
+    grid = torch.cartesian_prod(*axes).reshape(-1, codes.shape[1]).to(codes.device)
+    far = torch.cat(
+        [torch.cdist(grid[i : i + 4096], codes).min(1).values for i in range(0, len(grid), 4096)]
+    )
+
+    def mean_sigma(z: Tensor) -> Tensor:
+        with torch.no_grad():
+            return torch.cat(
+                [std(z[i : i + 2048]).flatten(1).mean(1) for i in range(0, len(z), 2048)]
+            )
+
+    on_data = float(mean_sigma(codes).median())
+    off = mean_sigma(grid)
+    out = {"r95": r95, "r99": r99, "sigma_codes": on_data}
+    for name, radius in (("2r95", 2 * r95), ("2r99", 2 * r99)):
+        sel = far > radius
+        out[f"points_{name}"] = int(sel.sum())
+        out[f"ratio_{name}"] = float(off[sel].median()) / on_data if bool(sel.any()) else math.nan
+    return out
