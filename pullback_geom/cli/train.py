@@ -153,7 +153,7 @@ def add_train_parser(sub) -> None:
         type=int,
         default=0,
         help="Gaussian model: training codes of the std network's data gate, which lets "
-        "sigma rise where the data ends, e.g. 2048; 0 for the plain RBF network of Latent "
+        "sigma rise where the data ends, e.g. 4096; 0 for the plain RBF network of Latent "
         "Space Oddity (default: %(default)s)",
     )
     train.add_argument(
