@@ -40,15 +40,26 @@ def check_finite(x: Tensor, name: str) -> None:
         )
 
 
+class NonFiniteOutputError(ValueError):
+    """A computed quantity is NaN or inf at some points (the decoder's values or derivatives
+    there, or a numerically singular metric); ``.rows`` is their mask, shape (B,)."""
+
+    def __init__(self, message: str, rows: Tensor) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
 def check_finite_output(x: Tensor, what: str) -> Tensor:
-    """Return ``x``, shape ``(B, ...)``, or raise a ValueError blaming the decoder for the
-    points where the computed ``what`` is NaN or inf."""
+    """Return ``x``, shape ``(B, ...)``, or raise a :class:`NonFiniteOutputError` (a
+    ValueError) blaming the decoder for the points where the computed ``what`` is NaN or
+    inf."""
     bad = _nonfinite_rows(x)
     if bad is not None:
-        raise ValueError(
+        raise NonFiniteOutputError(
             f"the {what} is NaN or inf at {int(bad.sum())} of {x.shape[0]} points "
             f"(first at index {int(torch.nonzero(bad)[0, 0])}): the decoder produced "
-            "non-finite values or derivatives there"
+            "non-finite values or derivatives there",
+            bad,
         )
     return x
 

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from torch import Tensor
 
-from .._core.checks import reference_tensor
+from .._core.checks import NonFiniteOutputError, reference_tensor
 from ..metric import PullbackMetric
 
 Extent = tuple[float, float, float, float]
@@ -88,10 +88,22 @@ def like(metric_or_module) -> tuple[torch.dtype, torch.device]:
 
 
 def grid_values(fn: Callable[[Tensor], Tensor], grid: np.ndarray, dtype, device) -> np.ndarray:
-    """``fn`` on the flattened grid under ``no_grad``, reshaped to the grid, as numpy."""
+    """``fn`` on the flattened grid under ``no_grad``, reshaped to the grid, as numpy.
+
+    A map may cover points where ``fn`` is undefined (a metric numerically singular far
+    from the data): where the core reports non-finite values, those points are NaN (drawn
+    blank) and the others are evaluated again without them.
+    """
     pts = torch.as_tensor(grid.reshape(-1, 2), dtype=dtype, device=device)
     with torch.no_grad():
-        out = fn(pts)
+        try:
+            out = fn(pts)
+        except NonFiniteOutputError as err:
+            keep = (~err.rows).cpu().numpy()
+            out = torch.full((len(pts),), float("nan"), dtype=torch.float64)
+            if keep.any():
+                rest = grid_values(fn, grid.reshape(-1, 2)[keep][:, None], dtype, device)
+                out[torch.from_numpy(keep)] = torch.from_numpy(rest.reshape(-1))
     return out.detach().cpu().double().numpy().reshape(grid.shape[:2])
 
 
