@@ -340,3 +340,17 @@ def test_public_import_paths_are_kept(module):
     mod = importlib.import_module(module)
     for name in PUBLIC[module]:
         assert callable(getattr(mod, name)), f"{module}.{name}"
+
+
+def test_the_command_answers_version_and_runs_as_a_module():
+    import pullback_geom
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pullback_geom", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"pullback-geom {pullback_geom.__version__}"
+    out = subprocess.run(
+        [sys.executable, "-m", "pullback_geom", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "usage: pullback-geom" in out.stdout

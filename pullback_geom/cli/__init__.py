@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="pullback-geom",
         description="Riemannian geometry of generative models' latent spaces.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"pullback-geom {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(sub)
     add_report_parser(sub)
