@@ -112,11 +112,19 @@ def nearest_neighbour_distances(x: Tensor, block: int = 4096) -> Tensor:
     """
     if x.dim() != 2 or x.shape[0] < 2:
         raise ValueError(f"x must have shape (N, d) with N >= 2; got {tuple(x.shape)}")
+    return _nearest_distances(x, x, block, exclude_self=True)
+
+
+def _nearest_distances(x: Tensor, y: Tensor, block: int, exclude_self: bool = False) -> Tensor:
+    """``min_j |x_i - y_j|`` for each row of ``x`` (B, d) against ``y`` (M, d), in blocks
+    of rows of ``x``; with ``exclude_self`` (``y is x``), each point's own distance is left
+    out."""
     out = []
     for i in range(0, len(x), block):
-        dist = torch.cdist(x[i : i + block], x)
-        rows = torch.arange(dist.shape[0], device=x.device)
-        dist[rows, rows + i] = float("inf")
+        dist = torch.cdist(x[i : i + block], y)
+        if exclude_self:
+            rows = torch.arange(dist.shape[0], device=x.device)
+            dist[rows, rows + i] = float("inf")
         out.append(dist.min(1).values)
     return torch.cat(out)
 
@@ -402,9 +410,7 @@ def sigma_wall(std, codes: Tensor, resolution: int = 160) -> dict[str, float]:
         for i in range(codes.shape[1])
     ]
     grid = torch.cartesian_prod(*axes).reshape(-1, codes.shape[1]).to(codes.device)
-    far = torch.cat(
-        [torch.cdist(grid[i : i + 4096], codes).min(1).values for i in range(0, len(grid), 4096)]
-    )
+    far = _nearest_distances(grid, codes, 4096)
 
     def mean_sigma(z: Tensor) -> Tensor:
         with torch.no_grad():
