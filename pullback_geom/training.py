@@ -71,14 +71,14 @@ class TrainConfig:
     rbf_lr : float, default 0.05
         Gaussian model: Adam's learning rate on the log-weights in stage 2.
     rbf_batch_size : int, default 512
-    gate_points : int, default 0
-        Gaussian model: training codes of the std network's data gate, which lets
-        ``sigma`` rise where the data ends (:mod:`pullback_geom.vae.rbf`); 0 for none
-        (the bundled Gaussian model has none).
-    gate_bandwidth : float, default 0.5
-        Gaussian model: the gate's kernel bandwidth, in units of the 99th percentile of
-        its codes' nearest-neighbour distances.
-    gate_quantile : float, default 1e-3
+    gate_points : int, default 1024
+        Gaussian model: k-means centres of the std network's data gate, which lets
+        ``sigma`` rise where the data ends (:mod:`pullback_geom.vae.rbf`); 0 for none,
+        the plain RBF network of Latent Space Oddity.
+    gate_bandwidth : float, default 0.6
+        Gaussian model: the gate's kernel bandwidth, in units of the median distance
+        between neighbouring gate centres.
+    gate_quantile : float, default 3e-3
         Gaussian model: fraction of training codes where the gate is below 0.95.
     gate_width : float, default 1
         Gaussian model: e-folds of data density over which the gate opens.
@@ -101,9 +101,9 @@ class TrainConfig:
     rbf_epochs: int = 10
     rbf_lr: float = 0.05
     rbf_batch_size: int = 512
-    gate_points: int = 0
-    gate_bandwidth: float = 0.5
-    gate_quantile: float = 1e-3
+    gate_points: int = 1024
+    gate_bandwidth: float = 0.6
+    gate_quantile: float = 3e-3
     gate_width: float = 1.0
     decoders: int = 4
 

@@ -68,6 +68,21 @@ def test_bundled_gaussian_sigma_grows_away_from_the_data(bundled):
     assert growth["peak_ratio"] >= 10 and growth["length_ratio"] >= 2
 
 
+def test_bundled_gaussian_wall_stands_where_the_data_ends(bundled):
+    """The data gate's criterion (docs/models.md): off the data, in the holes between
+    clusters (2 r95 from every test code) and clearly outside (2 r99), sigma is at least
+    3x and 5x its median at the codes, and bounded by 1/sqrt(zeta) everywhere."""
+    from pullback_geom.vae.rbf import sigma_wall
+
+    model, latents = bundled["gaussian"]
+    assert model.std.gate_points > 0
+    wall = sigma_wall(model.decode_std, latents.codes.float())
+    assert wall["ratio_2r95"] >= 3 and wall["ratio_2r99"] >= 5
+    with torch.no_grad():
+        far = model.decode_std(torch.tensor([[40.0, -60.0]]))
+    assert float(far.max()) <= 1 / model.std.zeta**0.5 * (1 + 1e-3)
+
+
 def test_the_smooth_model_is_smooth(bundled):
     """SiLU hidden units: the chain rule serves it and its metric is continuous across
     the units' zero crossings, where the ReLU model's jumps."""

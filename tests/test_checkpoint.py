@@ -58,6 +58,7 @@ def test_config_records_the_run(runs):
         "image_shape": [1, 28, 28],
         "n_centres": 8,
         "zeta": 0.1,
+        "gate_points": 1024,
     }
     assert config["training"]["seed"] == 0 and config["training"]["epochs_done"] == 1
     assert {"pullback_geom", "torch", "python"} <= config["versions"].keys()

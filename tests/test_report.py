@@ -8,6 +8,7 @@ import pytest
 import torch
 from synthetic import synthetic_digits, tiny_config, write_mnist
 
+from pullback_geom import vae
 from pullback_geom.cli import main
 from pullback_geom.experiments.report import ReportOptions, build_report
 from pullback_geom.experiments.report import analysis as A
@@ -78,6 +79,10 @@ def test_report_command_end_to_end(tiny_checkpoint, tmp_path, capsys):
     # A geodesic is no longer than the straight line, up to the solver's tolerance.
     assert ratio["q25"] >= 0.99
     assert numbers["model"] == "gaussian" and "uncertainty" in numbers
+    # The model has the std network's data gate (the default): sharp on a tiny model's
+    # small latent scale, it must not stop the report.
+    assert vae.load(ckpt).std.gate_points > 0
+    assert numbers["uncertainty"]["wall"]["points_2r99"] > 0
     assert str(data) in numbers["images"]
     # Nothing staged is left beside the report.
     assert [p.name for p in tmp_path.iterdir()] == ["rep"]

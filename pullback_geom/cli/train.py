@@ -151,22 +151,22 @@ def add_train_parser(sub) -> None:
     train.add_argument(
         "--gate-points",
         type=int,
-        default=0,
-        help="Gaussian model: training codes of the std network's data gate, which lets "
-        "sigma rise where the data ends, e.g. 4096; 0 for the plain RBF network of Latent "
-        "Space Oddity (default: %(default)s)",
+        default=1024,
+        help="Gaussian model: k-means centres of the std network's data gate, which lets "
+        "sigma rise where the data ends; 0 for the plain RBF network of Latent Space "
+        "Oddity (default: %(default)s)",
     )
     train.add_argument(
         "--gate-bandwidth",
         type=float,
-        default=0.5,
-        help="Gaussian model: the gate's kernel bandwidth in units of the 99th percentile "
-        "of its codes' nearest-neighbour distances (default: %(default)s)",
+        default=0.6,
+        help="Gaussian model: the gate's kernel bandwidth in units of the median distance "
+        "between neighbouring gate centres (default: %(default)s)",
     )
     train.add_argument(
         "--gate-quantile",
         type=float,
-        default=1e-3,
+        default=3e-3,
         help="Gaussian model: fraction of training codes where the gate is below 0.95 "
         "(default: %(default)s)",
     )

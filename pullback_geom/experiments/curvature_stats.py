@@ -20,7 +20,14 @@ import torch
 from ..geodesics import GeodesicConvergenceWarning, connecting_geodesic
 from ..geodesics._common import resample_curves
 from ..metric import PullbackMetric
-from ..viz._common import check_metric, extent_around, latent_grid, like, to_numpy
+from ..viz._common import (
+    check_metric,
+    extent_around,
+    latent_grid,
+    like,
+    point_values,
+    to_numpy,
+)
 from ..viz.curvature import curvature_grid
 from ..viz.latent import kde_log_density
 
@@ -41,6 +48,9 @@ class RegionStats:
         Mean of ``K``.
     positive, negative : float
         Fractions with ``K > 0`` and ``K < 0``.
+    undefined : int
+        Points of the region left out because ``K`` is not finite there (a metric
+        numerically singular, or curvature past float range); not counted in ``n``.
     """
 
     n: int
@@ -49,11 +59,15 @@ class RegionStats:
     mean: float
     positive: float
     negative: float
+    undefined: int = 0
 
     @classmethod
     def of(cls, k: np.ndarray) -> RegionStats:
+        finite = np.isfinite(k)
+        undefined = int((~finite).sum())
+        k = k[finite]
         if k.size == 0:
-            return cls(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+            return cls(0, math.nan, math.nan, math.nan, math.nan, math.nan, undefined)
         return cls(
             int(k.size),
             float(np.abs(k).mean()),
@@ -61,6 +75,7 @@ class RegionStats:
             float(k.mean()),
             float((k > 0).mean()),
             float((k < 0).mean()),
+            undefined,
         )
 
 
@@ -74,7 +89,8 @@ class PathStats:
     Attributes
     ----------
     geodesic_mean_abs, line_mean_abs : ndarray, shape (P,)
-        Mean ``|K|`` along each geodesic / straight line.
+        Mean ``|K|`` along each geodesic / straight line, over the points where ``K`` is
+        finite.
     geodesic_high, line_high : ndarray, shape (P,)
         Fraction of each curve where ``|K|`` exceeds ``high_threshold``.
     high_threshold : float
@@ -130,6 +146,12 @@ class CurvatureStats:
             lines.append(
                 f"{name:<9} {r.n:>7} {r.mean_abs:>10.2e} {r.median_abs:>11.2e} "
                 f"{r.mean:>10.2e} {r.positive:>6.0%} {r.negative:>6.0%}"
+            )
+        undefined = {name: r.undefined for name, r in self.regions.items() if r.undefined}
+        if undefined:
+            lines.append(
+                "K not finite (left out): "
+                + ", ".join(f"{n} points in {name}" for name, n in undefined.items())
             )
         p = self.paths
         if p is not None:
@@ -224,10 +246,9 @@ def curvature_statistics(
     log_p, purity = _log_densities(codes, labels, grid)
     log_p_codes, _ = _log_densities(codes, labels, codes)
     q01, q10, q25 = np.percentile(log_p_codes, [1, 10, 25])
-    with torch.no_grad():
-        k_codes = m.gaussian_curvature(torch.as_tensor(codes, dtype=dtype, device=device))
+    k_codes = point_values(m.gaussian_curvature, torch.as_tensor(codes, dtype=dtype, device=device))
     regions = {
-        "codes": RegionStats.of(k_codes.double().cpu().numpy()),
+        "codes": RegionStats.of(k_codes),
         "clusters": RegionStats.of(k_grid[(log_p >= q25) & (purity >= cluster_purity)]),
         "overlaps": RegionStats.of(k_grid[(log_p >= q25) & (purity < mixed_purity)]),
         "gaps": RegionStats.of(k_grid[(log_p >= q01) & (log_p < q10)]),
@@ -249,17 +270,22 @@ def curvature_statistics(
     t = torch.linspace(0, 1, samples, dtype=dtype, device=device)[None, :, None]
     lines = p[:, None] + t * (q - p)[:, None]
     curves = torch.cat([resample_curves(geo.points.detach(), samples), lines])
+    k_path = point_values(m.gaussian_curvature, curves.reshape(-1, 2))
+    k_path = np.abs(k_path.reshape(2, len(p), samples))
     with torch.no_grad():
-        k_path = m.gaussian_curvature(curves.reshape(-1, 2)).reshape(2, len(p), samples)
         line_length = m.curve_length(lines)
-    k_path = k_path.abs().double().cpu().numpy()
-    inside = k_grid[log_p >= q01]
-    high = float(np.percentile(np.abs(inside), 90))
+    inside = k_grid[(log_p >= q01) & np.isfinite(k_grid)]
+    high = float(np.percentile(np.abs(inside), 90)) if inside.size else math.nan
+    defined = np.isfinite(k_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a curve undefined all along: NaN
+        mean_abs = np.nanmean(k_path, axis=2)
+    high_share = (k_path > high).sum(2) / np.maximum(defined.sum(2), 1)
     paths = PathStats(
-        geodesic_mean_abs=k_path[0].mean(1),
-        line_mean_abs=k_path[1].mean(1),
-        geodesic_high=(k_path[0] > high).mean(1),
-        line_high=(k_path[1] > high).mean(1),
+        geodesic_mean_abs=mean_abs[0],
+        line_mean_abs=mean_abs[1],
+        geodesic_high=high_share[0],
+        line_high=high_share[1],
         high_threshold=high,
         length_ratio=(geo.length / line_length).double().cpu().numpy(),
         converged=geo.converged.cpu().numpy(),

@@ -19,14 +19,16 @@ So the fitted precision is multiplied by a gate that reads the data density:
 .. math:: \beta(z) = g(z)\, W^T v(z) + \zeta, \qquad
           g(z) = \operatorname{sigmoid}\big((\log \rho(z) - \tau) / w + 3\big),
 
-with :math:`\rho` a Gaussian kernel density of ``G`` training codes (bandwidth ``h``, a
-fraction of the 99th percentile of their nearest-neighbour distances), :math:`\tau` a
-low quantile of :math:`\log\rho` over the training codes (there :math:`g = 0.95`) and
-:math:`w` the width of the transition in e-folds of density. On the data
-:math:`g \approx 1` and the fit is unchanged; where the density falls (the holes, the
-space around the data) :math:`g \to 0` and :math:`\sigma` rises to
-:math:`1/\sqrt\zeta`. ``sigma`` stays smooth (a logsumexp and a sigmoid), so the metric's
-uncertainty term is usable by every solver. See :meth:`RBFStd.fit_gate`.
+with :math:`\rho(z) = \sum_j n_j \exp(-\lVert z - u_j \rVert^2 / 2h^2)` a kernel density
+of the training codes summarised by ``G`` k-means centres :math:`u_j` with their cluster
+sizes :math:`n_j` (``G`` evaluations per point instead of one per training code), ``h`` a
+fraction of the centres' median nearest-neighbour distance, :math:`\tau` a low quantile
+of :math:`\log\rho` over the training codes (there :math:`g = 0.95`) and :math:`w` the
+width of the transition in e-folds of density. On the data :math:`g \approx 1` and the fit
+is unchanged; where the density falls (the holes, the space around the data)
+:math:`g \to 0` and :math:`\sigma` rises to :math:`1/\sqrt\zeta`. ``sigma`` stays smooth
+(a logsumexp and a sigmoid), so the metric's uncertainty term is usable by every solver.
+See :meth:`RBFStd.fit_gate`.
 """
 
 from __future__ import annotations
@@ -172,8 +174,9 @@ class RBFStd(nn.Module):
         Precision far from the data: ``sigma`` tends to ``1/sqrt(zeta)`` (3.16 for
         pixels in ``[0, 1]``).
     gate_points : int, default 0
-        ``G``, training codes of the data gate (module docstring); 0: no gate, the plain
-        construction of Latent Space Oddity (and of checkpoints written before the gate).
+        ``G``, k-means centres of the data gate's density (module docstring); 0: no gate,
+        the plain construction of Latent Space Oddity (and of checkpoints written before
+        the gate).
 
     Notes
     -----
@@ -208,9 +211,11 @@ class RBFStd(nn.Module):
         if gate_points:
             # Registered only when asked for, so checkpoints without a gate still load.
             self.register_buffer("gate_centres", torch.zeros(gate_points, latent_dim))
+            self.register_buffer("gate_log_weights", torch.zeros(gate_points))
             self.register_buffer("gate_bandwidth", torch.tensor(1.0))
             self.register_buffer("gate_threshold", torch.tensor(0.0))
             self.register_buffer("gate_width", torch.tensor(1.0))
+            self._register_load_state_dict_pre_hook(_unit_gate_weights)
 
     @property
     def is_fitted(self) -> bool:
@@ -250,8 +255,8 @@ class RBFStd(nn.Module):
         self,
         codes: Tensor,
         *,
-        bandwidth: float = 0.5,
-        quantile: float = 1e-3,
+        bandwidth: float = 0.6,
+        quantile: float = 3e-3,
         width: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
@@ -260,17 +265,20 @@ class RBFStd(nn.Module):
         Parameters
         ----------
         codes : Tensor, shape (N, d)
-            Latent codes of the training data; ``G`` of them (drawn at random; all, each
-            repeated, if ``N < G``) carry the kernel density.
-        bandwidth : float, default 0.5
-            ``h`` in units of the 99th percentile of the ``G`` codes' nearest-neighbour
-            distances.
-        quantile : float, default 1e-3
+            Latent codes of the training data. Their density is carried by
+            ``min(G, max(2, N // 16))`` k-means centres weighted by their cluster
+            sizes, repeated to fill ``G``.
+        bandwidth : float, default 0.6
+            ``h`` in units of the median distance from a centre to its nearest other
+            centre. A median, not a high percentile: the sparse outskirts' wide spacing
+            must not widen the kernel that has to resolve the holes.
+        quantile : float, default 3e-3
             ``tau`` is this quantile of ``log rho`` over all ``codes``: the fraction of
             training codes where the gate is below 0.95.
         width : float, default 1
             ``w``, e-folds of density over which the gate opens.
         generator : torch.Generator, optional
+            For reproducible k-means seeding.
         """
         if not self.gate_points:
             raise RuntimeError("this RBFStd has no gate (gate_points=0)")
@@ -285,11 +293,25 @@ class RBFStd(nn.Module):
                 f"the gate needs codes of shape (N, {self.gate_centres.shape[1]}) with N >= 2; "
                 f"got {tuple(codes.shape)}"
             )
-        sample = codes[torch.randperm(len(codes), generator=generator)[: self.gate_points]]
-        spacing = torch.quantile(nearest_neighbour_distances(sample), 0.99)
-        # Fewer codes than gate points: each carries the density as often as it repeats.
-        reps = -(-self.gate_points // len(sample))
-        self.gate_centres.copy_(sample.repeat(reps, 1)[: self.gate_points])
+        if not bool(torch.isfinite(codes).all()):
+            raise ValueError("the gate's codes contain NaN or inf")
+        # Each centre summarises 16 codes or more: a density of a few codes resolves the
+        # gaps between single codes, and the gate would wall them off inside the data.
+        k = min(self.gate_points, max(2, len(codes) // 16))
+        # Lloyd iterations refine coverage, not a clustering anyone reads: 30 are plenty.
+        centres, assign = kmeans(codes, k, generator=generator, iters=30)
+        counts = torch.bincount(assign, minlength=k).to(codes.dtype)
+        gaps = nearest_neighbour_distances(centres if k > 1 else codes)
+        gaps = gaps[gaps > 0]  # repeated codes give coincident centres
+        if not len(gaps):
+            raise ValueError("the gate's codes are all the same point: no density to read")
+        spacing = gaps.median()
+        # Fewer clusters than buffer rows: the centres repeat and split their weight, so
+        # the density is the same.
+        rows = torch.arange(self.gate_points, device=codes.device) % k
+        self.gate_centres.copy_(centres[rows])
+        share = torch.bincount(rows, minlength=k).to(codes.dtype)
+        self.gate_log_weights.copy_((counts / share).log()[rows])
         self.gate_bandwidth.fill_(float(bandwidth * spacing))
         self.gate_width.fill_(float(width))
         log_rho = torch.cat(
@@ -302,7 +324,7 @@ class RBFStd(nn.Module):
         u = self.gate_centres
         # |z - u|^2 expanded: a (B, G) product, not a (B, G, d) difference tensor.
         sq = (z.square().sum(-1, keepdim=True) - 2 * z @ u.T + u.square().sum(-1)).clamp_min(0)
-        return torch.logsumexp(-sq / (2 * self.gate_bandwidth**2), dim=-1)
+        return torch.logsumexp(self.gate_log_weights - sq / (2 * self.gate_bandwidth**2), dim=-1)
 
     def gate(self, z: Tensor) -> Tensor:
         """``g(z)``, in (0, 1): about 1 on the data, 0 far from it; ones without a gate.
@@ -375,6 +397,15 @@ class RBFStd(nn.Module):
             f"latent_dim={d}, n_centres={k}, out_shape={self.out_shape}, zeta={self.zeta}, "
             f"gate_points={self.gate_points}"
         )
+
+
+def _unit_gate_weights(state_dict, prefix, *args) -> None:
+    """Gates saved before the centres carried weights were random training codes, each of
+    weight one: load them as such."""
+    key = prefix + "gate_log_weights"
+    centres = state_dict.get(prefix + "gate_centres")
+    if key not in state_dict and centres is not None:
+        state_dict[key] = centres.new_zeros(centres.shape[0])
 
 
 def sigma_wall(std, codes: Tensor, resolution: int = 160) -> dict[str, float]:

@@ -87,24 +87,31 @@ def like(metric_or_module) -> tuple[torch.dtype, torch.device]:
     return (ref.dtype, ref.device) if ref is not None else (torch.get_default_dtype(), "cpu")
 
 
-def grid_values(fn: Callable[[Tensor], Tensor], grid: np.ndarray, dtype, device) -> np.ndarray:
-    """``fn`` on the flattened grid under ``no_grad``, reshaped to the grid, as numpy.
+def point_values(fn: Callable[[Tensor], Tensor], pts: Tensor) -> np.ndarray:
+    """``fn`` on points ``(B, d) -> (B,)`` under ``no_grad``, as float64 numpy.
 
-    A map may cover points where ``fn`` is undefined (a metric numerically singular far
-    from the data): where the core reports non-finite values, those points are NaN (drawn
-    blank) and the others are evaluated again without them.
+    Where the core reports non-finite values (a metric numerically singular far from the
+    data, say), those points are NaN and the others are evaluated again without them.
     """
-    pts = torch.as_tensor(grid.reshape(-1, 2), dtype=dtype, device=device)
     with torch.no_grad():
         try:
             out = fn(pts)
         except NonFiniteOutputError as err:
-            keep = (~err.rows).cpu().numpy()
+            keep = ~err.rows.to(pts.device)
             out = torch.full((len(pts),), float("nan"), dtype=torch.float64)
-            if keep.any():
-                rest = grid_values(fn, grid.reshape(-1, 2)[keep][:, None], dtype, device)
-                out[torch.from_numpy(keep)] = torch.from_numpy(rest.reshape(-1))
-    return out.detach().cpu().double().numpy().reshape(grid.shape[:2])
+            if bool(keep.any()):
+                out[keep.cpu()] = torch.from_numpy(point_values(fn, pts[keep]))
+    return out.detach().cpu().double().numpy()
+
+
+def grid_values(fn: Callable[[Tensor], Tensor], grid: np.ndarray, dtype, device) -> np.ndarray:
+    """``fn`` on the flattened grid under ``no_grad``, reshaped to the grid, as numpy.
+
+    A map may cover points where ``fn`` is undefined: those are NaN (drawn blank), as in
+    :func:`point_values`.
+    """
+    pts = torch.as_tensor(grid.reshape(-1, 2), dtype=dtype, device=device)
+    return point_values(fn, pts).reshape(grid.shape[:2])
 
 
 def check_metric(metric, name: str = "metric") -> PullbackMetric:

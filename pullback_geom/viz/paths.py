@@ -227,6 +227,7 @@ def uncertainty_figure(
     curves_with=None,
     curves_without=None,
     *,
+    straight=None,
     resolution: int = 100,
     title: str | None = None,
 ) -> Figure:
@@ -235,7 +236,8 @@ def uncertainty_figure(
     ``G = J_mu^T J_mu + J_sigma^T J_sigma``. Panels: the volume element of the mean term
     (``PullbackMetric(model.decoder)``), that of the uncertainty term
     (``PullbackMetric(model.std)``), and ``sigma(z)`` averaged over pixels. Geodesics of the
-    full metric (solid) and of the mean term alone (dashed) are drawn on every panel.
+    full metric (solid), of the mean term alone (dashed) and the straight lines between
+    the same end points (dotted) are drawn on every panel.
 
     Parameters
     ----------
@@ -248,6 +250,8 @@ def uncertainty_figure(
     codes : Tensor or array, shape (n, 2), optional
     curves_with, curves_without : Tensor or array, shape (B, N, 2), optional
         Geodesics with and without the uncertainty term.
+    straight : Tensor or array, shape (B, N, 2), optional
+        Straight lines between the same end points.
     resolution : int, default 100
     title : str, optional
 
@@ -268,6 +272,10 @@ def uncertainty_figure(
     if curves_without is not None:
         batch = None if with_ is None else with_.shape[0]
         without = _curves(curves_without, "curves_without", batch)
+    lines = None
+    if straight is not None:
+        batch = None if with_ is None else with_.shape[0]
+        lines = _curves(straight, "straight", batch)
 
     grid = latent_grid(extent, resolution)
     dtype, device = like(getattr(std_fn, "__self__", std_fn))
@@ -328,6 +336,7 @@ def uncertainty_figure(
     for curves, ls, name in (
         (with_, "-", "with uncertainty term"),
         (without, "--", "mean term only"),
+        (lines, ":", "straight line"),
     ):
         if curves is None:
             continue

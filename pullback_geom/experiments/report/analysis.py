@@ -22,6 +22,7 @@ __all__ = [
     "resample_curves",
     "distance_to_codes",
     "path_statistics",
+    "nearest_image_distance",
     "spearman",
     "knn_accuracy",
     "class_mean_distances",
@@ -100,6 +101,9 @@ def path_statistics(
     codes: Tensor,
     *,
     std_fn: Callable[[Tensor], Tensor] | None = None,
+    far_radius: float | None = None,
+    decode: Callable[[Tensor], Tensor] | None = None,
+    images: Tensor | None = None,
     n_samples: int = 64,
 ) -> dict[str, dict[str, Tensor]]:
     """Per-path length, distance to the data and decoder ``sigma``, for several path kinds.
@@ -115,15 +119,23 @@ def path_statistics(
     std_fn : callable, optional
         ``(B, d) -> (B, ...)`` decoder standard deviation; its pixel mean is averaged
         along each path.
+    far_radius : float, optional
+        A latent distance: the share of each path farther than it from every code.
+    decode, images : optional
+        The decoder's mean ``(B, d) -> (B, ...)`` and test images ``(n, ...)`` of the same
+        size: how far each decoded frame is from its nearest test image (root mean square
+        over pixels), a proxy for how realistic the interpolation looks.
     n_samples : int, default 64
         Points per path, evenly spaced in latent arc length, for the averages.
 
     Returns
     -------
     dict of str to dict
-        Per path kind: ``"length"``, ``"distance_to_data"`` (mean over the path) and,
+        Per path kind: ``"length"``, ``"distance_to_data"`` (mean over the path);
         with ``std_fn``, ``"sigma"`` and ``"sigma_max"`` (the pixel-mean ``sigma``
-        averaged over the path, and its largest value on it), each a Tensor of shape (B,).
+        averaged over the path, and its largest value on it); with ``far_radius``,
+        ``"far_fraction"``; with ``decode`` and ``images``, ``"frame_distance"`` (mean
+        over the path) and ``"frame_distance_max"``. Each a Tensor of shape (B,).
     """
     from ...geodesics._common import refined_length
 
@@ -131,10 +143,19 @@ def path_statistics(
     for name, c in curves.items():
         c = c.to(codes.dtype)
         samples = resample_curves(c, n_samples)
+        to_data = distance_to_codes(samples, codes)
         stats = {
             "length": refined_length(metric, c, 8).detach(),
-            "distance_to_data": distance_to_codes(samples, codes).mean(-1),
+            "distance_to_data": to_data.mean(-1),
         }
+        if far_radius is not None:
+            # Samples lie at equal steps of latent arc length: a share of them is a share
+            # of the path's latent length.
+            stats["far_fraction"] = (to_data > far_radius).to(codes.dtype).mean(-1)
+        if decode is not None and images is not None:
+            frames = nearest_image_distance(decode, samples, images)
+            stats["frame_distance"] = frames.mean(-1)
+            stats["frame_distance_max"] = frames.max(-1).values
         if std_fn is not None:
             with torch.no_grad():
                 sigma = std_fn(samples.reshape(-1, samples.shape[-1]))
@@ -143,6 +164,37 @@ def path_statistics(
             stats["sigma_max"] = sigma.max(-1).values
         out[name] = stats
     return out
+
+
+def nearest_image_distance(
+    decode: Callable[[Tensor], Tensor], points: Tensor, images: Tensor, chunk: int = 2048
+) -> Tensor:
+    """Root-mean-square pixel distance from each decoded point to its nearest image.
+
+    Parameters
+    ----------
+    decode : callable
+        ``(B, d) -> (B, ...)``, the decoder's mean.
+    points : Tensor, shape (..., d)
+    images : Tensor, shape (n, ...)
+        With as many pixels per image as ``decode`` returns.
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
+    flat = points.reshape(-1, points.shape[-1])
+    ref = images.reshape(len(images), -1).to(flat.dtype)
+    out = []
+    with torch.no_grad():
+        for c in flat.split(chunk):
+            frames = decode(c).reshape(len(c), -1).to(ref.dtype)
+            if frames.shape[1] != ref.shape[1]:
+                raise ValueError(
+                    f"decoded frames have {frames.shape[1]} pixels, the images {ref.shape[1]}"
+                )
+            out.append(torch.cdist(frames, ref).min(dim=1).values / ref.shape[1] ** 0.5)
+    return torch.cat(out).reshape(points.shape[:-1])
 
 
 def spearman(x, y) -> float:

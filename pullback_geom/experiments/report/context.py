@@ -38,8 +38,10 @@ def fmt(x: float, digits: int = 3) -> str:
 
 
 def quartiles(x: Tensor) -> dict[str, float]:
-    q = torch.quantile(x.double(), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
-    return {"q25": float(q[0]), "median": float(q[1]), "q75": float(q[2])}
+    """The quartiles and the mean of ``x``, shape (n,)."""
+    x = x.double()
+    q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    return {"q25": float(q[0]), "median": float(q[1]), "q75": float(q[2]), "mean": float(x.mean())}
 
 
 def class_pairs(ck: Checkpoint, wanted, limit: int | None) -> tuple[Tensor, list[str]]:
