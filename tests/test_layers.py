@@ -200,7 +200,8 @@ def test_importing_the_library_loads_no_application_dependency():
     code = (
         "import sys, pullback_geom, pullback_geom.geodesics, pullback_geom.vae\n"
         "pullback_geom.PullbackMetric\n"
-        "heavy = ('geomstats', 'stochman', 'matplotlib', 'scipy', 'sklearn', 'pandas')\n"
+        "heavy = ('geomstats', 'stochman', 'matplotlib', 'scipy', 'sklearn', 'pandas',\n"
+        "         'dask', 'distributed', 'zarr')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

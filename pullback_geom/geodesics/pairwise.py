@@ -2,13 +2,16 @@
 
 :func:`distance_block` is the unit of work: all distances between a block of rows and a
 block of columns, with no randomness, so a block computed anywhere (another process, GPU
-or node) equals the same block computed here. :func:`pairwise_distances` runs the blocks
-of the upper triangle one after the other, each unordered pair once; see
-``docs/geodesics.md`` for spreading them over workers.
+or node) equals the same block computed here. :func:`pairwise_distances` runs the units
+of the upper triangle, each unordered pair once: one after the other, or as tasks on a
+Dask cluster (``client=``, :mod:`~pullback_geom.geodesics.cluster`), optionally written
+to a resumable zarr store as they finish (``store=``,
+:mod:`~pullback_geom.geodesics.distance_store`).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -21,7 +24,13 @@ from ._common import GeodesicConvergenceWarning
 from .energy import N_POINTS, connecting_geodesic
 from .graph import DISTANCE_GRAPH, START_GRAPH, LatentGraph, graph_geodesics, latent_graph
 
-__all__ = ["PairwiseInfo", "block_slices", "distance_block", "pairwise_distances"]
+__all__ = [
+    "PairwiseInfo",
+    "block_slices",
+    "compute_unit",
+    "distance_block",
+    "pairwise_distances",
+]
 
 ROUTES = ("auto", "graph", "graph+solver", "solver")
 
@@ -38,12 +47,15 @@ class PairwiseInfo:
     converged : Tensor, shape (n, n), bool
         Per pair (always True on the graph route and the diagonal).
     blocks : int
-        Blocks computed.
+        Work units of the plan: blocks on the solver routes, strips on the graph route.
+    computed : int or None
+        Units this call computed: fewer than ``blocks`` when a ``store`` held the others.
     """
 
     route: str
     converged: Tensor
     blocks: int
+    computed: int | None = None
 
 
 #: Above this many pairs ``route="auto"`` takes the graph's distances instead of refining
@@ -194,12 +206,17 @@ def pairwise_distances(
     return_info: bool = False,
     warn: bool = True,
     graph_options: dict | None = None,
+    client=None,
+    store: str | os.PathLike | None = None,
+    threads_per_task: int = 1,
     **options,
 ) -> Tensor | tuple[Tensor, PairwiseInfo]:
     """The ``n x n`` matrix of geodesic distances between the points ``z``.
 
-    Each unordered pair is computed once, in blocks of ``block_size x block_size`` pairs
-    (memory is bounded by a block, whatever ``n``), on the device of ``z``.
+    Each unordered pair is computed once, in work units of a fixed plan (memory is bounded
+    by a unit, whatever ``n``): blocks of ``block_size x block_size`` pairs on the solver
+    routes, strips of ``block_size`` rows against all later columns on the graph route.
+    Units are deterministic, so where they run does not change the matrix.
 
     Parameters
     ----------
@@ -217,9 +234,9 @@ def pairwise_distances(
         ``"graph+solver"`` up to ``AUTO_SOLVER_PAIRS`` (50,000) pairs, ``"graph"`` above,
         when ``d <= 3``; else ``"solver"``. ``return_info`` tells which was used.
     block_size : int, default 64
-        Points per block side.
+        Points per block side (and the chunks of ``store``).
     progress : bool, optional
-        A tqdm bar over blocks; default on when there is more than one block.
+        A tqdm bar over units; default on when there is more than one.
     return_info : bool, default False
         Also return a :class:`PairwiseInfo` (route used, per-pair convergence).
     warn : bool, default True
@@ -227,6 +244,20 @@ def pairwise_distances(
     graph_options : dict, optional
         Passed to :func:`~pullback_geom.geodesics.graph.latent_graph` (``resolution``,
         ``margin``, ``reach``, ``subdivide``) over the route's defaults.
+    client : dask.distributed.Client, optional
+        Run the units as tasks on its cluster (a ``LocalCluster``, dask-jobqueue's SLURM
+        or PBS clusters, dask-cuda's GPUs): the metric, the points and the graph go to
+        every worker once. The matrix equals the single-process one (bit for bit on the
+        graph route; on the solver routes up to the rounding of the workers' torch
+        threads). Needs the ``distributed`` extra; the metric must pickle.
+    store : path, optional
+        A zarr group (``distributed`` extra) where finished units are written as they
+        arrive. Called again with the same arguments, a run computes only the units the
+        store lacks, so a killed run resumes. A store of other points, another model or
+        other options is a ``ValueError``. See
+        :class:`~pullback_geom.geodesics.distance_store.DistanceStore`.
+    threads_per_task : int, default 1
+        Torch threads of each task on a cluster.
     **options
         Passed to :func:`~pullback_geom.geodesics.connecting_geodesic`.
 
@@ -238,28 +269,53 @@ def pairwise_distances(
     z, single = metric.check_points(z, "z")
     if single:
         raise ValueError(f"z must have shape (n, d); got {tuple(z.shape)}")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer; got {block_size!r}")
     n, d = z.shape
     # No points, no graph to build: the solver route gives the empty matrix.
     kind = _resolve_route(route, d, n * (n - 1) // 2) if n else "solver"
-    graph = _route_graph(metric, z, kind, graph_options) if kind != "solver" else None
-    if kind == "graph":
-        # One Dijkstra search per point: strips of rows against all later columns. Graph
-        # distances do not depend on the other points of a call, so the strips give the
-        # same numbers as distance_block on any block.
-        strips = [slice(i, min(i + block_size, n)) for i in range(0, n, block_size)]
-        dist = torch.zeros(n, n, dtype=z.dtype, device=z.device)
-        show = len(strips) > 1 if progress is None else progress
-        for rows in tqdm(strips, desc="graph strips", disable=not show):
-            cols = slice(rows.start, n)
-            dist[rows, cols] = distance_block(metric, z[rows], z[cols], route=kind, graph=graph)[0]
-        dist = dist.triu(1)
-        dist = dist + dist.T
-        conv = torch.ones(n, n, dtype=torch.bool, device=z.device)  # nothing to converge
-        n_blocks = len(strips)
+    units = _plan(n, block_size, kind)
+
+    if store is not None:
+        from .distance_store import DistanceStore, job_fingerprint
+
+        job = job_fingerprint(
+            metric, z, route=kind, block_size=block_size, options=options,
+            graph_options=graph_options,
+        )  # fmt: skip
+        disk = DistanceStore.open(store, job)
+        todo = [i for i in range(len(units)) if i not in disk.finished]
+        sink = disk.write
     else:
-        dist, conv, n_blocks = _solver_matrix(
-            metric, z, kind, graph, block_size, progress, **options
-        )
+        dist = torch.zeros(n, n, dtype=z.dtype, device=z.device)
+        conv = torch.ones(n, n, dtype=torch.bool, device=z.device)
+        todo = list(range(len(units)))
+
+        def sink(i: int, rows: slice, cols: slice, block: Tensor, ok: Tensor) -> None:
+            dist[rows, cols], conv[rows, cols] = block, ok
+            if rows != cols:
+                dist[cols, rows], conv[cols, rows] = block.T, ok.T
+
+    graph = None
+    if kind != "solver" and todo:
+        graph = _route_graph(metric, z, kind, graph_options)
+    show = len(todo) > 1 if progress is None else progress
+    if client is not None:
+        from .cluster import run_units
+
+        run_units(
+            client, compute_unit, metric, z, units, todo, kind, graph, options, sink,
+            progress=show, threads=threads_per_task,
+        )  # fmt: skip
+    else:
+        desc = "graph strips" if kind == "graph" else "geodesic blocks"
+        for i in tqdm(todo, desc=desc, disable=not show):
+            rows, cols = units[i]
+            sink(i, rows, cols, *compute_unit(metric, z, rows, cols, kind, graph, options))
+    if store is not None:
+        stored, stored_conv = disk.read()
+        dist = torch.from_numpy(stored).to(device=z.device, dtype=z.dtype)
+        conv = torch.from_numpy(stored_conv).to(z.device)
     if warn and not bool(conv.all()):
         bad = int((~conv).triu(1).sum())
         warnings.warn(
@@ -269,32 +325,43 @@ def pairwise_distances(
             stacklevel=2,
         )
     if return_info:
-        return dist, PairwiseInfo(kind, conv, n_blocks)
+        return dist, PairwiseInfo(kind, conv, len(units), len(todo))
     return dist
 
 
-def _solver_matrix(
+def _plan(n: int, block_size: int, kind: str) -> list[tuple[slice, slice]]:
+    """The work units of a matrix: ``(rows, cols)``, each unordered pair in one of them.
+
+    The graph route runs one Dijkstra search per row point, which costs the same whatever
+    the columns, so its units are strips of rows against all later columns; the solver
+    routes' cost is per pair, so theirs are the blocks of :func:`block_slices`.
+    """
+    if kind == "graph":
+        return [(slice(i, min(i + block_size, n)), slice(i, n)) for i in range(0, n, block_size)]
+    return block_slices(n, block_size)
+
+
+def compute_unit(
     metric: PullbackMetric,
     z: Tensor,
+    rows: slice,
+    cols: slice,
     kind: str,
     graph: LatentGraph | None,
-    block_size: int,
-    progress: bool | None,
-    **options,
-) -> tuple[Tensor, Tensor, int]:
-    """The solver routes: the upper-triangular blocks one after the other; the matrix,
-    per-pair convergence and the number of blocks."""
-    n = z.shape[0]
-    blocks = block_slices(n, block_size)
-    dist = torch.zeros(n, n, dtype=z.dtype, device=z.device)
-    conv = torch.ones(n, n, dtype=torch.bool, device=z.device)
-    show = len(blocks) > 1 if progress is None else progress
-    for rows, cols in tqdm(blocks, desc="geodesic blocks", disable=not show):
-        diag = rows == cols
-        block, ok = distance_block(
-            metric, z[rows], z[cols], route=kind, graph=graph, upper=diag, **options
-        )
-        dist[rows, cols], conv[rows, cols] = block, ok
-        if not diag:
-            dist[cols, rows], conv[cols, rows] = block.T, ok.T
-    return dist, conv, len(blocks)
+    options: dict,
+) -> tuple[Tensor, Tensor]:
+    """One unit of the plan, ``(dist, converged)`` of shape ``(len(rows), len(cols))``.
+
+    A unit whose columns start at its rows (a diagonal block, or a strip) holds a square
+    diagonal part: its pairs ``i < j`` are computed and mirrored, its diagonal is 0.
+    """
+    if kind == "graph":
+        block, ok = distance_block(metric, z[rows], z[cols], route=kind, graph=graph)
+        b = rows.stop - rows.start
+        # Graph distances are symmetric only up to Dijkstra's summation order: mirror the
+        # upper triangle so that the matrix is exactly symmetric.
+        upper = block[:, :b].triu(1)
+        block = torch.cat([upper + upper.T, block[:, b:]], dim=1)
+        return block, ok
+    diag = rows == cols
+    return distance_block(metric, z[rows], z[cols], route=kind, graph=graph, upper=diag, **options)
