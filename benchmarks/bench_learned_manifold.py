@@ -36,6 +36,7 @@ from geomstats.learning.kmeans import RiemannianKMeans
 # isort: on
 from pullback_geom import vae
 from pullback_geom.geodesics import connecting_geodesic, geodesic_distance
+from pullback_geom.geodesics.pairwise import reference_distances
 from pullback_geom.stochman import DecoderManifold
 
 F64 = torch.float64
@@ -45,17 +46,6 @@ def _timed(fn):
     t = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t
-
-
-def reference_distances(metric, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Dense reference: 64 nodes, straight and graph starts, the shorter kept."""
-    lengths = [
-        connecting_geodesic(
-            metric, p, q, n_points=64, init_curve=start, refine=8, max_iter=500, warn=False
-        ).length
-        for start in ("straight", "graph")
-    ]
-    return torch.minimum(*lengths)
 
 
 def frechet_function(metric, codes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

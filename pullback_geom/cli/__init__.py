@@ -13,6 +13,7 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pullback-geom`` console command."""
     from .compare import add_compare_parser
+    from .distances import add_distances_parser
     from .identifiability import add_identifiability_parser
     from .report import add_demo_parser, add_report_parser
     from .train import add_train_parser
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     add_report_parser(sub)
     add_train_parser(sub)
     add_compare_parser(sub)
+    add_distances_parser(sub)
     add_identifiability_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)

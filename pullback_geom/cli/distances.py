@@ -1,0 +1,163 @@
+"""``pullback-geom distances``: a checkpoint's codes to a geodesic distance matrix on disk,
+on this machine or a Dask cluster, resumable (:mod:`pullback_geom.experiments.distances`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import error, print_rows
+
+__all__ = ["add_distances_parser"]
+
+ROUTE_CHOICES = ("auto", "graph", "graph+solver", "solver")
+
+
+def _client(args):
+    """``(client, cluster, description)`` from ``--workers`` / ``--scheduler``; Nones for
+    this process alone."""
+    if args.workers is None and args.scheduler is None:
+        return None, None, "this process"
+    try:
+        import distributed
+    except ImportError as err:
+        raise ValueError(
+            "--workers and --scheduler need Dask: pip install 'pullback-geom[distributed]'"
+        ) from err
+    if args.scheduler is not None:
+        try:
+            client = distributed.Client(args.scheduler, timeout=args.timeout)
+        except (OSError, TimeoutError) as err:
+            raise ValueError(
+                f"no Dask scheduler answered at {args.scheduler} within {args.timeout:g} s ({err})"
+            ) from err
+        return client, None, f"the Dask scheduler at {args.scheduler}"
+    if args.workers < 1:
+        raise ValueError(f"--workers must be a positive integer; got {args.workers}")
+    cluster = distributed.LocalCluster(
+        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    return distributed.Client(cluster), cluster, f"a LocalCluster of {args.workers} workers"
+
+
+def _distances_cli(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import vae
+    from ..experiments.distances import STORE, SUMMARY, distance_job
+
+    try:
+        if args.points is not None and args.points < 2:
+            raise ValueError(f"--points must be an integer >= 2; got {args.points}")
+        if args.block_size < 1:
+            raise ValueError(f"--block-size must be a positive integer; got {args.block_size}")
+        if args.check_pairs < 0:
+            raise ValueError(f"--check-pairs must be >= 0; got {args.check_pairs}")
+        name = args.checkpoint
+        folder = vae.default_checkpoint(name) if name in vae.BUNDLED else Path(name)
+        if not Path(folder).exists():
+            raise FileNotFoundError(
+                f"no checkpoint at {folder}: give a folder written by 'pullback-geom train' "
+                "or one of " + ", ".join(f"'{k}'" for k in vae.BUNDLED)
+            )
+        model = vae.load(folder)
+        latents = vae.load_latents(folder)
+        n = len(latents.codes) if args.points is None else args.points
+        if n > len(latents.codes):
+            raise ValueError(f"--points {n}: {folder} has {len(latents.codes)} test-set codes")
+        codes = latents.codes[:n].to(torch.float32)
+        metric = model.pullback_metric()
+        client, cluster, where = _client(args)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        return error("distances", err)
+    out = Path(args.out)
+    print(
+        f"pullback_geom distances: {n:,} test-set codes of {folder} (d = {codes.shape[1]}), "
+        f"route {args.route}, blocks of {args.block_size}, on {where} -> {out / STORE}",
+        flush=True,
+    )
+    try:
+        summary = distance_job(
+            metric,
+            codes,
+            out,
+            indices=torch.arange(n),
+            labels=latents.labels[:n],
+            route=args.route,
+            block_size=args.block_size,
+            client=client,
+            check_pairs=args.check_pairs,
+            progress=None,
+            meta={"checkpoint": str(folder), "ran_on": where},
+        )
+    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as err:
+        return error("distances", err)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    acc = summary["accuracy"]
+    rows = {
+        "route": summary["route"],
+        "units computed / in the plan": f"{summary['units_computed']} / {summary['units']}",
+        "seconds": summary["wall_seconds"],
+        "converged pairs": f"{100 * summary['converged_fraction']:.2f} %",
+    }
+    if acc.get("samples"):
+        rows[f"relative error, {acc['samples']} sampled entries (median, p90)"] = (
+            f"{acc['median']:.2%}, {acc['p90']:.2%}"
+        )
+    rows["matrix"] = str(out / STORE)
+    rows["summary"] = str(out / SUMMARY)
+    print_rows(rows)
+    return 0
+
+
+def add_distances_parser(subparsers) -> None:
+    """Register the ``distances`` subcommand on an ``argparse`` subparsers object."""
+    cmd = subparsers.add_parser(
+        "distances",
+        help="a checkpoint's geodesic distance matrix, on disk, resumable, on a Dask cluster",
+        description="Compute the geodesic distances between a model's test-set codes in "
+        "blocks, written to OUT/distances.zarr as they finish (arrays 'distances' and "
+        "'converged', the full symmetric matrix; zarr.open_group(path)['distances'][...] "
+        "reads it), with OUT/distances.json: the route, the points, the time and the "
+        "relative error of sampled entries against per-pair reference solutions. Run it "
+        "again with the same arguments to resume a killed run.",
+    )
+    cmd.add_argument(
+        "--checkpoint", required=True,
+        help="a trained model's folder, or 'bernoulli'/'gaussian'/'smooth' for the bundled 2-D "
+        "MNIST models",
+    )  # fmt: skip
+    cmd.add_argument("--out", default="outputs/distances", help="default: %(default)s")
+    cmd.add_argument(
+        "--points", type=int, default=None,
+        help="the first N test-set codes (default: all of them)",
+    )  # fmt: skip
+    cmd.add_argument("--route", choices=ROUTE_CHOICES, default="auto", help="default: auto")
+    cmd.add_argument(
+        "--block-size", type=int, default=64,
+        help="points per block side, and the chunks of the store (default: %(default)s)",
+    )  # fmt: skip
+    cmd.add_argument(
+        "--check-pairs", type=int, default=200,
+        help="sampled entries checked against per-pair reference solutions; 0 skips "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    where = cmd.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, default=None,
+        help="start a Dask LocalCluster of K worker processes (one torch thread each)",
+    )  # fmt: skip
+    where.add_argument(
+        "--scheduler", default=None,
+        help="the address of a running Dask scheduler (tcp://host:8786), e.g. of a "
+        "dask-jobqueue SLURM cluster",
+    )  # fmt: skip
+    cmd.add_argument(
+        "--timeout", type=float, default=10.0,
+        help="seconds to wait for --scheduler (default: %(default)s)",
+    )  # fmt: skip
+    cmd.set_defaults(func=_distances_cli)
