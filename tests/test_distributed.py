@@ -20,6 +20,7 @@ import torch
 from pullback_geom import PullbackMetric
 from pullback_geom.geodesics import pairwise as pairwise_module
 from pullback_geom.geodesics import pairwise_distances
+from pullback_geom.geodesics.cluster import local_cluster
 from pullback_geom.geodesics.distance_store import JOURNAL
 
 SMALL_GRAPH = {"resolution": 40, "subdivide": 2}
@@ -43,9 +44,7 @@ def make_points(n: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    cluster = local_cluster(2)
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -77,6 +76,12 @@ def journal_lines(store: Path) -> int:
     return path.read_text().count("\n") if path.exists() else 0
 
 
+def test_local_cluster_workers_keep_glibc_malloc_tuning(client):
+    """Dask's MALLOC_TRIM_THRESHOLD_ would fix glibc's mmap threshold in the workers."""
+    assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
+    assert set(client.run(torch.get_num_threads).values()) <= {1}
+
+
 def test_cluster_graph_route_is_bit_identical(client):
     metric, z = make_metric(), make_points(300)
     kw = {"route": "graph", "block_size": 32, "graph_options": SMALL_GRAPH, "progress": False}
@@ -85,6 +90,13 @@ def test_cluster_graph_route_is_bit_identical(client):
     assert info.route == "graph" and info.blocks == info.computed == 10
     assert torch.equal(here, there)
     assert torch.equal(there, there.T) and float(there.diagonal().abs().max()) == 0.0
+
+
+def test_cluster_knn_route_is_bit_identical(client):
+    metric, z = make_metric(), make_points(300)
+    kw = {"route": "knn", "block_size": 64, "graph_options": {"k": 8}, "progress": False}
+    assert torch.equal(pairwise_distances(metric, z, client=client, **kw),
+                       pairwise_distances(metric, z, **kw))  # fmt: skip
 
 
 def test_cluster_solver_route_equals_the_single_process_run(client, solver_reference):

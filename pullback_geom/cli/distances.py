@@ -10,7 +10,7 @@ from .common import error, print_rows
 
 __all__ = ["add_distances_parser"]
 
-ROUTE_CHOICES = ("auto", "graph", "graph+solver", "solver")
+ROUTE_CHOICES = ("auto", "graph", "graph+solver", "solver", "knn")
 
 
 def _client(args):
@@ -34,9 +34,9 @@ def _client(args):
         return client, None, f"the Dask scheduler at {args.scheduler}"
     if args.workers < 1:
         raise ValueError(f"--workers must be a positive integer; got {args.workers}")
-    cluster = distributed.LocalCluster(
-        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    from ..geodesics.cluster import local_cluster
+
+    cluster = local_cluster(args.workers)
     return distributed.Client(cluster), cluster, f"a LocalCluster of {args.workers} workers"
 
 

@@ -29,7 +29,7 @@ from ..metric import PullbackMetric
 if TYPE_CHECKING:  # scipy is imported where the graph is built, not with the solvers
     from scipy.sparse import csr_matrix
 
-__all__ = ["LatentGraph", "latent_graph", "graph_geodesics"]
+__all__ = ["LatentGraph", "graph_geodesics", "latent_graph", "segment_lengths"]
 
 #: ``latent_graph`` options by latent dimension for graphs that only start the energy
 #: solver: coarse, so that Dijkstra stays cheap (48 x 48: ~0.4 ms per pair).
@@ -148,7 +148,7 @@ def latent_graph(
         if subdivide == 1:
             w = _chord(emb, torch.as_tensor(rows), torch.as_tensor(cols))
         else:
-            w = _subdivided(metric, nodes, rows, cols, subdivide)
+            w = segment_lengths(metric, nodes, rows, cols, subdivide)
     from scipy.sparse import coo_matrix
 
     m = resolution**d
@@ -168,10 +168,24 @@ def _chord(emb: Tensor, a: Tensor, b: Tensor) -> np.ndarray:
     return torch.cat(parts).double().clamp_min(1e-300).cpu().numpy()
 
 
-def _subdivided(
+def segment_lengths(
     metric: PullbackMetric, nodes: Tensor, rows: np.ndarray, cols: np.ndarray, k: int
 ) -> np.ndarray:
-    """Decoded lengths of the latent segments ``nodes[rows] -> nodes[cols]`` in ``k`` steps."""
+    """Decoded lengths of the latent segments ``nodes[rows] -> nodes[cols]`` in ``k`` steps.
+
+    Parameters
+    ----------
+    metric : PullbackMetric
+    nodes : Tensor, shape (M, d)
+    rows, cols : ndarray of int, shape (E,)
+    k : int
+        Pieces per segment: the length of the decoded polyline through ``k + 1`` points.
+
+    Returns
+    -------
+    ndarray, shape (E,), float64
+        At least 1e-300 (a sparse graph drops zero weights).
+    """
     t = torch.linspace(0, 1, k + 1, dtype=nodes.dtype, device=nodes.device)[None, :, None]
     step = max(1, 65536 // (k + 1))
     out = []

@@ -23,6 +23,7 @@ from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning
 from .energy import N_POINTS, connecting_geodesic
 from .graph import DISTANCE_GRAPH, START_GRAPH, LatentGraph, graph_geodesics, latent_graph
+from .knn import KNN_GRAPH, KnnGraph, knn_distances, knn_graph
 
 __all__ = [
     "PairwiseInfo",
@@ -33,7 +34,7 @@ __all__ = [
     "reference_distances",
 ]
 
-ROUTES = ("auto", "graph", "graph+solver", "solver")
+ROUTES = ("auto", "graph", "graph+solver", "solver", "knn")
 
 
 @dataclass
@@ -42,9 +43,10 @@ class PairwiseInfo:
 
     Attributes
     ----------
-    route : {"graph", "graph+solver", "solver"}
-        ``"graph"``: grid-graph distances only; ``"graph+solver"``: graph paths refined
-        by the energy solver; ``"solver"``: the energy solver from straight lines.
+    route : {"graph", "graph+solver", "solver", "knn"}
+        ``"graph"``: grid-graph distances only; ``"knn"``: a nearest-neighbour graph's;
+        ``"graph+solver"``: graph paths refined by the energy solver; ``"solver"``: the
+        energy solver from straight lines.
     converged : Tensor, shape (n, n), bool
         Per pair (always True on the graph route and the diagonal).
     blocks : int
@@ -78,8 +80,11 @@ def _resolve_route(route: str, d: int, n_pairs: int = 0) -> str:
 
 def _route_graph(
     metric: PullbackMetric, z: Tensor, kind: str, graph_options: dict | None
-) -> LatentGraph:
-    """The graph a route needs over ``z``: fine for ``"graph"``, coarse to start the solver."""
+) -> LatentGraph | KnnGraph:
+    """The graph a route needs over ``z``: fine for ``"graph"``, coarse to start the solver,
+    the points' neighbours for ``"knn"``."""
+    if kind == "knn":
+        return knn_graph(metric, z, **{**KNN_GRAPH, **(graph_options or {})})
     base = (DISTANCE_GRAPH if kind == "graph" else START_GRAPH)[z.shape[1]]
     return latent_graph(metric, z, **{**base, **(graph_options or {})})
 
@@ -135,6 +140,11 @@ def distance_block(
     r, c = z_rows.shape[0], z_cols.shape[0]
     n_pairs = r * (r - 1) // 2 if upper else r * c
     kind = _resolve_route(route, z_rows.shape[1], n_pairs)
+    if kind == "knn":
+        raise ValueError(
+            "route='knn' runs paths through the other points, so a block depends on all of "
+            "them: use pairwise_distances(metric, z, route='knn')"
+        )
     if upper:
         ii, jj = torch.triu_indices(r, c, offset=1, device=z_rows.device)
     else:
@@ -249,7 +259,7 @@ def pairwise_distances(
     ----------
     metric : PullbackMetric
     z : Tensor, shape (n, d)
-    route : {"auto", "graph", "graph+solver", "solver"}, default "auto"
+    route : {"auto", "graph", "graph+solver", "solver", "knn"}, default "auto"
         ``"graph"`` (d <= 3): shortest paths on a fine latent grid graph whose edges are
         decoded in 4 pieces (``graph.DISTANCE_GRAPH``: 192 x 192, 32 directions in 2-D);
         a 1000 x 1000 matrix in well under a minute, median ~0.4 % from the solver on
@@ -260,6 +270,10 @@ def pairwise_distances(
         decoder, 2 cores). ``"solver"``: the solver from straight lines. ``"auto"``:
         ``"graph+solver"`` up to ``AUTO_SOLVER_PAIRS`` (50,000) pairs, ``"graph"`` above,
         when ``d <= 3``; else ``"solver"``. ``return_info`` tells which was used.
+        ``"knn"`` (any ``d``): shortest paths on a k-nearest-neighbour graph of the points
+        themselves, edges weighed by their decoded segments
+        (:func:`~pullback_geom.geodesics.knn.knn_graph`; paths run through other points,
+        and points in different components are ``inf`` apart, not converged).
     block_size : int, default 64
         Points per block side (and the chunks of ``store``).
     progress : bool, optional
@@ -270,7 +284,8 @@ def pairwise_distances(
         Warn with :class:`GeodesicConvergenceWarning` when pairs did not converge.
     graph_options : dict, optional
         Passed to :func:`~pullback_geom.geodesics.graph.latent_graph` (``resolution``,
-        ``margin``, ``reach``, ``subdivide``) over the route's defaults.
+        ``margin``, ``reach``, ``subdivide``) over the route's defaults; on the knn route
+        to :func:`~pullback_geom.geodesics.knn.knn_graph` (``k``, ``subdivide``).
     client : dask.distributed.Client, optional
         Run the units as tasks on its cluster (a ``LocalCluster``, dask-jobqueue's SLURM
         or PBS clusters, dask-cuda's GPUs): the metric, the points and the graph go to
@@ -335,7 +350,7 @@ def pairwise_distances(
             progress=show, threads=threads_per_task,
         )  # fmt: skip
     else:
-        desc = "graph strips" if kind == "graph" else "geodesic blocks"
+        desc = "graph strips" if kind in ("graph", "knn") else "geodesic blocks"
         for i in tqdm(todo, desc=desc, disable=not show):
             rows, cols = units[i]
             sink(i, rows, cols, *compute_unit(metric, z, rows, cols, kind, graph, options))
@@ -347,7 +362,13 @@ def pairwise_distances(
         bad = int((~conv).triu(1).sum())
         warnings.warn(
             f"pairwise_distances: {bad} of {n * (n - 1) // 2} pairs did not converge "
-            "(see return_info=True); raise max_iter or n_points",
+            "(see return_info=True); raise max_iter or n_points"
+            + (
+                "; on the knn route they lie in different components of the graph "
+                "(infinite distance): raise graph_options['k']"
+                if kind == "knn"
+                else ""
+            ),
             GeodesicConvergenceWarning,
             stacklevel=2,
         )
@@ -363,7 +384,7 @@ def _plan(n: int, block_size: int, kind: str) -> list[tuple[slice, slice]]:
     the columns, so its units are strips of rows against all later columns; the solver
     routes' cost is per pair, so theirs are the blocks of :func:`block_slices`.
     """
-    if kind == "graph":
+    if kind in ("graph", "knn"):
         return [(slice(i, min(i + block_size, n)), slice(i, n)) for i in range(0, n, block_size)]
     return block_slices(n, block_size)
 
@@ -382,13 +403,19 @@ def compute_unit(
     A unit whose columns start at its rows (a diagonal block, or a strip) holds a square
     diagonal part: its pairs ``i < j`` are computed and mirrored, its diagonal is 0.
     """
-    if kind == "graph":
-        block, ok = distance_block(metric, z[rows], z[cols], route=kind, graph=graph)
+    if kind in ("graph", "knn"):
+        if kind == "knn":
+            block = knn_distances(graph, rows, cols).to(dtype=z.dtype, device=z.device)
+            ok = None
+        else:
+            block, ok = distance_block(metric, z[rows], z[cols], route=kind, graph=graph)
         b = rows.stop - rows.start
         # Graph distances are symmetric only up to Dijkstra's summation order: mirror the
         # upper triangle so that the matrix is exactly symmetric.
         upper = block[:, :b].triu(1)
         block = torch.cat([upper + upper.T, block[:, b:]], dim=1)
+        if kind == "knn":
+            ok = torch.isfinite(block)  # inf: the points' components are not connected
         return block, ok
     diag = rows == cols
     return distance_block(metric, z[rows], z[cols], route=kind, graph=graph, upper=diag, **options)
