@@ -39,20 +39,31 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
+def _tiny_checkpoint(root, **config):
     """A Gaussian VAE (32 hidden units) trained for 2 epochs on synthetic digits, with the
     synthetic dataset written in torchvision's layout so that the report finds images."""
-    root = tmp_path_factory.mktemp("report")
     data = write_mnist(root / "data", n_train=256, n_test=64)
     images, _ = synthetic_digits(256)
     test_images, test_labels = synthetic_digits(64, seed=1)
-    cfg = tiny_config(model="gaussian", epochs=2, rbf_epochs=2)
+    cfg = tiny_config(model="gaussian", epochs=2, rbf_epochs=2, **config)
     dataset = {"name": "mnist"}  # the synthetic files stand in for MNIST's
     train_vae(
         cfg, images, test_images, test_labels, out=root / "ckpt", dataset=dataset, progress=False
     )
     return root / "ckpt", data
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """With the std network's data gate (the default)."""
+    return _tiny_checkpoint(tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="module")
+def plain_checkpoint(tmp_path_factory):
+    """Without the gate: on a tiny model the gate is sharp, its geodesic ODE stiff, and the
+    ODE-drawing report takes 5x longer; the rerun test needs no gate."""
+    return _tiny_checkpoint(tmp_path_factory.mktemp("plain"), gate_points=0)
 
 
 def test_report_command_end_to_end(tiny_checkpoint, tmp_path, capsys):
@@ -89,8 +100,8 @@ def test_report_command_end_to_end(tiny_checkpoint, tmp_path, capsys):
     assert "report.md" in capsys.readouterr().out
 
 
-def test_rerun_replaces_an_earlier_report_and_draws_ode_solutions(tiny_checkpoint, tmp_path):
-    ckpt, data = tiny_checkpoint
+def test_rerun_replaces_an_earlier_report_and_draws_ode_solutions(plain_checkpoint, tmp_path):
+    ckpt, data = plain_checkpoint
     out = tmp_path / "rep"
     out.mkdir()
     (out / "report.md").write_text("an earlier report")

@@ -187,9 +187,11 @@ def paths_section(ctx: ReportContext) -> Section:
     return s
 
 
-#: random pairs of the uncertainty section's "closer to the data" comparison
+#: random pairs of the uncertainty section's "closer to the data" comparison (at most; no
+#: more than the report's ``n_pairs``)
 UNCERTAINTY_RANDOM_PAIRS = 64
-#: the pairs whose straight lines cross the largest sigma, of UNCERTAINTY_CANDIDATES random
+#: the pairs whose straight lines cross the largest sigma (at most; ``n_pairs // 8`` and at
+#: least 4 in a smaller report), of UNCERTAINTY_CANDIDATES random
 #: pairs: the gap-crossing pairs. Many candidates, because a 2-D MNIST latent space is one
 #: blob with few holes: of a few hundred random lines, hardly any leaves the data.
 UNCERTAINTY_GAP_PAIRS = 16
@@ -246,9 +248,12 @@ def uncertainty_section(ctx: ReportContext, ck: Checkpoint) -> Section:
     typical = torch.quantile(sigma[:, 0], 0.9)  # the start points are random codes
     inside = torch.maximum(sigma[:, 0], sigma[:, -1]) <= typical
     score = torch.where(inside, sigma[:, 1:-1].amax(1), -math.inf)
-    gap_idx = cand[score.argsort(descending=True)[:UNCERTAINTY_GAP_PAIRS]]
+    # The demo's 128 pairs give 16 and 64; a smaller report (fewer --pairs) fewer.
+    n_gap = min(UNCERTAINTY_GAP_PAIRS, max(4, opt.n_pairs // 8))
+    n_random = min(UNCERTAINTY_RANDOM_PAIRS, opt.n_pairs)
+    gap_idx = cand[score.argsort(descending=True)[:n_gap]]
     gap = joined(gap_idx)
-    rand = joined(A.random_pairs(len(ck.codes), UNCERTAINTY_RANDOM_PAIRS, opt.seed + 4))
+    rand = joined(A.random_pairs(len(ck.codes), n_random, opt.seed + 4))
     gap_stats, rand_stats = measured(gap), measured(rand)
 
     box = extent(ck.codes, 0.35)  # wider than the data: sigma grows away from it
@@ -281,7 +286,7 @@ def uncertainty_section(ctx: ReportContext, ck: Checkpoint) -> Section:
             k: {m: quartiles(v) for m, v in st.items()} for k, st in rand_stats.items()
         },
         "n_gap_pairs": len(gap_idx),
-        "n_random_pairs": UNCERTAINTY_RANDOM_PAIRS,
+        "n_random_pairs": n_random,
         "closer_to_data_fraction_gap": closer(gap_stats),
         "closer_to_data_fraction_random": closer(rand_stats),
         "images": ck.n_images,
@@ -330,9 +335,9 @@ def uncertainty_section(ctx: ReportContext, ck: Checkpoint) -> Section:
         f"The Gaussian VAE, {ck.name}: G = J_μᵀJ_μ + J_σᵀJ_σ, with an RBF network "
         "for σ that grows away from the data, gated by the codes' density. Latent Space "
         "Oddity says the uncertainty term keeps geodesics where the decoder is certain. "
-        f"Pairs: {UNCERTAINTY_RANDOM_PAIRS} random test pairs, and of "
+        f"Pairs: {n_random} random test pairs, and of "
         f"{UNCERTAINTY_CANDIDATES:,} others whose ends both lie in the data (σ at most its "
-        f"90th percentile over the codes) the {UNCERTAINTY_GAP_PAIRS} whose straight line "
+        f"90th percentile over the codes) the {len(gap_idx)} whose straight line "
         "crosses the largest σ between its ends (gaps between clusters); each joined by a "
         "straight line, a geodesic of the mean term alone and one of the full metric. The "
         "first 4 gap-crossing pairs are drawn: full geodesics solid, mean-only dashed, "
