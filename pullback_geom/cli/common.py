@@ -5,13 +5,36 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_orbit_digit_option", "error", "print_rows"]
+__all__ = ["add_orbit_digit_option", "checkpoint_folder", "error", "print_rows"]
 
 
 def error(command: str, err: BaseException) -> int:
     """Print ``pullback-geom <command>: error: <err>`` to stderr; the exit status, 2."""
     print(f"pullback-geom {command}: error: {err}", file=sys.stderr)
     return 2
+
+
+def checkpoint_folder(name: str):
+    """The folder of ``--checkpoint``: a bundled model's name or a path that exists.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither, with what to give instead.
+    """
+    from pathlib import Path
+
+    from .. import vae
+
+    folder = vae.default_checkpoint(name) if name in vae.BUNDLED else Path(name)
+    if not folder.exists():
+        raise FileNotFoundError(
+            f"no checkpoint at {name}: give a folder written by 'pullback-geom train' "
+            "(model.pt, config.json, latents.pt) or one of "
+            + ", ".join(f"'{k}'" for k in vae.BUNDLED)
+            + " for the bundled models"
+        )
+    return folder
 
 
 def print_rows(rows: dict, digits: int = 3) -> None:

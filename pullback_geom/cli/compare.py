@@ -37,17 +37,9 @@ def _cli_metric_and_pairs(args) -> tuple[PullbackMetric, Tensor, Tensor, str, Te
             what = "Gaussian bump (height 2, width 0.6), float64"
         return metric, z[:n], z[n:], what, None
     from .. import vae
+    from .common import checkpoint_folder
 
-    name = args.checkpoint
-    folder = vae.default_checkpoint(name) if name in vae.BUNDLED else name
-    from pathlib import Path
-
-    if not Path(folder).exists():
-        raise FileNotFoundError(
-            f"no checkpoint at {folder}: give a folder written by 'pullback-geom train' "
-            "(model.pt, config.json, latents.pt) or 'bernoulli'/'gaussian'/'smooth' for the "
-            "bundled ones"
-        )
+    folder = checkpoint_folder(args.checkpoint)
     model = vae.load(folder)
     codes = vae.load_latents(folder).codes
     if len(codes) < 2 * n:

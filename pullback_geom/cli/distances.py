@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import error, print_rows
+from .common import checkpoint_folder, error, print_rows
 
 __all__ = ["add_distances_parser"]
 
@@ -53,13 +53,7 @@ def _distances_cli(args: argparse.Namespace) -> int:
             raise ValueError(f"--block-size must be a positive integer; got {args.block_size}")
         if args.check_pairs < 0:
             raise ValueError(f"--check-pairs must be >= 0; got {args.check_pairs}")
-        name = args.checkpoint
-        folder = vae.default_checkpoint(name) if name in vae.BUNDLED else Path(name)
-        if not Path(folder).exists():
-            raise FileNotFoundError(
-                f"no checkpoint at {folder}: give a folder written by 'pullback-geom train' "
-                "or one of " + ", ".join(f"'{k}'" for k in vae.BUNDLED)
-            )
+        folder = checkpoint_folder(args.checkpoint)
         model = vae.load(folder)
         latents = vae.load_latents(folder)
         n = len(latents.codes) if args.points is None else args.points

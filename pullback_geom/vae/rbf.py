@@ -38,7 +38,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["RBFStd", "kmeans", "nearest_neighbour_distances", "rbf_bandwidths", "sigma_wall"]
+__all__ = [
+    "RBFStd",
+    "kmeans",
+    "nearest_neighbour_distances",
+    "pixel_mean_sigma",
+    "rbf_bandwidths",
+    "sigma_wall",
+]
 
 
 def kmeans(
@@ -408,6 +415,23 @@ def _unit_gate_weights(state_dict, prefix, *args) -> None:
         state_dict[key] = centres.new_zeros(centres.shape[0])
 
 
+def pixel_mean_sigma(std, z: Tensor, chunk: int = 2048) -> Tensor:
+    """``sigma(z)`` averaged over pixels, in chunks of points, without gradients.
+
+    Parameters
+    ----------
+    std : callable
+        ``(B, d) -> (B, ...)``, e.g. ``GaussianVAE.decode_std``.
+    z : Tensor, shape (N, d)
+
+    Returns
+    -------
+    Tensor, shape (N,)
+    """
+    with torch.no_grad():
+        return torch.cat([std(c).flatten(1).mean(1) for c in z.split(chunk)])
+
+
 def sigma_wall(std, codes: Tensor, resolution: int = 160) -> dict[str, float]:
     """How much higher ``sigma`` is off the data than on it: the wall of the uncertainty term.
 
@@ -443,14 +467,8 @@ def sigma_wall(std, codes: Tensor, resolution: int = 160) -> dict[str, float]:
     grid = torch.cartesian_prod(*axes).reshape(-1, codes.shape[1]).to(codes.device)
     far = _nearest_distances(grid, codes, 4096)
 
-    def mean_sigma(z: Tensor) -> Tensor:
-        with torch.no_grad():
-            return torch.cat(
-                [std(z[i : i + 2048]).flatten(1).mean(1) for i in range(0, len(z), 2048)]
-            )
-
-    on_data = float(mean_sigma(codes).median())
-    off = mean_sigma(grid)
+    on_data = float(pixel_mean_sigma(std, codes).median())
+    off = pixel_mean_sigma(std, grid)
     out = {"r95": r95, "r99": r99, "sigma_codes": on_data}
     for name, radius in (("2r95", 2 * r95), ("2r99", 2 * r99)):
         sel = far > radius

@@ -203,7 +203,7 @@ def uncertainty_section(ctx: ReportContext, ck: Checkpoint) -> Section:
     """The seed's closing claim on a Gaussian model: the full metric's geodesics against
     the mean term's alone, on the same pairs."""
     from ... import viz
-    from ...vae.rbf import nearest_neighbour_distances, sigma_wall
+    from ...vae.rbf import pixel_mean_sigma, sigma_wall
 
     ctx.step("uncertainty term")
     opt = ctx.options
@@ -216,7 +216,7 @@ def uncertainty_section(ctx: ReportContext, ck: Checkpoint) -> Section:
     mean64, std64 = PullbackMetric(model64.decoder), PullbackMetric(model64.std)
     sub = ReportContext(ck, opt, ctx.folder, ctx.bar)
     wall = sigma_wall(model.decode_std, ck.codes)
-    far = 2 * float(torch.quantile(nearest_neighbour_distances(ck.codes), 0.99))
+    far = 2 * wall["r99"]
 
     def joined(idx):
         return {
@@ -242,9 +242,7 @@ def uncertainty_section(ctx: ReportContext, ck: Checkpoint) -> Section:
     # largest sigma between its ends (a gap between clusters). The first 4 are drawn.
     cand = A.random_pairs(len(ck.codes), UNCERTAINTY_CANDIDATES, opt.seed + 3)
     line = A.straight_lines(ck.codes[cand[:, 0]], ck.codes[cand[:, 1]], 24).reshape(-1, 2)
-    with torch.no_grad():
-        sigma = torch.cat([model.decode_std(c).flatten(1).mean(1) for c in line.split(8192)])
-    sigma = sigma.reshape(len(cand), 24)
+    sigma = pixel_mean_sigma(model.decode_std, line, 8192).reshape(len(cand), 24)
     typical = torch.quantile(sigma[:, 0], 0.9)  # the start points are random codes
     inside = torch.maximum(sigma[:, 0], sigma[:, -1]) <= typical
     score = torch.where(inside, sigma[:, 1:-1].amax(1), -math.inf)
