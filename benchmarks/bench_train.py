@@ -13,8 +13,8 @@ of each.
 
 Usage::
 
-    python benchmarks/bench_train.py --data-dir ../shared/data          # 3 + 3 epochs
-    python benchmarks/bench_train.py --data-dir ../shared/data --repeats 5 --json out.json
+    python benchmarks/bench_train.py --data-dir /path/to/data          # 3 + 3 epochs
+    python benchmarks/bench_train.py --data-dir /path/to/data --repeats 5 --json out.json
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ step with the library's functions.
 Usage::
 
     pullback-geom train --model bernoulli --epochs 8 --seed 0 \\
-        --data-dir ../shared/data --out runs/s0        # and seeds 1, 2
+        --data-dir /path/to/data --out runs/s0        # and seeds 1, 2
     python examples/identifiability.py runs/s0 runs/s1 runs/s2 [--metric fisher-rao]
 """
 

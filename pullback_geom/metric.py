@@ -53,7 +53,7 @@ class PullbackMetric:
     jacobian : {"auto", "forward", "chain"}, default "auto"
         ``"forward"``: ``torch.func`` forward mode, for any decoder. ``"chain"``: the
         explicit layer-by-layer chain rule for an ``nn.Sequential`` of Linear layers and
-        element-wise activations (the seed's method, without diagonal matrices; about
+        element-wise activations (the write-up's method, without diagonal matrices; about
         1.5x faster than generic forward mode for metrics, 3-4x for Christoffels and
         geodesic accelerations, whose second derivatives it propagates layer by layer
         too). ``"auto"``: ``"chain"`` where the decoder allows it, else ``"forward"``.

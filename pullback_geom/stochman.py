@@ -37,7 +37,9 @@ Everything else (``connecting_geodesic``, ``shooting_geodesic``,
 running on these methods.
 
 ``import stochman`` inside this module is an absolute import: it is the stochman library,
-not this module.
+not this module. It needs the ``stochman`` extra (stochman and torchdiffeq,
+``pip install 'pullback-geom[stochman]'``); without it, importing this module raises an
+``ImportError`` that says so.
 """
 
 from __future__ import annotations
@@ -46,14 +48,21 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from stochman.curves import BasicCurve
-from stochman.manifold import Manifold
-from stochman.utils import tensor_reduction
 from torch import Tensor
 
 from . import geodesics
 from ._core.checks import metric_of_model, reference_tensor
+from ._core.extras import require
 from .metric import PullbackMetric
+
+# The optional libraries first, so that a missing one names the extra to install.
+# stochman's shooting_geodesic imports torchdiffeq, which stochman does not declare.
+require("stochman", "stochman", "pullback_geom.stochman")
+require("torchdiffeq", "stochman", "pullback_geom.stochman")
+
+from stochman.curves import BasicCurve  # noqa: E402
+from stochman.manifold import Manifold  # noqa: E402
+from stochman.utils import tensor_reduction  # noqa: E402
 
 __all__ = ["DecoderManifold"]
 

@@ -22,7 +22,6 @@ import importlib.metadata
 import math
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._core.progress import progress_bar
 from .data.datasets import to_unit_float
 from .vae import VAE, GaussianVAE, build_model, check_activation
 from .vae.checkpoint import read_training_state, save_checkpoint
@@ -50,7 +50,7 @@ class TrainConfig:
     latent_dim : int, default 2
     hidden : int, default 512
     activation : {"relu", "elu", "softplus", "silu", "tanh"}, default "relu"
-        The decoders' hidden activation (the seed's is ReLU).
+        The decoders' hidden activation (the write-up's is ReLU).
     epochs : int, default 30
         Epochs of the VAE objective (stage 1 of the Gaussian model).
     batch_size : int, default 128
@@ -184,10 +184,19 @@ def encode_images(model: VAE, images: Tensor) -> Tensor:
     Returns
     -------
     Tensor, shape (N, d)
+        On the model's device.
     """
+    device = _device_of(model)
     return torch.cat(
-        [model.encode(images[i : i + _EVAL_BATCH]) for i in range(0, len(images), _EVAL_BATCH)]
+        [
+            model.encode(images[i : i + _EVAL_BATCH].to(device))
+            for i in range(0, len(images), _EVAL_BATCH)
+        ]
     )
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
@@ -204,9 +213,10 @@ def evaluate(model: VAE, images: Tensor, *, seed: int = 0, bernoulli: bool = Fal
         the Gaussian model's first stage).
     """
     gen = torch.Generator().manual_seed(seed)
+    device = _device_of(model)
     total = 0.0
     for i in range(0, len(images), _EVAL_BATCH):
-        x = to_unit_float(images[i : i + _EVAL_BATCH])
+        x = to_unit_float(images[i : i + _EVAL_BATCH]).to(device)
         z, kl = model.sample_latent(x, gen)
         nll = model.bernoulli_nll(x, z) if bernoulli else model.reconstruction_nll(x, z)
         total += float((nll + kl).sum())
@@ -263,7 +273,10 @@ def _fit_rbf(model: GaussianVAE, x: Tensor, cfg: TrainConfig, gen: torch.Generat
     ``min_std^2``) divided by the mean RBF coverage of the cluster's members, so that the
     initial precision at the data is about the per-cluster maximum-likelihood one.
     """
-    codes = encode_images(model, x)
+    device = x.device
+    # k-means on the CPU, drawing from the run's CPU generator (as on any device).
+    codes = encode_images(model, x).cpu()
+    model.std.cpu()
     assign = model.std.fit_centres(codes, a=cfg.bandwidth_scale, generator=gen)
     if cfg.gate_points:
         model.std.fit_gate(
@@ -273,9 +286,11 @@ def _fit_rbf(model: GaussianVAE, x: Tensor, cfg: TrainConfig, gen: torch.Generat
             width=cfg.gate_width,
             generator=gen,
         )
+    model.std.to(device)
+    codes, assign = codes.to(device), assign.to(device)
     k = model.std.centres.shape[0]
-    sq_res = torch.zeros(k, x.shape[1])
-    cover = torch.zeros(k)
+    sq_res = torch.zeros(k, x.shape[1], device=device)
+    cover = torch.zeros(k, device=device)
     for i in range(0, len(x), _EVAL_BATCH):
         z, a = codes[i : i + _EVAL_BATCH], assign[i : i + _EVAL_BATCH]
         res = (x[i : i + _EVAL_BATCH] - model.decoder(z).reshape(len(z), -1)).square()
@@ -328,16 +343,7 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, folder: Path) -> N
 
 def _batch_bar(total: int, desc: str, progress: bool):
     """A per-epoch progress bar over batches, on stderr."""
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit="batch",
-        file=sys.stderr,
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+    return progress_bar(total=total, show=progress, desc=desc, unit="batch")
 
 
 def train_vae(
@@ -353,6 +359,7 @@ def train_vae(
     compact: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
     """Train a VAE on in-memory images, saving a checkpoint after every epoch.
 
@@ -381,10 +388,16 @@ def train_vae(
         A tqdm bar per epoch with the running loss (on stderr).
     log : callable, optional
         Receives one line per event (resuming, stage changes); default: nothing.
+    device : str or torch.device, default "cpu"
+        Where the model and the training images live (``"cuda"``, ...). Random draws come
+        from one CPU generator whatever the device, so a run on CUDA draws the same noise
+        (its results differ only by the devices' float rounding), and it resumes anywhere.
+        Checkpoints are written with CPU tensors.
 
     Returns
     -------
     TrainResult
+        Its model on ``device``.
 
     Raises
     ------
@@ -394,7 +407,8 @@ def train_vae(
         ``resume`` with settings that differ from the saved run.
     """
     say = log or (lambda _: None)
-    x = to_unit_float(train_images).contiguous()
+    device = torch.device(device)
+    x = to_unit_float(train_images).contiguous().to(device)
     folder = Path(out) if out is not None else None
     if folder is not None and not resume and (folder / "config.json").exists():
         raise FileExistsError(
@@ -405,6 +419,7 @@ def train_vae(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, cfg.architecture())
+    model.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     stage = 1
     opt = _new_optimizer(model, cfg, stage)
@@ -460,7 +475,7 @@ def train_vae(
                     stage_objective, metrics.get("test_neg_elbo")
                 )
             labels = test_labels if test_labels is not None else torch.full((len(test_images),), -1)
-            latents = (encode_images(model, test_images), labels)
+            latents = (encode_images(model, test_images).cpu(), labels.cpu())
             model.train()
         vae_epochs = [h for h in history if h["stage"] == 1]
         if vae_epochs:
@@ -487,7 +502,7 @@ def train_vae(
             resume_state = _training_state(model, opt, gen, cfg, stage, done, history)
             save_checkpoint(
                 folder,
-                state_dict=model.state_dict(),
+                state_dict={k: v.cpu() for k, v in model.state_dict().items()},
                 config=config,
                 latents=latents,
                 training_state=None if shrink else resume_state,
@@ -550,7 +565,7 @@ _LIKELIHOOD = {
 
 def _training_state(model, opt, gen, cfg, stage, done, history) -> dict[str, Any]:
     return {
-        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "optimizer": opt.state_dict(),
         "generator": gen.get_state(),
         "stage": stage,

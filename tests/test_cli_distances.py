@@ -65,10 +65,10 @@ def test_distances_on_a_local_cluster(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--points", "1"], "--points must be an integer >= 2"),
+        (["--points", "1"], "argument --points: must be an integer >= 2"),
         (["--points", "20000"], "has 10000 test-set codes"),
         (["--checkpoint", "nowhere/at/all"], "no checkpoint at nowhere/at/all"),
-        (["--block-size", "0"], "--block-size must be a positive integer"),
+        (["--block-size", "0"], "argument --block-size: must be a positive integer"),
         (["--scheduler", "tcp://127.0.0.1:9", "--timeout", "1"], "no Dask scheduler answered"),
     ],
 )

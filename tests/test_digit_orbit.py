@@ -117,9 +117,9 @@ def test_truth_table_on_oracles():
 
 def test_identifiability_on_digit_orbit_models_compares_with_the_truth(tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["identifiability", "--seeds", "0", "1", "2", "--dataset", "digit-orbit"]
+    argv = ["identifiability", "--seeds", "0,1,2", "--dataset", "digit-orbit"]
     argv += ["--epochs", "1", "--limit", "300", "--pairs", "6", "--nodes", "8"]
-    argv += ["--metric", "mean", "fisher-rao", "--start", "graph", "--orbit-digit", "0"]
+    argv += ["--metric", "mean,fisher-rao", "--start", "graph", "--orbit-digit", "0"]
     assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
     result = json.loads((out / "identifiability.json").read_text())
     assert result["start"] == "graph"
@@ -156,6 +156,6 @@ def test_identifiability_on_digit_orbit_models_compares_with_the_truth(tmp_path,
     config["dataset"]["orbit_digit"] = 5
     (model / "config.json").write_text(json.dumps(config))
     models = [str(out / "models" / f"bernoulli_seed{s}") for s in range(3)]
-    argv = ["identifiability", "--checkpoints", *models, "--out", str(tmp_path / "o")]
+    argv = ["identifiability", "--checkpoints", ",".join(models), "--out", str(tmp_path / "o")]
     assert main(argv) == 2
     assert "orbits of different digits [0, 5]" in capsys.readouterr().err

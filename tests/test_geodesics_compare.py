@@ -151,4 +151,4 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(["compare", "--checkpoint", str(tmp_path / "nowhere")]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
     assert main(["compare", "--methods", "lm,bogus", "--out", str(tmp_path)]) == 2
-    assert "unknown methods ['bogus']" in capsys.readouterr().err
+    assert "argument --methods: unknown 'bogus'" in capsys.readouterr().err

@@ -124,8 +124,8 @@ def checkpoints(tmp_path_factory):
 
 def test_command_writes_the_report(checkpoints, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["identifiability", "--checkpoints", *checkpoints[:3], "--pairs", "12"]
-    code = main([*argv, "--nodes", "8", "--metric", "mean", "fisher-rao", "--out", str(out)])
+    argv = ["identifiability", "--checkpoints", ",".join(checkpoints[:3]), "--pairs", "12"]
+    code = main([*argv, "--nodes", "8", "--metric", "mean,fisher-rao", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "identifiability.json").read_text())
     assert set(result["metrics"]) == {"mean", "fisher-rao"}
@@ -141,7 +141,7 @@ def test_command_writes_the_report(checkpoints, tmp_path, capsys):
 @pytest.mark.parametrize(
     "which, extra, match",
     [
-        ([0, 1], [], "at least 3 models"),
+        ([0, 1], [], "argument --checkpoints: needs at least 3 values"),
         ([0, 1, 3], [], "latent dimension 3"),
         ([0, 1, 2], ["--metric", "ensemble"], "no 'ensemble' metric"),
         ([0, 1, 2], ["--metric", "ensemble-energy"], "no 'ensemble-energy' metric"),
@@ -150,7 +150,8 @@ def test_command_writes_the_report(checkpoints, tmp_path, capsys):
 )
 def test_command_errors(checkpoints, tmp_path, capsys, which, extra, match):
     paths = [checkpoints[i] for i in which] if which else [*checkpoints[:2], str(tmp_path / "x")]
-    argv = ["identifiability", "--checkpoints", *paths, "--out", str(tmp_path / "o"), *extra]
+    argv = ["identifiability", "--checkpoints", ",".join(paths), "--out", str(tmp_path / "o")]
+    argv += extra
     assert main(argv) == 2
     assert match in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -159,9 +160,9 @@ def test_command_errors(checkpoints, tmp_path, capsys, which, extra, match):
 def test_command_trains_one_model_per_seed(tmp_path, capsys):
     root = write_mnist(tmp_path / "data", n_train=64, n_test=30)
     out = tmp_path / "out"
-    argv = ["identifiability", "--seeds", "0", "1", "2", "--model", "ensemble"]
+    argv = ["identifiability", "--seeds", "0,1,2", "--model", "ensemble"]
     argv += ["--decoders", "2", "--epochs", "1", "--data-dir", str(root), "--limit", "64"]
-    argv += ["--metric", "ensemble", "disagreement", "ensemble-energy"]
+    argv += ["--metric", "ensemble,disagreement,ensemble-energy"]
     argv += ["--pairs", "5", "--nodes", "6", "--disagreement-scale", "3", "--energy-weight", "2"]
     argv += ["--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
@@ -179,10 +180,11 @@ def test_command_trains_one_model_per_seed(tmp_path, capsys):
     config = json.loads((out / "models" / "ensemble_seed1" / "config.json").read_text())
     assert config["architecture"]["decoders"] == 2 and config["training"]["seed"] == 1
     for extra, match in (
-        (["--seeds", "0", "1"], "at least 3 seeds"),
-        (["--seeds", "0", "1", "2", "--checkpoints", "a", "b", "c"], "either --checkpoints"),
-        ([], "either --checkpoints"),
-        (["--seeds", "0", "1", "2", "--disagreement-scale", "0"], "--disagreement-scale"),
+        (["--seeds", "0,1"], "argument --seeds: needs at least 3 values"),
+        (["--seeds", "0,1,2", "--checkpoints", "a,b,c"], "no checkpoint at a"),
+        (["--seeds", "0,1,2", "--checkpoints", "bernoulli,gaussian,smooth"], "not allowed with"),
+        ([], "one of the arguments --checkpoints --seeds is required"),
+        (["--seeds", "0,1,2", "--disagreement-scale", "0"], "argument --disagreement-scale"),
     ):
         assert main(["identifiability", *extra, "--out", str(tmp_path / "o")]) == 2
         assert match in capsys.readouterr().err

@@ -4,6 +4,7 @@ the numbers' functions against brute force."""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from synthetic import synthetic_digits, tiny_config, write_mnist
@@ -25,6 +26,14 @@ FIGURES = {
     "density_connection.png",
     "uncertainty.png",
     "curvature.png",
+}
+#: the numbers behind the figures (and the paths section's table)
+DATA = {
+    "geodesics.npz",
+    "interpolation.npz",
+    "class_distances.npz",
+    "uncertainty.npz",
+    "paths.npz",
 }
 SMALL = ["--pairs", "6", "--similarity-pairs", "24", "--per-class", "4", "--nodes", "12"]
 
@@ -70,19 +79,39 @@ def test_report_command_end_to_end(tiny_checkpoint, tmp_path, capsys):
     ckpt, data = tiny_checkpoint
     out = tmp_path / "rep"
     argv = ["report", "--checkpoint", str(ckpt), "--out", str(out), "--data-dir", str(data)]
-    code = main([*argv, *SMALL, "--no-ode", "--straight-start"])
+    code = main([*argv, *SMALL, "--no-ode", "--straight-start", "--format", "png,pdf"])
     assert code == 0, capsys.readouterr().err
     files = {p.name for p in out.iterdir()}
-    assert FIGURES | {"report.md", "numbers.json"} == files
+    pdfs = {name.replace(".png", ".pdf") for name in FIGURES}
+    assert FIGURES | pdfs | DATA | {"report.md", "numbers.json"} == files
     for name in FIGURES:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in pdfs:
+        assert (out / name).read_bytes()[:5] == b"%PDF-"
     doc = (out / "report.md").read_text()
     for name in FIGURES:
         assert f"]({name})" in doc
-    assert "## The seed's claims against the measurements" in doc
+    assert "## The write-up's claims against the measurements" in doc
     assert "the uncertainty term keeps geodesics" in doc
     numbers = json.loads((out / "numbers.json").read_text())
+    assert numbers["options"]["data_dir"] == str(data)
     sim = numbers["similarity"]
+    # The saved numbers reload and are those the figures and numbers.json show.
+    with np.load(out / "class_distances.npz") as saved:
+        np.testing.assert_allclose(
+            saved["class_means_geodesic"], sim["class_distances_geodesic"], rtol=1e-12
+        )
+        d, labels = saved["geodesic_distances"], saved["labels"]
+        assert d.shape == (len(labels), len(labels)) and np.allclose(d, d.T)
+        np.testing.assert_array_equal(labels, vae.load_latents(ckpt).labels[saved["code_indices"]])
+    with np.load(out / "paths.npz") as saved:
+        ratio_saved = saved["straight_length"] / saved["geodesic_length"]
+        assert len(saved["pair_indices"]) == 6
+        assert np.median(ratio_saved) == pytest.approx(
+            numbers["paths"]["length_ratio_straight_over_geodesic"]["median"], rel=1e-9
+        )
+    with np.load(out / "geodesics.npz") as saved:
+        assert saved["energy_length"].tolist() == numbers["geodesic_pairs"]["energy_length"]
     assert -1 <= sim["spearman_pixel_vs_geodesic"] <= 1
     assert 0 <= sim["knn_accuracy_geodesic"] <= 1
     assert len(sim["closest_classes_geodesic"]) == 5
@@ -111,6 +140,7 @@ def test_rerun_replaces_an_earlier_report_and_draws_ode_solutions(plain_checkpoi
     opts.data_dir = data
     report = build_report(ckpt, out, options=opts, progress=False)
     numbers = json.loads((out / "numbers.json").read_text())
+    assert numbers["options"]["data_dir"] == str(data)
     assert numbers["options"]["seed"] == 3 and numbers == json.loads(json.dumps(report.numbers))
     assert numbers["options"]["graph_start"] is True
     assert not (out / "stale.png").exists()

@@ -1,6 +1,7 @@
 """Training: it learns, it is reproducible, it resumes exactly, it survives interruption;
 and the ``pullback-geom train`` command end to end on IDX files in torchvision's layout."""
 
+import csv
 import json
 import os
 
@@ -201,6 +202,14 @@ def test_train_command_end_to_end(tmp_path, capsys):
     assert latents.codes.shape == (50, 2)
     model = vae.load(out)
     assert model.decode(latents.codes[:4]).shape == (4, 1, 28, 28)
+    # The loss history beside the checkpoint: the CSV holds config.json's history.
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    history = config["metrics"]["history"]
+    assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in history] == [1]
+    assert float(rows[0]["train_loss"]) == pytest.approx(history[0]["train_loss"], rel=1e-12)
+    assert float(rows[0]["test_neg_elbo"]) == pytest.approx(history[0]["test_neg_elbo"])
+    assert (out / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The same command again refuses to overwrite; with --resume it has nothing left to do.
     assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err

@@ -9,7 +9,9 @@
 - :mod:`~pullback_geom._core.linalg`: one policy for regularised SPD solves, and the
   block-tridiagonal Cholesky of the curve solvers;
 - :mod:`~pullback_geom._core.evaluate`: chunked evaluation and its memory budget;
-- :mod:`~pullback_geom._core.checks`: input checks whose errors name the problem.
+- :mod:`~pullback_geom._core.checks`: input checks whose errors name the problem;
+- :mod:`~pullback_geom._core.extras`: imports of optional libraries whose errors name the
+  extra to install.
 
 Private to the package (the names here may change); :class:`~pullback_geom.PullbackMetric`
 is the public face.

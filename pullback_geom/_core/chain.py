@@ -1,10 +1,10 @@
-"""The seed's layer-by-layer Jacobian chain for ``nn.Sequential`` decoders, without
+"""The write-up's layer-by-layer Jacobian chain for ``nn.Sequential`` decoders, without
 ``(B, D, D)`` diagonal matrices.
 
 The chain rule ``J = J_L ... J_1`` is carried forward as a tangent block ``T^T`` of shape
 ``(B, d, width)``: a linear layer maps it by ``W``, an element-wise activation scales its
 rows by ``sigma'(pre-activation)``. That is forward-mode differentiation written out, at the
-cost of one matrix product per layer and tangent direction, where the seed's
+cost of one matrix product per layer and tangent direction, where the write-up's
 ``diag_embed`` version multiplies ``(B, D, D)`` matrices.
 """
 

@@ -143,7 +143,7 @@ def hessian(f: FlatMap, z: Tensor) -> tuple[Tensor, Tensor]:
     # Outer vmap over i, inner over j; the outer primal d_i f comes out repeated over j.
     # All d^2 JVPs, nested: faster than the d (d + 1) / 2 distinct pairs under one vmap
     # (which batches both tangents of every JVP): 0.44 s against 0.59 s at d = 2 and
-    # 0.95 s against 2.3 s at d = 8 on the seed decoder (4096 and 1024 points).
+    # 0.95 s against 2.3 s at d = 8 on the write-up's decoder (4096 and 1024 points).
     jac_i, hess = vmap(lambda ti: vmap(lambda tj: second(ti, tj))(basis))(basis)
     return jac_i[:, 0].permute(1, 2, 0), hess.permute(2, 3, 0, 1)
 

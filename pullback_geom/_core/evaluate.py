@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 __all__ = ["CHUNK_BUDGET", "STREAMS", "Evaluator", "Kernels", "chunked", "rows_per_chunk"]
 
 # Elements of the largest intermediate (B x D x streams) evaluated at once; 2**25 float32
-# entries are 128 MiB, so a chunk of the seed decoder's metric stays well under 1 GiB.
+# entries are 128 MiB, so a chunk of the write-up's decoder's metric stays well under 1 GiB.
 CHUNK_BUDGET = 2**25
 
 #: Tangent streams of each kernel's largest intermediate, as a function of ``d``: the
@@ -81,7 +81,7 @@ def chunked(fn: Callable[..., Tensor], size: int, *xs: Tensor, recompute: bool) 
     *xs : Tensor, shape (B, ...)
     recompute : bool
         Checkpoint each chunk (``torch.utils.checkpoint``): autograd would otherwise keep
-        every chunk's intermediates alive until backward (~30 KiB a point for the seed
+        every chunk's intermediates alive until backward (~30 KiB a point for the write-up's
         decoder); checkpointed, only the inputs are kept and a chunk is recomputed during
         backward, so memory stays bounded by one chunk.
 

@@ -3,19 +3,28 @@
 
 from __future__ import annotations
 
-import math
-
-import torch
-from torch import Tensor
-
-from ..experiments.compare import COMPARE_METHODS, compare_geodesics
-from ..metric import PullbackMetric
+from .options import (
+    COMPARE_METHOD_NAMES,
+    add_common_options,
+    add_format_option,
+    at_least,
+    checkpoint,
+    comma_list,
+)
 
 __all__ = ["add_compare_parser"]
 
 
-def _cli_metric_and_pairs(args) -> tuple[PullbackMetric, Tensor, Tensor, str, Tensor | None]:
-    """The metric, ``--pairs`` pairs and a description, from ``--surface``/``--checkpoint``."""
+def _cli_metric_and_pairs(args):
+    """The metric, ``--pairs`` pairs and a description, from ``--surface``/``--checkpoint``:
+    ``(metric, p (n, d), q (n, d), what, codes (N, d) or None, pair indices (n, 2) into
+    codes or None)``."""
+    import math
+
+    import torch
+
+    from ..metric import PullbackMetric
+
     gen = torch.Generator().manual_seed(args.seed)
     n = args.pairs
     if args.checkpoint is None:
@@ -35,7 +44,7 @@ def _cli_metric_and_pairs(args) -> tuple[PullbackMetric, Tensor, Tensor, str, Te
             z = torch.cat([torch.cat([-x[:n], y[:n]], 1), torch.cat([x[n:], y[n:]], 1)])
             metric = PullbackMetric(GaussianBump())
             what = "Gaussian bump (height 2, width 0.6), float64"
-        return metric, z[:n], z[n:], what, None
+        return metric, z[:n], z[n:], what, None, None
     from .. import vae
     from .common import checkpoint_folder
 
@@ -50,49 +59,48 @@ def _cli_metric_and_pairs(args) -> tuple[PullbackMetric, Tensor, Tensor, str, Te
     idx = torch.randperm(len(codes), generator=gen)[: 2 * n]
     z = codes[idx].to(dtype)
     what = f"{type(model).__name__} from {folder}, test-set codes, {dtype}"
-    return model.pullback_metric().to(dtype=dtype), z[:n], z[n:], what, codes.to(dtype)
+    pairs = torch.stack([idx[:n], idx[n:]], 1)
+    return model.pullback_metric().to(dtype=dtype), z[:n], z[n:], what, codes.to(dtype), pairs
 
 
 def _compare_cli(args) -> int:
-    from pathlib import Path
-
+    from ..experiments.compare import compare_geodesics
+    from ..experiments.report.document import save_arrays, save_figure
     from ..vae.checkpoint import atomic_write_bytes
-    from .common import error
+    from .common import prepare_out, resolve_device
 
-    try:
-        if args.pairs < 1:
-            raise ValueError(f"--pairs must be a positive integer; got {args.pairs}")
-        methods = None
-        if args.methods:
-            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        metric, p, q, what, codes = _cli_metric_and_pairs(args)
-        print(f"pullback_geom compare: {len(p)} pairs, seed {args.seed}; {what}", flush=True)
-        exact = None
-        if args.checkpoint is None and args.surface == "sphere":
-            from ..surfaces import sphere_distance
+    device = resolve_device(args.device)
+    out = prepare_out(args.out)
+    metric, p, q, what, codes, pairs = _cli_metric_and_pairs(args)
+    metric, p, q = metric.to(device=device), p.to(device), q.to(device)
+    print(f"pullback_geom compare: {len(p)} pairs, seed {args.seed}; {what}", flush=True)
+    exact = None
+    if args.checkpoint is None and args.surface == "sphere":
+        from ..surfaces import sphere_distance
 
-            exact = sphere_distance(p, q)
-        result = compare_geodesics(metric, p, q, methods=methods, exact=exact, progress=True)
-    except (FileNotFoundError, ValueError) as err:
-        return error("compare", err)
-    out = Path(args.out)
+        exact = sphere_distance(p, q)
+    result = compare_geodesics(metric, p, q, methods=args.methods, exact=exact, progress=True)
     text = result.to_markdown()
     print(text)
     header = (
         f"# Geodesic methods compared\n\n{what}; {len(p)} pairs, seed {args.seed}.\n"
-        "Columns are defined in `docs/geodesics.md` (comparison tool).\n\n"
+        "Columns are defined in `docs/geodesics.md` (comparison tool); compare.npz holds "
+        "every number of the table.\n\n"
     )
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "compare.md", (header + text).encode())
+    arrays = result.to_arrays()
+    if pairs is not None:
+        arrays["pair_indices"] = pairs  # rows of the checkpoint's test-set codes
+    save_arrays(out / "compare.npz", arrays)
+    written = [out / "compare.md", out / "compare.npz"]
     if metric.latent_dim == 2:
-        from ..experiments.report.document import figure_bytes
         from ..viz.compare import comparison_figure
 
         fig = comparison_figure(metric, result, codes=None if codes is None else codes[:2000])
-        atomic_write_bytes(out / "compare.png", figure_bytes(fig, dpi=120))
-        print(f"wrote {out / 'compare.md'} and {out / 'compare.png'}")
+        written += save_figure(fig, out / "compare.png", dpi=args.dpi, formats=args.format)
     else:
-        print(f"wrote {out / 'compare.md'} (no figure: the latent space is not 2-D)")
+        print("no figure: the latent space is not 2-D")
+    print("wrote " + ", ".join(str(w) for w in written))
     return 0
 
 
@@ -104,8 +112,8 @@ def add_compare_parser(subparsers) -> None:
         description="Run the built-in energy solvers (lm, georce, lbfgs), ODE shooting, "
         "geomstats' solvers and stochman's connecting_geodesic on the same pairs and "
         "diagnose every curve the same way (length, energy, geodesic-equation residual, "
-        "end-point and exp-log round-trip errors, time). Writes compare.md and "
-        "compare.png to --out.",
+        "end-point and exp-log round-trip errors, time). Writes compare.md, compare.npz "
+        "(the numbers per method and pair) and the figure (2-D latent spaces) to --out.",
     )
     source = cmd.add_mutually_exclusive_group()
     source.add_argument(
@@ -113,16 +121,18 @@ def add_compare_parser(subparsers) -> None:
         help="an analytic surface (default: %(default)s)",
     )  # fmt: skip
     source.add_argument(
-        "--checkpoint", default=None,
+        "--checkpoint", default=None, type=checkpoint,
         help="a trained model's folder, or 'bernoulli'/'gaussian'/'smooth' for the bundled 2-D "
         "MNIST models; pairs are drawn from its test-set codes",
     )  # fmt: skip
-    cmd.add_argument("--pairs", type=int, default=8, help="default: %(default)s")
+    cmd.add_argument("--pairs", type=at_least(1), default=8, help="default: %(default)s")
     cmd.add_argument(
-        "--methods", default=None,
-        help="comma-separated, from: " + ", ".join(COMPARE_METHODS)
+        "--methods", default=None, type=comma_list(COMPARE_METHOD_NAMES),
+        help="comma-separated, from: " + ", ".join(COMPARE_METHOD_NAMES)
         + " (default: all but geomstats_shooting, which takes minutes per pair)",
     )  # fmt: skip
-    cmd.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    cmd.add_argument("--seed", type=at_least(0), default=0, help="default: %(default)s")
     cmd.add_argument("--out", default="outputs/compare", help="default: %(default)s")
+    add_format_option(cmd, dpi=120)
+    add_common_options(cmd)
     cmd.set_defaults(func=_compare_cli)

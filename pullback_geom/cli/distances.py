@@ -4,9 +4,9 @@ on this machine or a Dask cluster, resumable (:mod:`pullback_geom.experiments.di
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .common import checkpoint_folder, error, print_rows
+from .common import checkpoint_folder, prepare_out, print_rows, resolve_device
+from .options import add_common_options, at_least, checkpoint, positive_float
 
 __all__ = ["add_distances_parser"]
 
@@ -32,8 +32,6 @@ def _client(args):
                 f"no Dask scheduler answered at {args.scheduler} within {args.timeout:g} s ({err})"
             ) from err
         return client, None, f"the Dask scheduler at {args.scheduler}"
-    if args.workers < 1:
-        raise ValueError(f"--workers must be a positive integer; got {args.workers}")
     from ..geodesics.cluster import local_cluster
 
     cluster = local_cluster(args.workers)
@@ -46,25 +44,17 @@ def _distances_cli(args: argparse.Namespace) -> int:
     from .. import vae
     from ..experiments.distances import STORE, SUMMARY, distance_job
 
-    try:
-        if args.points is not None and args.points < 2:
-            raise ValueError(f"--points must be an integer >= 2; got {args.points}")
-        if args.block_size < 1:
-            raise ValueError(f"--block-size must be a positive integer; got {args.block_size}")
-        if args.check_pairs < 0:
-            raise ValueError(f"--check-pairs must be >= 0; got {args.check_pairs}")
-        folder = checkpoint_folder(args.checkpoint)
-        model = vae.load(folder)
-        latents = vae.load_latents(folder)
-        n = len(latents.codes) if args.points is None else args.points
-        if n > len(latents.codes):
-            raise ValueError(f"--points {n}: {folder} has {len(latents.codes)} test-set codes")
-        codes = latents.codes[:n].to(torch.float32)
-        metric = model.pullback_metric()
-        client, cluster, where = _client(args)
-    except (FileNotFoundError, ValueError, OSError) as err:
-        return error("distances", err)
-    out = Path(args.out)
+    device = resolve_device(args.device)
+    out = prepare_out(args.out)
+    folder = checkpoint_folder(args.checkpoint)
+    model = vae.load(folder).to(device)
+    latents = vae.load_latents(folder)
+    n = len(latents.codes) if args.points is None else args.points
+    if n > len(latents.codes):
+        raise ValueError(f"--points {n}: {folder} has {len(latents.codes)} test-set codes")
+    codes = latents.codes[:n].to(device=device, dtype=torch.float32)
+    metric = model.pullback_metric()
+    client, cluster, where = _client(args)
     print(
         f"pullback_geom distances: {n:,} test-set codes of {folder} (d = {codes.shape[1]}), "
         f"route {args.route}, blocks of {args.block_size}, on {where} -> {out / STORE}",
@@ -84,8 +74,6 @@ def _distances_cli(args: argparse.Namespace) -> int:
             progress=None,
             meta={"checkpoint": str(folder), "ran_on": where},
         )
-    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as err:
-        return error("distances", err)
     finally:
         if client is not None:
             client.close()
@@ -121,28 +109,28 @@ def add_distances_parser(subparsers) -> None:
         "again with the same arguments to resume a killed run.",
     )
     cmd.add_argument(
-        "--checkpoint", required=True,
+        "--checkpoint", required=True, type=checkpoint,
         help="a trained model's folder, or 'bernoulli'/'gaussian'/'smooth' for the bundled 2-D "
         "MNIST models",
     )  # fmt: skip
     cmd.add_argument("--out", default="outputs/distances", help="default: %(default)s")
     cmd.add_argument(
-        "--points", type=int, default=None,
+        "--points", type=at_least(2), default=None,
         help="the first N test-set codes (default: all of them)",
     )  # fmt: skip
     cmd.add_argument("--route", choices=ROUTE_CHOICES, default="auto", help="default: auto")
     cmd.add_argument(
-        "--block-size", type=int, default=64,
+        "--block-size", type=at_least(1), default=64,
         help="points per block side, and the chunks of the store (default: %(default)s)",
     )  # fmt: skip
     cmd.add_argument(
-        "--check-pairs", type=int, default=200,
+        "--check-pairs", type=at_least(0), default=200,
         help="sampled entries checked against per-pair reference solutions; 0 skips "
         "(default: %(default)s)",
     )  # fmt: skip
     where = cmd.add_mutually_exclusive_group()
     where.add_argument(
-        "--workers", type=int, default=None,
+        "--workers", type=at_least(1), default=None,
         help="start a Dask LocalCluster of K worker processes (one torch thread each)",
     )  # fmt: skip
     where.add_argument(
@@ -151,7 +139,8 @@ def add_distances_parser(subparsers) -> None:
         "dask-jobqueue SLURM cluster",
     )  # fmt: skip
     cmd.add_argument(
-        "--timeout", type=float, default=10.0,
+        "--timeout", type=positive_float, default=10.0,
         help="seconds to wait for --scheduler (default: %(default)s)",
     )  # fmt: skip
+    add_common_options(cmd)
     cmd.set_defaults(func=_distances_cli)

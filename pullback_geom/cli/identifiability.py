@@ -7,7 +7,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_orbit_digit_option, error, print_rows
+from .common import (
+    add_orbit_digit_option,
+    checkpoint_folder,
+    prepare_out,
+    print_rows,
+    resolve_device,
+)
+from .options import (
+    DATASET_CHOICES,
+    IDENTIFIABILITY_METRIC_NAMES,
+    add_common_options,
+    at_least,
+    checkpoint,
+    comma_list,
+    nonnegative_float,
+    positive_float,
+)
 
 __all__ = ["add_identifiability_parser"]
 
@@ -20,43 +36,33 @@ def _identifiability(args: argparse.Namespace) -> int:
     from ..experiments.identifiability.experiment import run_identifiability
 
     out = Path(args.out)
+    device = resolve_device(args.device)
     if args.threads is not None:
-        if args.threads < 1:
-            return error(
-                "identifiability", ValueError(f"--threads must be >= 1; got {args.threads}")
-            )
         torch.set_num_threads(args.threads)
     command = shlex.join(["pullback-geom", "identifiability", *args.argv])
-    try:
-        if (args.checkpoints is None) == (args.seeds is None):
-            raise ValueError("pass either --checkpoints A B C ... or --seeds 0 1 2 ...")
-        if not (args.disagreement_scale > 0 and args.energy_weight >= 0):
-            raise ValueError(
-                "--disagreement-scale must be > 0 and --energy-weight >= 0; got "
-                f"{args.disagreement_scale} and {args.energy_weight}"
-            )
-        checkpoints = args.checkpoints
-        if args.seeds is not None:
-            checkpoints = _train_seeds(args, out / "models")
-        print(
-            f"pullback_geom identifiability: {len(checkpoints)} models, {args.pairs} test "
-            f"pairs, metric{'s' * (len(args.metric) != 1)} {', '.join(args.metric)} -> {out}",
-            flush=True,
-        )
-        result = run_identifiability(
-            checkpoints,
-            out,
-            metrics=args.metric,
-            n_pairs=args.pairs,
-            pair_seed=args.pair_seed,
-            n_points=args.nodes,
-            disagreement_scale=args.disagreement_scale,
-            energy_weight=args.energy_weight,
-            graph_start=args.start == "graph",
-            command=command,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        return error("identifiability", err)
+    prepare_out(out)
+    if args.seeds is not None:
+        checkpoints = _train_seeds(args, out / "models", device)
+    else:
+        checkpoints = [str(checkpoint_folder(c)) for c in args.checkpoints]
+    print(
+        f"pullback_geom identifiability: {len(checkpoints)} models, {args.pairs} test "
+        f"pairs, metric{'s' * (len(args.metric) != 1)} {', '.join(args.metric)} -> {out}",
+        flush=True,
+    )
+    result = run_identifiability(
+        checkpoints,
+        out,
+        metrics=args.metric,
+        n_pairs=args.pairs,
+        pair_seed=args.pair_seed,
+        n_points=args.nodes,
+        disagreement_scale=args.disagreement_scale,
+        energy_weight=args.energy_weight,
+        graph_start=args.start == "graph",
+        command=command,
+        device=device,
+    )
     rows = {}
     for kind, t in result["metrics"].items():
         e, g = t["euclidean"]["cv_summary"]["median"], t["geodesic"]["cv_summary"]["median"]
@@ -71,15 +77,11 @@ def _identifiability(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_seeds(args: argparse.Namespace, folder: Path) -> list[str]:
+def _train_seeds(args: argparse.Namespace, folder: Path, device) -> list[str]:
     """Train (or reuse, resuming) one model per seed under ``folder``; their paths."""
     from ..data.datasets import load_splits
     from ..training import TrainConfig, train_vae
 
-    if len(args.seeds) < 3:
-        raise ValueError(f"the experiment needs at least 3 seeds; got {args.seeds}")
-    if len(set(args.seeds)) != len(args.seeds):
-        raise ValueError(f"--seeds must differ; got {args.seeds}")
     train, test, dataset = load_splits(
         args.dataset, args.data_dir, limit=args.limit, orbit_digit=args.orbit_digit
     )
@@ -106,15 +108,13 @@ def _train_seeds(args: argparse.Namespace, folder: Path) -> list[str]:
             resume=True,  # a finished run with the same settings is reused as it is
             dataset=dataset,
             command=f"pullback-geom identifiability (seed {seed})",
+            device=device,
         )
         paths.append(str(path))
     return paths
 
 
 def add_identifiability_parser(sub) -> None:
-    from ..data.datasets import DATASET_NAMES
-    from ..experiments.identifiability.experiment import METRICS
-
     parser = sub.add_parser(
         "identifiability",
         help="are distances stable across retrainings? Euclidean vs geodesic",
@@ -124,34 +124,41 @@ def add_identifiability_parser(sub) -> None:
         "correlation between models, for Euclidean latent distances and geodesic ones. "
         "Writes identifiability.md, identifiability.json and a figure per metric to --out.",
     )
-    parser.add_argument(
-        "--checkpoints", nargs="+", default=None, help="K >= 3 checkpoint folders to compare"
-    )
-    parser.add_argument(
-        "--seeds",
-        nargs="+",
-        type=int,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoints",
+        type=comma_list(item=checkpoint, min_items=3),
         default=None,
-        help="instead, train one model per seed (under OUT/models; reused when there)",
+        metavar="A,B,C",
+        help="K >= 3 checkpoints to compare, comma-separated: folders written by "
+        "'pullback-geom train' or bundled model names",
+    )
+    source.add_argument(
+        "--seeds",
+        type=comma_list(item=at_least(0), min_items=3),
+        default=None,
+        metavar="0,1,2",
+        help="instead, train one model per seed, comma-separated, at least 3 (under "
+        "OUT/models; reused when there)",
     )
     parser.add_argument(
         "--metric",
-        nargs="+",
-        choices=METRICS,
+        type=comma_list(IDENTIFIABILITY_METRIC_NAMES),
         default=["mean"],
+        metavar="METRICS",
         help="mean: the decoded mean; uncertainty: the Gaussian model's full metric; "
         "fisher-rao: the Bernoulli Fisher-Rao pullback; ensemble: a decoder ensemble's "
         "expected metric; disagreement: an ensemble's mean image plus the members' "
         "per-pixel std as a Gaussian decoder's metric; ensemble-energy: curves minimising "
         "Syrota et al.'s ensemble energy (not a metric), measured by the mean image "
-        "(default: mean)",
+        "(default: mean); comma-separated, from " + ", ".join(IDENTIFIABILITY_METRIC_NAMES),
     )
-    parser.add_argument("--pairs", type=int, default=200, help="default: %(default)s")
+    parser.add_argument("--pairs", type=at_least(3), default=200, help="default: %(default)s")
     parser.add_argument(
-        "--pair-seed", type=int, default=0, help="seed of the pairs (default: %(default)s)"
+        "--pair-seed", type=at_least(0), default=0, help="seed of the pairs (default: %(default)s)"
     )
     parser.add_argument(
-        "--nodes", type=int, default=32, help="nodes per geodesic (default: %(default)s)"
+        "--nodes", type=at_least(2), default=32, help="nodes per geodesic (default: %(default)s)"
     )
     parser.add_argument(
         "--start",
@@ -162,13 +169,13 @@ def add_identifiability_parser(sub) -> None:
     )
     parser.add_argument(
         "--disagreement-scale",
-        type=float,
+        type=positive_float,
         default=1.0,
         help="weight of the members' std in the disagreement metric (default: %(default)s)",
     )
     parser.add_argument(
         "--energy-weight",
-        type=float,
+        type=nonnegative_float,
         default=1.0,
         help="weight of the disagreement potential in ensemble-energy (default: %(default)s)",
     )
@@ -179,14 +186,16 @@ def add_identifiability_parser(sub) -> None:
         default="bernoulli",
         help="with --seeds: the model to train (default: %(default)s)",
     )
-    parser.add_argument("--epochs", type=int, default=8, help="with --seeds (default: 8)")
-    parser.add_argument("--latent-dim", type=int, default=2, help="with --seeds (default: 2)")
+    parser.add_argument("--epochs", type=at_least(1), default=8, help="with --seeds (default: 8)")
     parser.add_argument(
-        "--decoders", type=int, default=4, help="with --seeds, ensemble model (default: 4)"
+        "--latent-dim", type=at_least(1), default=2, help="with --seeds (default: 2)"
+    )
+    parser.add_argument(
+        "--decoders", type=at_least(2), default=4, help="with --seeds, ensemble model (default: 4)"
     )
     parser.add_argument(
         "--dataset",
-        choices=sorted(DATASET_NAMES),
+        choices=DATASET_CHOICES,
         default="mnist",
         help="with --seeds: the training data; digit-orbit (one digit rotated and scaled, "
         "no files needed) has a 2-D image manifold whose true geodesic distances the "
@@ -197,7 +206,8 @@ def add_identifiability_parser(sub) -> None:
         "--data-dir", default=None, help="with --seeds: the folder holding MNIST/raw/"
     )
     parser.add_argument(
-        "--limit", type=int, default=None, help="with --seeds: first N images of each split"
+        "--limit", type=at_least(1), default=None, help="with --seeds: first N images of each split"
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--threads", type=at_least(1), default=None, help="CPU threads for torch")
+    add_common_options(parser)
     parser.set_defaults(func=_identifiability)

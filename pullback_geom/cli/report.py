@@ -1,11 +1,19 @@
-"""``pullback-geom demo`` and ``pullback-geom report``: the write-up's figures and claims."""
+"""``pullback-geom demo`` and ``pullback-geom report``: the figures and claims of
+*Riemannian Geometry in Variational Autoencoders*."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .common import error, print_rows
+from .common import prepare_out, print_rows, resolve_device
+from .options import (
+    ENERGY_SOLVER_NAMES,
+    add_common_options,
+    add_format_option,
+    at_least,
+    checkpoint,
+)
 
 __all__ = ["add_demo_parser", "add_report_parser"]
 
@@ -49,10 +57,20 @@ def report_options(args: argparse.Namespace):
         seed=args.seed,
         data_dir=args.data_dir,
         dpi=args.dpi,
+        formats=tuple(args.format),
+        device=str(resolve_device(args.device)),
     )
 
 
+def _require_figures(command: str) -> None:
+    """Figures need matplotlib: say so before any work, naming the extra."""
+    from .._core.extras import require
+
+    require("matplotlib", "viz", f"pullback-geom {command}")
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    _require_figures("demo")
     out = Path(args.out or ("outputs/surfaces" if args.surfaces else "outputs/demo"))
     if args.surfaces:
         from ..experiments.report.surfaces_demo import run_surface_demo
@@ -62,17 +80,15 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0
     from ..experiments.report import build_report
 
+    options = report_options(args)
+    prepare_out(out, parent_only=True)  # the report is staged beside it, then renamed
     print(
-        "pullback_geom demo: the seed's figures and claims on the bundled 2-D MNIST VAEs "
-        f"(Bernoulli; Gaussian for the uncertainty term) -> {out}",
+        "pullback_geom demo: the figures and claims of 'Riemannian Geometry in Variational "
+        f"Autoencoders' on the bundled 2-D MNIST VAEs (Bernoulli; Gaussian for the "
+        f"uncertainty term) -> {out}",
         flush=True,
     )
-    try:
-        report = build_report(
-            "bernoulli", out, uncertainty_checkpoint="gaussian", options=report_options(args)
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        return error("demo", err)
+    report = build_report("bernoulli", out, uncertainty_checkpoint="gaussian", options=options)
     print_summary(report)
     return 0
 
@@ -80,47 +96,42 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from ..experiments.report import build_report
 
+    _require_figures("report")
     out = Path(args.out or "outputs/report")
-    try:
-        report = build_report(
-            args.checkpoint,
-            out,
-            uncertainty_checkpoint=args.uncertainty_checkpoint,
-            options=report_options(args),
-        )
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        return error("report", err)
+    options = report_options(args)
+    prepare_out(out, parent_only=True)
+    report = build_report(
+        args.checkpoint, out, uncertainty_checkpoint=args.uncertainty_checkpoint, options=options
+    )
     print_summary(report)
     return 0
 
 
 def _addreport_options(parser: argparse.ArgumentParser) -> None:
-    from ..geodesics.energy import METHODS
-
     parser.add_argument(
         "--pairs",
-        type=int,
+        type=at_least(2),
         default=128,
         help="random test pairs for geodesics vs straight lines (default: %(default)s)",
     )
     parser.add_argument(
         "--similarity-pairs",
-        type=int,
+        type=at_least(2),
         default=1000,
         help="random test pairs for the rank correlation with pixel distances "
         "(default: %(default)s)",
     )
     parser.add_argument(
         "--per-class",
-        type=int,
+        type=at_least(3),
         default=40,
         help="codes per class for the class distance matrices and kNN (default: %(default)s)",
     )
     parser.add_argument(
-        "--solver", choices=sorted(METHODS), default="lm", help="geodesic solver (default: lm)"
+        "--solver", choices=ENERGY_SOLVER_NAMES, default="lm", help="geodesic solver (default: lm)"
     )
     parser.add_argument(
-        "--nodes", type=int, default=32, help="nodes per geodesic (default: %(default)s)"
+        "--nodes", type=at_least(2), default=32, help="nodes per geodesic (default: %(default)s)"
     )
     parser.add_argument(
         "--no-ode", action="store_true", help="skip the ODE-shooting solutions of figure 4"
@@ -130,26 +141,26 @@ def _addreport_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start geodesics from straight lines instead of grid-graph shortest paths",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random pairs")
-    parser.add_argument(
-        "--dpi", type=int, default=110, help="resolution of the PNGs (default: %(default)s)"
-    )
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the random pairs")
+    add_format_option(parser, dpi=110)
     parser.add_argument(
         "--data-dir",
         default=None,
         help="folder with the dataset's test images (MNIST/raw/); without it, MNIST "
         "reports use the 2,000 test images bundled with the package",
     )
+    add_common_options(parser)
 
 
 def add_demo_parser(sub) -> None:
     """The ``demo`` subcommand."""
     demo = sub.add_parser(
         "demo",
-        help="the seed's figures and numbers on the bundled models, offline",
-        description="Every figure of the seed and the numbers behind its claims, on the "
-        "bundled 2-D MNIST VAEs (Bernoulli; Gaussian for the uncertainty term): PNGs, "
-        "report.md and numbers.json in --out. About a minute on 2 CPU cores.",
+        help="the write-up's figures and numbers on the bundled models, offline",
+        description="Every figure of 'Riemannian Geometry in Variational Autoencoders' and "
+        "the numbers behind its claims, on the bundled 2-D MNIST VAEs (Bernoulli; Gaussian "
+        "for the uncertainty term): figures with the numbers they draw (.npz), report.md "
+        "and numbers.json in --out. About a minute on 2 CPU cores.",
     )
     demo.add_argument(
         "--out",
@@ -170,14 +181,16 @@ def add_report_parser(sub) -> None:
     """The ``report`` subcommand."""
     report = sub.add_parser(
         "report",
-        help="the seed's figures and numbers for a checkpoint",
-        description="Every figure of the seed and the numbers behind its claims for a "
-        "checkpoint written by 'pullback-geom train' (2-D latent space). The output folder "
-        "is built under a temporary name and moved into place when complete.",
+        help="the write-up's figures and numbers for a checkpoint",
+        description="Every figure of 'Riemannian Geometry in Variational Autoencoders' and "
+        "the numbers behind its claims for a checkpoint written by 'pullback-geom train' "
+        "(2-D latent space). The output folder is built under a temporary name and moved "
+        "into place when complete.",
     )
     report.add_argument(
         "--checkpoint",
         required=True,
+        type=checkpoint,
         help="the --out folder of 'pullback-geom train' (or its model.pt); 'bernoulli', "
         "'gaussian' or 'smooth' for a bundled model",
     )
@@ -185,6 +198,7 @@ def add_report_parser(sub) -> None:
     report.add_argument(
         "--uncertainty-checkpoint",
         default=None,
+        type=checkpoint,
         help="a Gaussian model for the uncertainty section when --checkpoint is not one",
     )
     _addreport_options(report)

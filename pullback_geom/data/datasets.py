@@ -7,7 +7,9 @@ one ``uint8`` tensor (60,000 x 28 x 28 is 47 MB) rather than served by a ``DataL
 Files are looked up in torchvision's layout, ``<data_dir>/MNIST/raw/train-images-idx3-ubyte``
 and so on (``FashionMNIST/raw/`` for FashionMNIST). ``data_dir`` defaults to the
 ``PULLBACK_GEOM_DATA`` environment variable, else ``./data``. Nothing is downloaded
-unless asked (``download=True``, the command's ``--download``).
+unless asked (``download=True``, the command's ``--download``). Reading the files needs
+torchvision, the ``data`` extra (``pip install 'pullback-geom[data]'``); this module
+imports without it, for the digit orbit, the bundled images and :func:`to_unit_float`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .._core.extras import require
 from .bundled import ImageSet, bundled_test_images
 
 __all__ = [
@@ -57,8 +60,7 @@ def default_data_dir() -> Path:
 def _fix_hint(name: str) -> str:
     return (
         f"Pass the folder that contains {DATASETS[name]}/raw/ with --data-dir (Python: "
-        f"data_dir=...) or set {ENV_VAR}; on this project's machines the MNIST files are "
-        "in ../shared/data (--data-dir ../shared/data). With internet access, --download "
+        f"data_dir=...) or set {ENV_VAR}. With internet access, --download (download=True) "
         "lets torchvision fetch them."
     )
 
@@ -94,6 +96,8 @@ def load_dataset(
     ------
     FileNotFoundError
         A raw file is missing; the message names the folder looked in and how to fix it.
+    ImportError
+        torchvision (the ``data`` extra) is not installed and the files must be read.
     ValueError
         Unknown ``name``, or files that cannot be read as the dataset (truncated, wrong
         format, images and labels of different lengths).
@@ -111,9 +115,9 @@ def load_dataset(
             f"(absolute: {raw.absolute()}). {_fix_hint(name)}"
         )
 
-    import torchvision  # heavy; only when data is read
-
-    cls = getattr(torchvision.datasets, DATASETS[name])
+    # Only here: the digit orbit, the bundled images and to_unit_float need no torchvision.
+    datasets = require("torchvision.datasets", "data", f"reading {DATASETS[name]}")
+    cls = getattr(datasets, DATASETS[name])
     try:
         ds = cls(root=str(root), train=train, download=download)
         images, labels = ds.data, ds.targets

@@ -176,11 +176,11 @@ def refined_length(
     between nodes: the measured ratio between successive halvings is 3.2–3.8); for an
     even ``refine`` the polygons with ``refine`` and ``refine / 2`` points per segment
     are extrapolated (Richardson, ``L + (L - L_half) / 3``), which at ``refine = 4``
-    matches plain ``refine = 8`` at half the decoder calls (seed decoder: median
+    matches plain ``refine = 8`` at half the decoder calls (the write-up's decoder: median
     relative error 7e-4 against 5e-4; sphere, N = 32: 1.3e-6 against 1.2e-6, against
     4.6e-5 for the latent polygon without the spline). With ``refine = 1`` it is the
     chord length of the nodes, which undershoots by ``O(1/N^2)`` on smooth decoders and
-    far more on ReLU ones (2e-2 at N = 16 on the seed decoder).
+    far more on ReLU ones (2e-2 at N = 16 on the write-up's decoder).
 
     Parameters
     ----------

@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from .._core.extras import require
+from .._core.progress import progress_bar
 
 __all__ = ["TORCH_FRIENDLY_CONFIG", "check_picklable", "local_cluster", "run_units"]
 
@@ -33,9 +35,8 @@ TORCH_FRIENDLY_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESH
 def local_cluster(n_workers: int, **kwargs):
     """A ``dask.distributed.LocalCluster`` of ``n_workers`` processes, one thread each,
     started with :data:`TORCH_FRIENDLY_CONFIG`; ``kwargs`` go to ``LocalCluster``."""
-    import dask
-    import distributed
-
+    dask = require("dask", "distributed", "local_cluster")
+    distributed = require("distributed", "distributed", "local_cluster")
     options = {"threads_per_worker": 1, "processes": True, "dashboard_address": None}
     with dask.config.set(TORCH_FRIENDLY_CONFIG):
         return distributed.LocalCluster(n_workers=n_workers, **{**options, **kwargs})
@@ -133,7 +134,7 @@ def run_units(
             pure=False,
         )
         futures[fut] = i
-    bar = tqdm(total=len(futures), desc="distance blocks (dask)", disable=not progress)
+    bar = progress_bar(total=len(futures), show=progress, desc="distance blocks (dask)")
     try:
         for fut in as_completed(futures):
             i = futures.pop(fut)

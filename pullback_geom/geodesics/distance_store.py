@@ -23,12 +23,15 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from .._core.extras import require
 
 __all__ = ["DistanceStore", "job_fingerprint", "metric_fingerprint", "points_fingerprint"]
 
@@ -38,10 +41,9 @@ JOURNAL = "finished_units.jsonl"
 
 
 def _import_zarr():
-    try:
-        import zarr
-    except ImportError as err:  # pragma: no cover - the extra is part of .[dev]
-        raise ImportError("store= needs zarr: pip install 'pullback-geom[distributed]'") from err
+    if sys.version_info < (3, 11):  # zarr 3 needs Python 3.11; the extra skips it on 3.10
+        raise ImportError("store= needs zarr >= 3, which needs Python >= 3.11")
+    zarr = require("zarr", "distributed", "store=")
     if int(zarr.__version__.split(".")[0]) < 3:
         raise ImportError(f"store= needs zarr >= 3; found {zarr.__version__}")
     return zarr

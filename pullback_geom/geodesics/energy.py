@@ -71,7 +71,7 @@ def connecting_geodesic(
         decoded points per segment and Richardson-extrapolated
         (:func:`~pullback_geom.geodesics._common.refined_length`); ``1`` gives the chord
         length of the nodes. At the defaults the median relative length error is ~1e-5
-        on the sphere and ~7e-4 on the seed decoder, against ~3e-3 and ~2e-2 for the
+        on the sphere and ~7e-4 on the write-up's decoder, against ~3e-3 and ~2e-2 for the
         chord length (``benchmarks/bench_geodesics.py``); raise ``n_points`` for more
         (32: ~1e-6 and ~3e-4).
     init_curve : Tensor of shape (B, N, d), LatentGraph, "auto", "graph" or "straight"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from .._core.progress import progress_bar
 from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning
 from .energy import N_POINTS, connecting_geodesic
@@ -62,7 +62,7 @@ class PairwiseInfo:
 
 
 #: Above this many pairs ``route="auto"`` takes the graph's distances instead of refining
-#: every pair with the solver (~3 ms a pair on the seed decoder, 2 cores: ~2.5 min).
+#: every pair with the solver (~3 ms a pair on the write-up's decoder, 2 cores: ~2.5 min).
 AUTO_SOLVER_PAIRS = 50_000
 
 
@@ -266,7 +266,7 @@ def pairwise_distances(
         the bundled ReLU model (graph distances are upper bounds up to the edges'
         discretisation). ``"graph+solver"`` (d <= 3): paths of a coarse graph
         (``graph.START_GRAPH``), resampled to ``n_points`` nodes and refined by
-        :func:`~pullback_geom.geodesics.connecting_geodesic` (~3 ms a pair on the seed
+        :func:`~pullback_geom.geodesics.connecting_geodesic` (~3 ms a pair on the write-up's
         decoder, 2 cores). ``"solver"``: the solver from straight lines. ``"auto"``:
         ``"graph+solver"`` up to ``AUTO_SOLVER_PAIRS`` (50,000) pairs, ``"graph"`` above,
         when ``d <= 3``; else ``"solver"``. ``return_info`` tells which was used.
@@ -351,7 +351,7 @@ def pairwise_distances(
         )  # fmt: skip
     else:
         desc = "graph strips" if kind in ("graph", "knn") else "geodesic blocks"
-        for i in tqdm(todo, desc=desc, disable=not show):
+        for i in progress_bar(todo, show=show, desc=desc):
             rows, cols = units[i]
             sink(i, rows, cols, *compute_unit(metric, z, rows, cols, kind, graph, options))
     if store is not None:

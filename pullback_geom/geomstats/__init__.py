@@ -18,7 +18,9 @@ Every geomstats solver can be swapped in, e.g.
 ``space.metric.log_solver = LogODESolver(space)``.
 
 Importing this module imports geomstats with its PyTorch backend
-(``GEOMSTATS_BACKEND=pytorch``). geomstats sets torch's global default dtype to float64
+(``GEOMSTATS_BACKEND=pytorch``); it needs the ``geomstats`` extra (geomstats 2.8 and
+scikit-learn, ``pip install 'pullback-geom[geomstats]'``), and says so in its
+``ImportError`` when that is missing. geomstats sets torch's global default dtype to float64
 when it loads that backend; this module restores the default dtype you had before.
 Points may be float32 or float64 (or NumPy arrays): they are cast to the decoder's dtype
 for the computation and the results are cast back.

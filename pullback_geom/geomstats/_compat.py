@@ -28,6 +28,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .._core.extras import require
+
 __all__ = ["GeomstatsBackendError", "prepare_geomstats"]
 
 
@@ -40,7 +42,7 @@ def _loaded_backend() -> str | None:
     backend = sys.modules.get("geomstats._backend")
     if backend is not None:
         return getattr(backend, "BACKEND_NAME", None)
-    if "geomstats" in sys.modules:  # imported but not initialised: it reads the env var
+    if sys.modules.get("geomstats") is not None:  # imported, not initialised: reads the env var
         return os.environ.get("GEOMSTATS_BACKEND", "numpy")
     return None
 
@@ -71,8 +73,9 @@ def _import_geomstats() -> None:
     os.environ["GEOMSTATS_BACKEND"] = "pytorch"
     saved = torch.get_default_dtype()
     try:
-        import geomstats  # noqa: F401  (loading the backend sets torch's default to float64)
-        import geomstats.backend  # noqa: F401
+        # Loading the backend sets torch's default dtype to float64. A missing geomstats
+        # (or a library it imports, such as scipy) names the extra to install.
+        require("geomstats.backend", "geomstats", "pullback_geom.geomstats")
     finally:
         torch.set_default_dtype(saved)
 
@@ -154,8 +157,7 @@ def _svd_flip_for_tensors(original: Callable) -> Callable:
 
 def _patch_tangent_pca() -> None:
     """Let geomstats' ``TangentPCA`` run on the PyTorch backend (see above). Idempotent."""
-    import geomstats.learning.pca as pca
-
+    pca = require("geomstats.learning.pca", "geomstats", "pullback_geom.geomstats")
     if not getattr(pca.svd_flip, "_pullback_geom_patched", False):
         pca.svd_flip = _svd_flip_for_tensors(pca.svd_flip)
 

@@ -1,6 +1,6 @@
 """VAE models of 28 x 28 images and their checkpoints.
 
-- :mod:`~pullback_geom.vae.models`: the seed's Bernoulli VAE and the Gaussian VAE whose
+- :mod:`~pullback_geom.vae.models`: the write-up's Bernoulli VAE and the Gaussian VAE whose
   RBF ``sigma(z)`` grows away from the data (:mod:`~pullback_geom.vae.rbf`);
 - :mod:`~pullback_geom.vae.ensemble`: one encoder and ``K`` decoders;
 - :mod:`~pullback_geom.vae.fisher_rao`: the Fisher–Rao pullback of a Bernoulli decoder;

@@ -170,6 +170,11 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
             f"'pullback-geom train' or its {WEIGHTS}"
         )
     folder = path if path.is_dir() else path.parent
+    if not path.is_dir() and not (folder / CONFIG).is_file():
+        raise FileNotFoundError(
+            f"{path} is not part of a checkpoint: {folder} holds no {CONFIG}. Pass the --out "
+            f"folder of 'pullback-geom train' or its {WEIGHTS}"
+        )
     if not (folder / CONFIG).is_file():
         raise FileNotFoundError(
             f"{folder / CONFIG} is missing: {folder} is not a checkpoint folder written by "

@@ -19,7 +19,8 @@ from .models import VAE, mean_decoder
 
 
 class EnsembleDecoder(nn.Module):
-    """``K`` seed decoders; ``forward`` is their mean image, :meth:`stacked` all of them.
+    """``K`` decoders of the write-up's architecture; ``forward`` is their mean image,
+    :meth:`stacked` all of them.
 
     Parameters
     ----------
@@ -203,7 +204,9 @@ class EnsembleVAE(VAE):
         """Each decoder's ``-log p(x | z)`` weighted by its own bootstrap weights
         (Poisson(1) per image, drawn from ``generator``), averaged over decoders: (B,)."""
         nll = self._member_nll(x, z)
-        weights = torch.poisson(torch.ones_like(nll), generator=generator)
+        where = nll.device if generator is None else generator.device  # as in sample_latent
+        ones = torch.ones(nll.shape, dtype=nll.dtype, device=where)
+        weights = torch.poisson(ones, generator=generator).to(nll.device)
         return (weights * nll).mean(0)
 
     def _member_nll(self, x: Tensor, z: Tensor) -> Tensor:

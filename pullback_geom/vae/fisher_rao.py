@@ -55,7 +55,7 @@ def logit_decoder(decoder: nn.Sequential) -> nn.Sequential:
     ----------
     decoder : nn.Sequential
         Ends with ``nn.Sigmoid`` followed by nothing but reshapes (``nn.Unflatten``,
-        ``nn.Flatten``, ``nn.Identity``), like the seed's decoder
+        ``nn.Flatten``, ``nn.Identity``), like the write-up's decoder
         ``Linear, ReLU, Linear, Sigmoid, Unflatten``.
 
     Returns

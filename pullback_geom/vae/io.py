@@ -123,7 +123,7 @@ def default_checkpoint(name: str = "bernoulli") -> Path:
         raise FileNotFoundError(
             f"the bundled {name} checkpoint is missing from {folder}; regenerate it with "
             f"'pullback-geom train {BUNDLED[name]} --epochs 30 --latent-dim 2 --seed 0 "
-            f"--data-dir ../shared/data --out pullback_geom/defaults/{name} --compact' "
+            f"--data-dir /path/to/data --out pullback_geom/defaults/{name} --compact' "
             "(see docs/models.md)"
         )
     return folder

@@ -1,8 +1,8 @@
-"""VAE models of 28 x 28 images: the seed's Bernoulli VAE, a Gaussian VAE whose
+"""VAE models of 28 x 28 images: the write-up's Bernoulli VAE, a Gaussian VAE whose
 uncertainty grows away from the data and a decoder ensemble; loading checkpoints and the
 bundled defaults.
 
-All models share the seed's architecture: an encoder 784 -> 512 (ReLU) -> mean and log
+All models share the write-up's architecture: an encoder 784 -> 512 (ReLU) -> mean and log
 standard deviation of a ``d``-dimensional latent, and a decoder d -> 512 (ReLU) -> 784
 (sigmoid), an ``nn.Sequential`` so that :class:`~pullback_geom.PullbackMetric` uses its
 fast chain-rule Jacobian.
@@ -31,9 +31,9 @@ them with :func:`~pullback_geom.vae.load` and :func:`~pullback_geom.vae.load_lat
 (:func:`~pullback_geom.vae.load_default`), regenerated from the repository root with::
 
     pullback-geom train --model bernoulli --epochs 30 --latent-dim 2 --seed 0 \\
-        --data-dir ../shared/data --out pullback_geom/defaults/bernoulli --compact --threads 1
+        --data-dir /path/to/data --out pullback_geom/defaults/bernoulli --compact --threads 1
     pullback-geom train --model gaussian --epochs 30 --latent-dim 2 --seed 0 \\
-        --data-dir ../shared/data --out pullback_geom/defaults/gaussian --compact --threads 1
+        --data-dir /path/to/data --out pullback_geom/defaults/gaussian --compact --threads 1
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 class Encoder(nn.Module):
-    """The seed's encoder: ``x (B, 784) -> 512 (ReLU) -> (mean, log_std)``, each (B, d).
+    """The write-up's encoder: ``x (B, 784) -> 512 (ReLU) -> (mean, log_std)``, each (B, d).
 
-    The seed writes ``sigma = exp(linear3(x))`` and samples ``mu + sigma * eps``: the
+    The write-up writes ``sigma = exp(linear3(x))`` and samples ``mu + sigma * eps``: the
     output of ``linear3`` is therefore the log of the posterior's standard deviation
     (not a log-variance), and is returned as such.
 
@@ -82,7 +82,7 @@ class Encoder(nn.Module):
         return self.linear2(h), self.linear3(h)
 
 
-#: Hidden activations of the decoders, by name (``--activation``): the seed's ReLU, and
+#: Hidden activations of the decoders, by name (``--activation``): the write-up's ReLU, and
 #: smooth ones under which the metric is smooth and the geodesic ODE well-posed.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -101,8 +101,8 @@ def check_activation(activation: str) -> str:
 
 
 def mean_decoder(latent_dim: int, hidden: int = 512, activation: str = "relu") -> nn.Sequential:
-    """The seed's decoder, ``(B, d) -> (B, 1, 28, 28)`` in (0, 1), with the hidden
-    ``activation`` (the seed's is ``"relu"``)."""
+    """The write-up's decoder, ``(B, d) -> (B, 1, 28, 28)`` in (0, 1), with the hidden
+    ``activation`` (the write-up's is ``"relu"``)."""
     return nn.Sequential(
         nn.Linear(latent_dim, hidden),
         ACTIVATIONS[check_activation(activation)](),
@@ -113,14 +113,14 @@ def mean_decoder(latent_dim: int, hidden: int = 512, activation: str = "relu") -
 
 
 class VAE(nn.Module):
-    """What both models share: the seed's encoder and mean decoder.
+    """What both models share: the write-up's encoder and mean decoder.
 
     Parameters
     ----------
     latent_dim : int, default 2
     hidden : int, default 512
     activation : {"relu", "elu", "softplus", "silu", "tanh"}, default "relu"
-        The decoder's hidden activation (the seed's ReLU; the encoder keeps ReLU).
+        The decoder's hidden activation (the write-up's ReLU; the encoder keeps ReLU).
     """
 
     kind: ClassVar[str] = ""
@@ -228,7 +228,11 @@ class VAE(nn.Module):
         kl : Tensor, shape (B,)
         """
         mean, log_std = self.encoder(x)
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        # Drawn where the generator lives (the CPU's, in training on any device), so that a
+        # run draws the same noise on the CPU and on CUDA.
+        where = mean.device if generator is None else generator.device
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=where)
+        eps = eps.to(mean.device)
         z = mean + log_std.exp() * eps
         kl = 0.5 * (mean.square() + (2 * log_std).exp() - 1 - 2 * log_std).sum(-1)
         return z, kl
@@ -310,7 +314,7 @@ class VAE(nn.Module):
 
 
 class BernoulliVAE(VAE):
-    """The seed's VAE: Bernoulli likelihood on pixel intensities.
+    """The write-up's VAE: Bernoulli likelihood on pixel intensities.
 
     Parameters
     ----------

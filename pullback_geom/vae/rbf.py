@@ -12,7 +12,7 @@ carry a large fitted precision; away from it they vanish and :math:`\sigma` rise
 
 **The data gate.** With bandwidths wide enough to fit the data's precision smoothly (the
 construction above, ``a = 1.5``), the RBFs also cover the holes between clusters: on the
-seed's MNIST model ``sigma`` there is no larger than on the data. Narrow bandwidths open
+write-up's MNIST model ``sigma`` there is no larger than on the data. Narrow bandwidths open
 the holes but leave dips between the codes, which cost 9-16 % of the test likelihood.
 So the fitted precision is multiplied by a gate that reads the data density:
 

@@ -17,23 +17,29 @@ included). Save with ``fig.savefig(path)``. See ``docs/gallery.md``.
  8     :func:`density_connection`   log volume vs log KDE density
  9     :func:`curvature_map`        Gaussian curvature, codes and class names overlaid
  10    :func:`comparison_figure`    every geodesic method's curves over (3)
+ 11    :func:`training_curve`       a run's loss per epoch, by stage
 =====  ===========================  ==================================================
 
 :func:`draw_volume` draws (3) on any Axes; :func:`kde_log_density` is the KDE of (8).
 """
 
-from ._common import Extent, draw_volume
-from .compare import comparison_figure
-from .curvature import curvature_map
-from .distances import distance_matrices
-from .latent import (
+from .._core.extras import require
+
+require("matplotlib", "viz", "pullback_geom.viz")  # first: a missing one names the extra
+
+from ._common import Extent, draw_volume  # noqa: E402
+from .compare import comparison_figure  # noqa: E402
+from .curvature import curvature_map  # noqa: E402
+from .distances import distance_matrices  # noqa: E402
+from .latent import (  # noqa: E402
     decoded_grid,
     density_connection,
     kde_log_density,
     latent_scatter,
     volume_heatmap,
 )
-from .paths import geodesics_figure, interpolation_figure, uncertainty_figure
+from .paths import geodesics_figure, interpolation_figure, uncertainty_figure  # noqa: E402
+from .training import training_curve  # noqa: E402
 
 __all__ = [
     "Extent",
@@ -44,6 +50,7 @@ __all__ = [
     "geodesics_figure",
     "interpolation_figure",
     "distance_matrices",
+    "training_curve",
     "uncertainty_figure",
     "density_connection",
     "kde_log_density",

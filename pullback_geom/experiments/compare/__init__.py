@@ -41,9 +41,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..._core.linalg import SingularMetricWarning
+from ..._core.progress import progress_bar
 from ...geodesics._common import GeodesicConvergenceWarning, _pair
 from ...metric import PullbackMetric
 from .diagnostics import diagnose, round_trips
@@ -152,7 +152,7 @@ def compare_geodesics(
     if methods is None:
         skipped = {m: "slow (minutes per pair): ask for it by name" for m in SLOW}
     curves, rows, velocities = {}, {}, {}
-    for name in tqdm(names, desc="compare", unit="method", disable=not progress):
+    for name in progress_bar(names, show=progress, desc="compare", unit="method"):
         t0 = time.perf_counter()
         try:
             with warnings.catch_warnings():

@@ -35,7 +35,7 @@ COMPARE_METHODS = {
 
 # geomstats' LogShootingSolver differentiates through every RK4 step of every trial shot:
 # ~55 s per pair on the sphere at 30 iterations, minutes on a neural decoder (327 s
-# measured on the seed decoder). Run only when asked for by name.
+# measured on the write-up's decoder). Run only when asked for by name.
 SLOW = ("geomstats_shooting",)
 
 

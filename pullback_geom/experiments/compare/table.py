@@ -133,6 +133,29 @@ class GeodesicComparison:
                 )
         return out
 
+    def to_arrays(self) -> dict[str, Tensor]:
+        """Every number of the comparison as flat arrays (for ``numpy.savez``).
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``"p"``, ``"q"`` (B, d); ``"exact"`` (B,) when known; per method ``m``:
+            ``"m.length"``, ``"m.energy"``, ``"m.residual"``, ``"m.endpoint_error"``,
+            ``"m.roundtrip_error"``, ``"m.converged"`` (B,), ``"m.seconds"`` (a scalar)
+            and ``"m.curve"`` (B, n_eval, d), the constant-speed curve.
+        """
+        out = {"p": self.p.detach(), "q": self.q.detach()}
+        if self.exact is not None:
+            out["exact"] = self.exact.detach()
+        for name, row in self.rows.items():
+            for key in ("length", "energy", "residual", "endpoint_error", "roundtrip_error"):
+                out[f"{name}.{key}"] = getattr(row, key).detach()
+            out[f"{name}.converged"] = row.converged
+            out[f"{name}.seconds"] = torch.tensor(row.seconds)
+            if name in self.curves:
+                out[f"{name}.curve"] = self.curves[name].detach()
+        return out
+
     def to_markdown(self) -> str:
         """The summary table (one row per method) and the per-pair length table."""
         b = len(self.p)

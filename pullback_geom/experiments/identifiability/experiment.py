@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..._core.progress import progress_bar
 from ...data.datasets import DIGIT_ORBIT
 from ...geodesics import connecting_geodesic
 from ...metric import PullbackMetric
@@ -186,8 +187,11 @@ METRICS = ("mean", "uncertainty", "fisher-rao", "ensemble", "disagreement", "ens
 ENERGIES = ("ensemble-energy",)
 
 
-def load_models(checkpoints: Sequence[str | os.PathLike]) -> tuple[list, Tensor, Tensor]:
-    """Load ``K >= 3`` checkpoints of models of the same test set and latent dimension.
+def load_models(
+    checkpoints: Sequence[str | os.PathLike], device: str | torch.device = "cpu"
+) -> tuple[list, Tensor, Tensor]:
+    """Load ``K >= 3`` checkpoints of models of the same test set and latent dimension,
+    models and codes on ``device``.
 
     Returns
     -------
@@ -224,8 +228,8 @@ def load_models(checkpoints: Sequence[str | os.PathLike]) -> tuple[list, Tensor,
                 f"{path} stores codes of another test set ({len(lab)} images) than "
                 f"{checkpoints[0]} ({len(labels)}): the pairs must be the same images"
             )
-        models.append(model)
-        codes.append(z)
+        models.append(model.to(device))
+        codes.append(z.to(device))
         labels = lab
     return models, torch.stack(codes), labels
 
@@ -243,6 +247,7 @@ def run_identifiability(
     graph_start: bool = False,
     progress: bool = True,
     command: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """The whole experiment: distances of the same pairs in every model, per metric.
 
@@ -271,6 +276,8 @@ def run_identifiability(
         A tqdm bar over pairs x models x metrics, on stderr.
     command : str, optional
         The command line, recorded in the outputs.
+    device : str or torch.device, default "cpu"
+        Where the models and codes live and the geodesics are computed.
 
     Returns
     -------
@@ -279,10 +286,7 @@ def run_identifiability(
         :func:`identifiability_table`, the raw distances, convergence and seconds.
     """
     import json
-    import sys
     from pathlib import Path
-
-    from tqdm import tqdm
 
     from ...vae.checkpoint import atomic_write_bytes
     from ..report.analysis import random_pairs
@@ -293,7 +297,7 @@ def run_identifiability(
         raise ValueError(f"unknown metric(s) {bad}; choose from {list(METRICS)}")
     if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 3:
         raise ValueError(f"n_pairs must be an integer >= 3; got {n_pairs!r}")
-    models, codes, _ = load_models(checkpoints)
+    models, codes, _ = load_models(checkpoints, device)
     for kind in metrics:
         for path, model in zip(checkpoints, models, strict=True):
             offered = model.metric_kinds + (ENERGIES if model.kind == "ensemble" else ())
@@ -340,13 +344,8 @@ def run_identifiability(
         }
     out = Path(out)
     figures = {}
-    bar = tqdm(
-        total=n_pairs * len(models) * len(metrics),
-        desc="geodesics",
-        unit="pair",
-        file=sys.stderr,
-        disable=not progress,
-        dynamic_ncols=True,
+    bar = progress_bar(
+        total=n_pairs * len(models) * len(metrics), show=progress, desc="geodesics", unit="pair"
     )
     with bar:
         for kind in metrics:

@@ -11,13 +11,13 @@ from torch import Tensor
 
 from ...geodesics import pairwise_distances
 from ...metric import PullbackMetric
+from ..neighbours import knn_predict
 from ._common import (
     F64,
     check_codes,
     check_labels,
     check_metric,
     decoder_dtype,
-    learning_space,
     space_or_default,
 )
 
@@ -62,8 +62,11 @@ def knn_comparison(
     scikit-learn calls once per (test, train) pair: one solver call each, so
     ``n_test * n_train`` calls. With ``precompute=True`` (default) the geodesic distance
     matrix is computed once, batched, by
-    :func:`~pullback_geom.geodesics.pairwise_distances`, and the same geomstats
-    estimator is switched to scikit-learn's ``metric="precomputed"``.
+    :func:`~pullback_geom.geodesics.pairwise_distances`, and classified by
+    :func:`~pullback_geom.experiments.neighbours.knn_predict`: scikit-learn's
+    ``KNeighborsClassifier(metric="precomputed")``, which is what geomstats' estimator
+    becomes with ``metric="precomputed"``, and the report's kNN too. Tied votes go to the
+    smallest label (scikit-learn's rule, on both arms).
 
     Parameters
     ----------
@@ -102,10 +105,7 @@ def knn_comparison(
         both = torch.cat([x_te, x_tr]).to(decoder_dtype(metric))
         pairwise_options.setdefault("progress", False)
         dist = pairwise_distances(metric, both, route=route, **pairwise_options).to(F64)
-        knn = KNearestNeighborsClassifier(learning_space(metric), n_neighbors=n_neighbors)
-        knn.metric = "precomputed"  # the sklearn attribute geomstats sets to its callable
-        knn.fit(dist[n_te:, n_te:].cpu().numpy(), y_tr.cpu().numpy())
-        r_pred = knn.predict(dist[:n_te, n_te:].cpu().numpy())
+        r_pred = knn_predict(dist[:n_te, n_te:], y_tr, n_neighbors)
     else:
         space = space_or_default(metric, space)
         knn = KNearestNeighborsClassifier(space, n_neighbors=n_neighbors)

@@ -1,4 +1,4 @@
-"""The numbers behind the seed's claims, each a plain function of a metric and arrays.
+"""The numbers behind the write-up's claims, each a plain function of a metric and arrays.
 
 Pairs are given as indices into an array of codes, so the same pairs can be measured
 with several metrics and matched with their images.
@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ...geodesics._common import resample_curves
 from ...metric import PullbackMetric
+from ..neighbours import knn_accuracy  # the one kNN of the experiments, re-exported
 
 __all__ = [
     "class_representatives",
@@ -201,38 +202,8 @@ def spearman(x, y) -> float:
     """Spearman rank correlation of two 1-D arrays (ties averaged)."""
     from scipy import stats
 
+    x, y = (v.detach().cpu() if isinstance(v, torch.Tensor) else v for v in (x, y))
     return float(stats.spearmanr(np.asarray(x), np.asarray(y)).statistic)
-
-
-def knn_accuracy(distances: Tensor, labels: Tensor, k: int = 5) -> float:
-    """Leave-one-out k-nearest-neighbour accuracy from a distance matrix.
-
-    Parameters
-    ----------
-    distances : Tensor, shape (n, n)
-        Symmetric; the diagonal is ignored.
-    labels : Tensor of int, shape (n,)
-    k : int, default 5
-        Neighbours voting; ties go to the class of the nearest voter among them.
-
-    Returns
-    -------
-    float
-        Fraction of points whose vote gives their own label.
-    """
-    n = distances.shape[0]
-    if not 1 <= k < n:
-        raise ValueError(f"k must be in [1, n) with n = {n} points; got {k}")
-    d = distances.clone().double()
-    d.fill_diagonal_(float("inf"))
-    nn = d.topk(k, dim=1, largest=False).indices  # (n, k), nearest first
-    votes = labels[nn]
-    n_classes = int(labels.max()) + 1
-    counts = torch.zeros(n, n_classes, dtype=torch.float64)
-    # Weights break ties toward nearer voters without changing any majority.
-    weight = 1 + 1e-3 * torch.linspace(1, 0, k, dtype=torch.float64).expand(n, -1)
-    counts.scatter_add_(1, votes, weight)
-    return float((counts.argmax(1) == labels).double().mean())
 
 
 def class_mean_distances(distances: Tensor, labels: Tensor) -> Tensor:

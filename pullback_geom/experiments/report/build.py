@@ -1,10 +1,9 @@
-"""``build_report``: every figure of the seed and the numbers behind its claims, from a
+"""``build_report``: every figure of the source write-up and the numbers behind its claims, from a
 checkpoint, written as a folder of PNGs, ``report.md`` and ``numbers.json``."""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from collections import Counter
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import SingularMetricWarning
+from ..._core.progress import progress_bar
 from .claims import claims_section
 from .context import Checkpoint, ReportContext, ReportOptions
 from .document import Section, render_markdown, staged_folder, write_json
@@ -33,7 +33,8 @@ class Report:
     numbers : dict
         Everything in ``numbers.json``.
     figures : list of str
-        PNG file names in ``out``.
+        The files of the figures in ``out`` (every format) and of the numbers they
+        draw (``.npz``).
     seconds : float
     """
 
@@ -52,7 +53,8 @@ def build_report(
     progress: bool = True,
     title: str | None = None,
 ) -> Report:
-    """Every figure of the seed and the numbers behind its claims, for one checkpoint.
+    """Every figure of *Riemannian Geometry in Variational Autoencoders* and the numbers
+    behind its claims, for one checkpoint.
 
     Parameters
     ----------
@@ -84,7 +86,6 @@ def build_report(
     FileExistsError
         ``out`` exists and is not a report folder.
     """
-    from tqdm.auto import tqdm
 
     options = options or ReportOptions()
     options.check()
@@ -102,7 +103,7 @@ def build_report(
     steps = 7 + (extra is not None)
     with (
         staged_folder(out) as folder,
-        tqdm(total=steps, desc="report", unit="step", disable=not progress, file=sys.stderr) as bar,
+        progress_bar(total=steps, show=progress, desc="report", unit="step") as bar,
         warnings.catch_warnings(record=True) as caught,
     ):
         warnings.simplefilter("always")
@@ -125,7 +126,10 @@ def build_report(
             "checkpoint": ck.label,
             "model": ck.kind,
             "images": ck.image_source,
-            "options": {k: str(v) if k == "data_dir" else v for k, v in vars(options).items()},
+            "options": {
+                k: str(v) if k == "data_dir" and v is not None else v
+                for k, v in vars(options).items()
+            },
             "seconds": seconds,
             **b.numbers,
         }
@@ -147,7 +151,9 @@ def build_report(
             sections.append(Section("Solver and metric warnings", ["\n".join(lines)]))
         sections.insert(0, claims_section(b.numbers))
         doc = render_markdown(
-            title or "Riemannian geometry of a VAE's latent space: the seed's figures and claims",
+            title
+            or "Riemannian geometry of a VAE's latent space: the figures and claims of "
+            "*Riemannian Geometry in Variational Autoencoders*",
             intro,
             sections,
         )

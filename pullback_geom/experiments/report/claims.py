@@ -1,4 +1,4 @@
-"""The seed's claims, each put against the number the report measured for it."""
+"""The write-up's claims, each put against the number the report measured for it."""
 
 from __future__ import annotations
 
@@ -78,8 +78,8 @@ def _uncertainty_rows(u: dict) -> list[tuple[str, str, str]]:
 
 
 def claims_section(n: dict) -> Section:
-    """The seed's claims, each against the number measured for it."""
-    s = Section("The seed's claims against the measurements")
+    """The write-up's claims, each against the number measured for it."""
+    s = Section("The write-up's claims against the measurements")
     rows = []
     if "volume" in n and "density" in n:
         d = n["density"]
@@ -143,10 +143,10 @@ def claims_section(n: dict) -> Section:
         gaps, clusters = c["gaps"]["mean_abs"], c["clusters"]["mean_abs"]
         rows.append(
             (
-                "beyond the seed (Latent Space Oddity): the manifold curves between clusters",
+                "beyond the write-up (Latent Space Oddity): the manifold curves between clusters",
                 f"mean |K| in the gaps {gaps:.2e} vs inside clusters {clusters:.2e}",
                 _verdict(gaps > clusters),
             )
         )
-    s.text.append(table(("claim of the seed", "measured", "verdict"), rows))
+    s.text.append(table(("claim of the write-up", "measured", "verdict"), rows))
     return s

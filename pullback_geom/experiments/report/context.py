@@ -14,7 +14,7 @@ from torch import Tensor
 from ...data.datasets import load_test_images, to_unit_float
 from ...metric import PullbackMetric
 from . import analysis as A
-from .document import save_figure
+from .document import save_arrays, save_figure
 
 __all__ = [
     "Checkpoint",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 #: Class pairs joined in the geodesics figure (4) and the interpolation figure (5); the
-#: seed's examples (a 0 and a 1) and the pairs it expects to be close (4–9, 3–8).
+#: write-up's examples (a 0 and a 1) and the pairs it expects to be close (4–9, 3–8).
 GEODESIC_CLASS_PAIRS = ((0, 1), (4, 9), (3, 8), (2, 7), (5, 6))
 INTERPOLATION_CLASS_PAIRS = ((0, 1), (1, 7), (6, 9))
 
@@ -40,7 +40,7 @@ def fmt(x: float, digits: int = 3) -> str:
 def quartiles(x: Tensor) -> dict[str, float]:
     """The quartiles and the mean of ``x``, shape (n,)."""
     x = x.double()
-    q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64, device=x.device))
     return {"q25": float(q[0]), "median": float(q[1]), "q75": float(q[2]), "mean": float(x.mean())}
 
 
@@ -116,6 +116,10 @@ class ReportOptions:
         images); for MNIST the bundled first 2,000 test images are used without it.
     dpi : int, default 110
         Resolution of the PNGs.
+    formats : tuple of str, default ("png",)
+        Formats each figure is written in: ``"png"``, ``"pdf"``, ``"svg"``.
+    device : str, default "cpu"
+        Where the models and codes live and the geometry is computed (``"cuda"``, ...).
     """
 
     n_pairs: int = 128
@@ -130,6 +134,8 @@ class ReportOptions:
     seed: int = 0
     data_dir: str | os.PathLike | None = None
     dpi: int = 110
+    formats: tuple[str, ...] = ("png",)
+    device: str = "cpu"
 
     def check(self) -> None:
         for name in ("n_pairs", "n_similarity_pairs", "per_class", "knn", "n_points"):
@@ -138,6 +144,9 @@ class ReportOptions:
                 raise ValueError(f"{name} must be an integer >= 2; got {value!r}")
         if self.knn >= self.per_class * 2:
             raise ValueError(f"knn must be smaller than 2 * per_class; got {self.knn}")
+        bad = [f for f in self.formats if f not in ("png", "pdf", "svg")]
+        if not self.formats or bad:
+            raise ValueError(f"formats must be some of png, pdf, svg; got {self.formats!r}")
         from ...geodesics.energy import METHODS
 
         if self.solver not in METHODS:
@@ -156,17 +165,18 @@ class Checkpoint:
             self.label = f"pullback_geom/defaults/{checkpoint}"
             checkpoint = default_checkpoint(str(checkpoint))
         self.path = Path(checkpoint)
-        self.model = load(self.path)
+        self.model = load(self.path).to(options.device)
         if self.model.latent_dim != 2:
             raise ValueError(
                 f"the report draws 2-D latent spaces; {self.path} has latent_dim = "
                 f"{self.model.latent_dim}"
             )
         latents = load_latents(self.path)
-        self.codes, self.labels = latents.codes.float(), latents.labels
+        self.codes = latents.codes.float().to(options.device)
+        self.labels = latents.labels.to(options.device)
         missing = sorted(set(range(10)) - set(self.labels.tolist()))
         if missing:
-            # The seed's figures join and compare the ten digit classes.
+            # The write-up's figures join and compare the ten digit classes.
             raise ValueError(
                 f"the report compares the ten digit classes, but the test codes stored in "
                 f"{self.path} have no images of class(es) {missing} (a digit-orbit model, or "
@@ -181,8 +191,8 @@ class Checkpoint:
         try:
             imgs, self.image_source = load_test_images(dataset, options.data_dir)
             n = min(len(imgs.images), len(self.codes))
-            if torch.equal(imgs.labels[:n], self.labels[:n]):
-                self.images = to_unit_float(imgs.images[:n])
+            if torch.equal(imgs.labels[:n], self.labels[:n].cpu()):
+                self.images = to_unit_float(imgs.images[:n]).to(options.device)
             else:
                 self.image_source = "none (the images' labels do not match the codes')"
         except (FileNotFoundError, ValueError) as err:  # not found, unknown or corrupt
@@ -216,11 +226,21 @@ class ReportContext:
         self.extent = extent(ck.codes, 0.15)
         self.limit = ck.n_images or None
 
-    def figure(self, fig, name: str) -> str:
-        """Save ``fig`` as ``name`` in the folder; the name, for the section."""
-        save_figure(fig, self.folder / name, dpi=self.options.dpi)
+    def figure(self, fig, name: str, data: dict | None = None) -> str:
+        """Save ``fig`` as ``name`` in every format of the options, and ``data`` (the
+        numbers it draws) beside it as ``<stem>.npz``; the name of the file the markdown
+        shows (the PNG when there is one)."""
+        opt = self.options
+        paths = save_figure(fig, self.folder / name, dpi=opt.dpi, formats=opt.formats)
+        self.figures += [p.name for p in paths]
+        if data is not None:
+            self.arrays(f"{Path(name).stem}.npz", data)
+        return paths[0].name
+
+    def arrays(self, name: str, data: dict) -> None:
+        """Save ``data`` (name -> array or tensor) as ``name``, an ``.npz``, in the folder."""
+        save_arrays(self.folder / name, data)
         self.figures.append(name)
-        return name
 
     def step(self, what: str) -> None:
         """Show which section runs."""

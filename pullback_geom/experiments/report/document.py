@@ -12,7 +12,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Section", "figure_bytes", "render_markdown", "save_figure", "staged_folder"]
+__all__ = [
+    "Section",
+    "figure_bytes",
+    "render_markdown",
+    "save_arrays",
+    "save_figure",
+    "staged_folder",
+]
 
 #: Files that mark a folder as a report folder this package may replace.
 MARKERS = ("report.md", "numbers.json")
@@ -69,16 +76,60 @@ def render_markdown(title: str, intro: list[str], sections: list[Section]) -> st
     return "\n".join(lines)
 
 
-def figure_bytes(fig, dpi: int = 110) -> bytes:
-    """A matplotlib figure rendered to PNG in memory."""
+#: Per format, the metadata that would otherwise stamp the file with the time it was
+#: written: without it, the same figure gives the same bytes.
+_TIMELESS = {"png": None, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
+
+
+def figure_bytes(fig, dpi: int = 110, format: str = "png") -> bytes:
+    """A matplotlib figure rendered in memory: ``"png"`` (at ``dpi``), ``"pdf"`` or
+    ``"svg"`` (vector; ``dpi`` only sets their embedded images' resolution)."""
+    if format not in _TIMELESS:
+        raise ValueError(f"figure format {format!r}: choose from {', '.join(_TIMELESS)}")
+    import matplotlib
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    # A fixed salt: SVG element ids are otherwise random on every save.
+    with matplotlib.rc_context({"svg.hashsalt": "pullback-geom"}):
+        fig.savefig(buffer, format=format, dpi=dpi, bbox_inches="tight", metadata=_TIMELESS[format])
     return buffer.getvalue()
 
 
-def save_figure(fig, path: Path, dpi: int = 110) -> None:
-    """Write a figure as PNG into the (staged) report folder."""
-    path.write_bytes(figure_bytes(fig, dpi))
+def save_figure(
+    fig, path: Path, dpi: int = 110, formats: tuple[str, ...] | list[str] = ("png",)
+) -> list[Path]:
+    """Write a figure once per format, as ``path`` with each format's suffix, atomically.
+
+    Returns
+    -------
+    list of Path
+        The files written, in the order of ``formats``.
+    """
+    from ...vae.checkpoint import atomic_write_bytes
+
+    paths = []
+    for fmt in formats:
+        target = Path(path).with_suffix(f".{fmt}")
+        atomic_write_bytes(target, figure_bytes(fig, dpi, fmt))
+        paths.append(target)
+    return paths
+
+
+def save_arrays(path: Path, arrays: dict) -> None:
+    """The numbers behind a figure as a ``.npz`` (``numpy.load(path)``), atomically."""
+    import numpy as np
+
+    from ...vae.checkpoint import atomic_write_bytes
+
+    buffer = io.BytesIO()
+
+    def plain(value):
+        if hasattr(value, "detach"):  # a tensor, on any device
+            return value.detach().cpu().numpy()
+        return np.asarray(value)
+
+    np.savez_compressed(buffer, **{k: plain(v) for k, v in arrays.items()})
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def write_json(path: Path, data) -> None:

@@ -86,7 +86,7 @@ def similarity_section(ctx: ReportContext) -> Section:
     closest_e = A.closest_class_pairs(e_cls)
     closest_g = A.closest_class_pairs(g_cls)
     k = len(e_cls)
-    if k > 9:  # the seed's pairs, when the classes are digits
+    if k > 9:  # the write-up's pairs, when the classes are digits
         numbers["seed_pair_ranks"] = {
             f"{a}–{b}": {
                 "euclidean": A.class_pair_rank(e_cls, a, b),
@@ -107,7 +107,7 @@ def similarity_section(ctx: ReportContext) -> Section:
         ("closest class pairs, geodesic", ", ".join(f"{k} ({v:.3g})" for k, v in closest_g)),
     ]
     s.text.append(
-        "The seed says geodesic distances reflect the similarity of the images, and "
+        "The write-up says geodesic distances reflect the similarity of the images, and "
         "expects 4–9 and 3–8 among the closest classes. Rank correlations use the "
         "energy solver on random test pairs; the class matrices and kNN use all pairs of "
         f"{opt.per_class} codes per class, by shortest paths on a latent grid graph "
@@ -115,7 +115,24 @@ def similarity_section(ctx: ReportContext) -> Section:
         "solver's lengths, nearly uniformly, so rankings are kept)."
     )
     fig = viz.distance_matrices(e_cls, g_cls)
-    s.figures.append((ctx.figure(fig, "class_distances.png"), "6. Class distance matrices"))
+    data = {
+        "code_indices": sel,  # rows of the checkpoint's test-set codes
+        "labels": lab,
+        "euclidean_distances": euclid_d,
+        "geodesic_distances": geo_d,
+        "class_means_euclidean": e_cls,
+        "class_means_geodesic": g_cls,
+    }
+    if ck.images is not None:
+        data |= {
+            "similarity_pairs": idx,
+            "similarity_pixel_distance": pixel,
+            "similarity_euclidean_length": euclid,
+            "similarity_geodesic_length": result.length.detach(),
+            "similarity_converged": result.converged,
+        }
+    figure = ctx.figure(fig, "class_distances.png", data=data)
+    s.figures.append((figure, "6. Class distance matrices"))
     ctx.numbers["similarity"] = numbers
     ctx.done()
     return s

@@ -53,7 +53,7 @@ def volume_section(ctx: ReportContext) -> Section:
     q_codes = ctx.numbers["volume"]["log10_at_codes"]["median"]
     q_grid = ctx.numbers["volume"]["log10_over_region"]["median"]
     s.text.append(
-        "The seed says the metric is larger where the data is concentrated. Median "
+        "The write-up says the metric is larger where the data is concentrated. Median "
         f"log10 sqrt(det G) at the codes: {q_codes:.2f}; over the whole region drawn: "
         f"{q_grid:.2f}."
     )

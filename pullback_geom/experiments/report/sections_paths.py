@@ -97,7 +97,16 @@ def geodesic_pairs_section(ctx: ReportContext) -> Section:
         resolution=ctx.options.resolution,
     )
     s.rows += rows
-    s.figures.append((ctx.figure(fig, "geodesics.png"), "4. Geodesics between digits"))
+    data = {
+        "pair_indices": idx,  # rows of the checkpoint's test-set codes
+        "energy_curves": result.points.detach(),
+        "energy_length": result.length.detach(),
+        "energy_converged": result.converged,
+    }
+    if opt.ode:
+        data |= {"ode_curves": path.detach(), "ode_length": ode_len, "ode_reached": reached}
+    figure = ctx.figure(fig, "geodesics.png", data=data)
+    s.figures.append((figure, "4. Geodesics between digits"))
 
     idx, names = class_pairs(ck, INTERPOLATION_CLASS_PAIRS, ctx.limit)
     result = ctx.geodesics(ck.metric, idx)
@@ -111,9 +120,15 @@ def geodesic_pairs_section(ctx: ReportContext) -> Section:
         codes=ck.codes[:3000],
         resolution=ctx.options.resolution,
     )
+    data = {
+        "pair_indices": idx,
+        "straight_curves": straight,
+        "geodesic_curves": result.points.detach(),
+        "geodesic_length": result.length.detach(),
+    }
     s.figures.append(
         (
-            ctx.figure(fig, "interpolation.png"),
+            ctx.figure(fig, "interpolation.png", data=data),
             f"5. Euclidean vs Riemannian interpolation ({', '.join(names)})",
         )
     )
@@ -183,6 +198,10 @@ def paths_section(ctx: ReportContext) -> Section:
         f"nearest neighbour among them is {float(spacing):.2g})."
     )
     ctx.numbers["paths"] = numbers
+    data = {"pair_indices": idx, "geodesic_converged": result.converged}
+    for kind, st in stats.items():
+        data |= {f"{kind}_{m}": v for m, v in st.items()}
+    ctx.arrays("paths.npz", data)
     ctx.done()
     return s
 
@@ -200,7 +219,7 @@ _KINDS = ("straight", "mean-only geodesic", "full geodesic")
 
 
 def uncertainty_section(ctx: ReportContext, ck: Checkpoint) -> Section:
-    """The seed's closing claim on a Gaussian model: the full metric's geodesics against
+    """The write-up's closing claim on a Gaussian model: the full metric's geodesics against
     the mean term's alone, on the same pairs."""
     from ... import viz
     from ...vae.rbf import pixel_mean_sigma, sigma_wall
@@ -266,8 +285,16 @@ def uncertainty_section(ctx: ReportContext, ck: Checkpoint) -> Section:
         straight=gap["straight"][:4],
         resolution=max(60, opt.resolution // 2),
     )
+    data = {"gap_pair_indices": gap_idx}
+    for kind in _KINDS:
+        key = kind.replace(" ", "_").replace("-", "_")
+        data[f"gap_{key}_curves"] = gap[kind]
+        data |= {f"gap_{key}_{m}": v for m, v in gap_stats[kind].items()}
     s.figures.append(
-        (ctx.figure(fig, "uncertainty.png"), "7. Mean term, uncertainty term and σ(z)")
+        (
+            ctx.figure(fig, "uncertainty.png", data=data),
+            "7. Mean term, uncertainty term and σ(z)",
+        )
     )
 
     def closer(stats):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
+from ..._core.progress import progress_bar
 from ...vae.checkpoint import atomic_write_bytes
 from .document import figure_bytes
 
@@ -17,12 +17,13 @@ def run_surface_demo(out: Path) -> dict[str, float]:
 
     Returns the printed numbers: errors against the closed forms and timings.
     """
-    import matplotlib
+    from ..._core.extras import require
+
+    matplotlib = require("matplotlib", "viz", "pullback-geom demo --surfaces")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
-    from tqdm import tqdm
 
     from ... import PullbackMetric
     from ...geodesics import connecting_geodesic, exp_map, log_map
@@ -30,7 +31,7 @@ def run_surface_demo(out: Path) -> dict[str, float]:
 
     gen = torch.Generator().manual_seed(0)
     numbers: dict[str, float] = {}
-    steps = tqdm(total=4, desc="demo", unit="step", file=sys.stderr)
+    steps = progress_bar(total=4, desc="demo", unit="step")
 
     # 1. The unit sphere: every quantity has a closed form.
     sphere = PullbackMetric(InverseStereographic())
