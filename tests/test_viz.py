@@ -249,3 +249,13 @@ def test_no_pyplot_state(metric, codes):
     viz.latent_scatter(*codes)
     viz.volume_heatmap(metric, EXTENT, resolution=4)
     assert plt.get_fignums() == before
+
+
+def test_figures_draw_themselves_in_a_notebook_without_pyplot():
+    """IPython shows an object by its ``_repr_png_`` when no Figure formatter is
+    registered (pyplot never imported): the figures must not print as text."""
+    from pullback_geom.viz import training_curve
+
+    history = [{"stage": 1, "epoch": e, "train_loss": 10.0 / e} for e in (1, 2, 3)]
+    png = training_curve(history)._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -34,20 +34,22 @@ def progress_bar(iterable: Iterable | None = None, *, show: bool = True, **kwarg
     """
     import warnings
 
-    from tqdm.std import TqdmExperimentalWarning
+    from tqdm.std import TqdmWarning
     from tqdm.std import tqdm as terminal_tqdm
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TqdmExperimentalWarning)
-        from tqdm.autonotebook import tqdm  # the widget in a notebook, else the terminal's
-
-    quiet = os.environ.get(QUIET_ENV, "").strip() not in ("", "0")
-    if not show or quiet:
-        disable: bool | None = True
-    elif tqdm is not terminal_tqdm:  # a notebook widget: no terminal to ask
-        disable = False
-    else:
-        disable = None  # tqdm's own rule: only when the stream is a terminal
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("dynamic_ncols", True)
+    quiet = os.environ.get(QUIET_ENV, "").strip() not in ("", "0")
+    if not show or quiet:  # no bar: nothing to choose, and no widget library to look for
+        return terminal_tqdm(iterable, disable=True, **kwargs)
+    with warnings.catch_warnings():
+        # Experimental, or "IProgress not found" in a kernel without ipywidgets, where
+        # tqdm falls back to the terminal's bar (which the rule below then leaves off).
+        warnings.simplefilter("ignore", TqdmWarning)
+        from tqdm.autonotebook import tqdm  # the widget in a notebook, else the terminal's
+
+    if tqdm is not terminal_tqdm:  # a notebook widget: no terminal to ask
+        disable: bool | None = False
+    else:
+        disable = None  # tqdm's own rule: only when the stream is a terminal
     return tqdm(iterable, disable=disable, **kwargs)

@@ -12,8 +12,11 @@
 
 ``space.metric`` is a :class:`PullbackRiemannianMetric`: its metric matrix, Christoffel
 symbols (and their derivatives) and geodesic equation come from the core
-(:class:`~pullback_geom.PullbackMetric`), and its default exp/log solvers call
-:func:`pullback_geom.geodesics.exp_map` and :func:`pullback_geom.geodesics.log_map`.
+(:class:`~pullback_geom.PullbackMetric`). Its default exp/log solvers are discrete
+geodesic calculus (``method="discrete"``: :func:`pullback_geom.geodesics.discrete_exp`
+and :func:`pullback_geom.geodesics.discrete_log`), right on ReLU decoders whose metric
+jumps; ``"dopri5"``/``"rk4"`` and ``"shooting"``/``"energy"`` select the geodesic ODE or
+the energy solver instead, and ``dist`` is the length of the shortest curve found.
 Every geomstats solver can be swapped in, e.g.
 ``space.metric.log_solver = LogODESolver(space)``.
 

@@ -274,6 +274,18 @@ def decode_points(decode: Callable[[Tensor], Tensor], points: np.ndarray, name: 
     return imgs.reshape(*points.shape[:-1], *imgs.shape[1:])
 
 
+class _ShownFigure(Figure):
+    """A Figure that a notebook draws as an image even where pyplot was never imported
+    (IPython registers its Figure formatter only with pyplot's inline backend)."""
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
+
+
 def new_figure(figsize) -> Figure:
     """A figure outside pyplot's global state (nothing to close, safe with any backend)."""
-    return Figure(figsize=figsize, layout="constrained")
+    return _ShownFigure(figsize=figsize, layout="constrained")
