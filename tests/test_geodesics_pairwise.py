@@ -147,3 +147,29 @@ def test_auto_route_takes_the_graph_for_many_pairs(sphere, points, monkeypatch):
     torch.testing.assert_close(dist, pairwise_distances(sphere, points, route="graph"))
     dist, info = pairwise_distances(sphere, points[:12], return_info=True, n_points=8)
     assert info.route == "graph+solver"  # 66 pairs
+
+
+def test_a_graph_start_longer_than_its_straight_line_is_solved_again_from_it():
+    """On the bundled ReLU model a coarse graph's path can lead the solver into a local
+    minimum longer than the straight line between the ends (1 -> 5 at 16 nodes, by 2 %):
+    those pairs are solved from the straight line too, and the shorter solution kept."""
+    from pullback_geom import vae
+    from pullback_geom.geodesics.energy import _initial_curves
+
+    folder = vae.default_checkpoint("bernoulli")
+    latents = vae.load_latents(folder)
+    metric = vae.load(folder).pullback_metric()
+    firsts = torch.stack([latents.codes[latents.labels == k][0] for k in range(10)])
+    i, j = torch.triu_indices(10, 10, 1)
+    p, q = firsts[i], firsts[j]
+    guarded = connecting_geodesic(metric, p, q, init_curve="graph", warn=False)
+    # The same graph paths given as curves: no second solve.
+    paths = _initial_curves(metric, p, q, 16, "graph")
+    graph_only = connecting_geodesic(metric, p, q, init_curve=paths, warn=False)
+    straight = connecting_geodesic(metric, p, q, init_curve="straight", warn=False)
+    assert bool((guarded.length <= graph_only.length).all())
+    changed = guarded.length < graph_only.length
+    assert bool(changed.any()), "no pair's graph start was longer than its straight line"
+    torch.testing.assert_close(guarded.length[changed], straight.length[changed])
+    torch.testing.assert_close(guarded.points[changed], straight.points[changed])
+    torch.testing.assert_close(guarded.points[~changed], graph_only.points[~changed])

@@ -85,7 +85,9 @@ def connecting_geodesic(
         :class:`~pullback_geom.geodesics.graph.LatentGraph`: the same with this graph
         (it must cover the end points). ``"auto"`` (default): ``"graph"`` for batches of
         at least 16 pairs in 2-D and 3-D, where the graph pays for itself, else
-        ``"straight"``.
+        ``"straight"``. From a graph start, pairs whose solution comes out longer than
+        their straight line are solved from the straight line too, and the shorter
+        solution kept.
     max_iter : int, default 200
     tol : float, optional
         Stop when the predicted relative energy decrease of a step is below ``tol``
@@ -111,7 +113,9 @@ def connecting_geodesic(
     if p.shape[0] == 0:
         return empty_result(p, n_points)
     t = torch.linspace(0, 1, n_points, dtype=p.dtype, device=p.device)[None, :, None]
+    given_curves = isinstance(init_curve, Tensor)
     init_curve = _initial_curves(metric, p, q, n_points, init_curve)
+    from_graph = init_curve is not None and not given_curves
     if init_curve is None:
         curve = p[:, None] + t * (q - p)[:, None]
         curve[:, -1] = q  # exactly, not up to rounding
@@ -124,15 +128,21 @@ def connecting_geodesic(
             )
         curve = torch.cat([p[:, None], curve[:, 1:-1], q[:, None]], dim=1)
     tol = _tolerance(p.dtype, tol, 1e-10, 1e-4)
-    pairs_per_chunk = metric.evaluator.rows("jacobian", per_row=n_points)
-    outs = []
-    for i in range(0, p.shape[0], pairs_per_chunk):
-        sol = solve(metric, curve[i : i + pairs_per_chunk].detach(), max_iter, tol)
-        length = sol.length
-        if refine > 1:
-            length = refined_length(metric, sol.points, refine, node_values=sol.decoded)
-        outs.append((sol.points, length, sol.energy, sol.converged, sol.iterations))
-    result = GeodesicResult(*(torch.cat(parts) for parts in zip(*outs, strict=True)))
+
+    def solved(start: Tensor) -> GeodesicResult:
+        pairs_per_chunk = metric.evaluator.rows("jacobian", per_row=n_points)
+        outs = []
+        for i in range(0, start.shape[0], pairs_per_chunk):
+            sol = solve(metric, start[i : i + pairs_per_chunk].detach(), max_iter, tol)
+            length = sol.length
+            if refine > 1:
+                length = refined_length(metric, sol.points, refine, node_values=sol.decoded)
+            outs.append((sol.points, length, sol.energy, sol.converged, sol.iterations))
+        return GeodesicResult(*(torch.cat(parts) for parts in zip(*outs, strict=True)))
+
+    result = solved(curve)
+    if from_graph:
+        result = _no_longer_than_straight(metric, p, q, t, refine, result, solved)
     if warn and not bool(result.converged.all()):
         bad = int((~result.converged).sum())
         warnings.warn(
@@ -144,6 +154,36 @@ def connecting_geodesic(
     if single:
         result = GeodesicResult(*(getattr(result, k)[0] for k in result.__dataclass_fields__))
     return result
+
+
+def _no_longer_than_straight(
+    metric: PullbackMetric, p: Tensor, q: Tensor, t: Tensor, refine: int, result, solved
+) -> GeodesicResult:
+    """Where a graph start's solution is longer than the straight line itself, the
+    solution from the straight line too, and the shorter of the two.
+
+    A coarse grid graph's path can cross a ReLU decoder's creases on the wrong side and
+    lead the solver to a local minimum longer than the straight line (seen at ``N = 16``
+    on the bundled model: 34.98 against 34.42). Measuring the straight line costs one
+    decoding of ``B * N * refine`` points; only those pairs are solved again.
+    """
+    straight = p[:, None] + t * (q - p)[:, None]
+    straight[:, -1] = q
+    with torch.no_grad():
+        line = refined_length(metric, straight, refine).to(result.length.dtype)
+    worse = torch.nonzero(result.length.detach() > line).flatten()
+    if len(worse) == 0:
+        return result
+    again = solved(straight[worse])
+    old_length, old_converged = result.length[worse], result.converged[worse]
+    take = (again.length < old_length) & (again.converged | ~old_converged)
+    keep = worse[take]
+    fields = {}
+    for name in result.__dataclass_fields__:
+        value = getattr(result, name).clone()
+        value[keep] = getattr(again, name)[take].to(value.dtype)
+        fields[name] = value
+    return GeodesicResult(**fields)
 
 
 #: Pairs from which ``init_curve="auto"`` starts from graph paths (2-D and 3-D).
