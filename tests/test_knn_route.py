@@ -25,16 +25,34 @@ def linear_metric(d: int = 6, D: int = 9) -> tuple[PullbackMetric, torch.Tensor]
     return PullbackMetric(torch.nn.Sequential(layer)), a
 
 
-def test_complete_graph_of_a_linear_decoder_is_exact_in_any_dimension():
-    """f(z) = A z: the direct edge is a shortest path, of length |A (z_i - z_j)|."""
+@pytest.mark.parametrize("options", [None, {"k": 29}], ids=["default k=None", "k=n-1"])
+def test_complete_graph_of_a_linear_decoder_is_exact_in_any_dimension(options):
+    """f(z) = A z: the direct edge is a shortest path, of length |A (z_i - z_j)|. The
+    route's default graph is the complete one."""
     metric, a = linear_metric()
     z = torch.randn(30, 6, generator=torch.Generator().manual_seed(1), dtype=F64)
     dist, info = pairwise_distances(
-        metric, z, route="knn", graph_options={"k": 29}, block_size=8, return_info=True
+        metric, z, route="knn", graph_options=options, block_size=8, return_info=True
     )
     exact = ((z[:, None] - z[None]) @ a.T).norm(dim=-1)
     torch.testing.assert_close(dist, exact, rtol=1e-12, atol=1e-12)
     assert info.route == "knn" and bool(info.converged.all())
+    graph = knn_graph(metric, z, k=None)
+    assert graph.adjacency.nnz == 30 * 29 and graph.k == 29 and graph.components == 1
+
+
+def test_auto_takes_the_complete_graph_for_many_pairs_above_three_dimensions(monkeypatch):
+    from pullback_geom.geodesics import pairwise
+
+    metric, a = linear_metric()
+    z = torch.randn(12, 6, generator=torch.Generator().manual_seed(4), dtype=F64)
+    exact = ((z[:, None] - z[None]) @ a.T).norm(dim=-1)
+    few = pairwise_distances(metric, z, return_info=True)[1]
+    assert few.route == "solver"  # 66 pairs
+    monkeypatch.setattr(pairwise, "AUTO_SOLVER_PAIRS_HIGH_D", 50)
+    dist, info = pairwise_distances(metric, z, return_info=True)
+    assert info.route == "knn"
+    torch.testing.assert_close(dist, exact, rtol=1e-12, atol=1e-12)
 
 
 def test_a_sparse_graph_is_an_upper_bound_on_a_linear_decoder():

@@ -25,8 +25,12 @@ from .graph import segment_lengths
 
 __all__ = ["KnnGraph", "knn_distances", "knn_graph"]
 
-#: ``knn_graph`` defaults of ``pairwise_distances(route="knn")``.
-KNN_GRAPH = {"k": 10, "subdivide": 4}
+#: ``knn_graph`` defaults of ``pairwise_distances(route="knn")``: the complete graph.
+#: In 8 and 16 latent dimensions a sparse graph's paths zig-zag through the other points
+#: (1,000 test codes of a trained MNIST model, d = 8: +68 % median at k = 10, +17 % at
+#: k = 100), where every pair's own straight line is within a few per cent of its
+#: geodesic (docs/geodesics.md).
+KNN_GRAPH = {"k": None, "subdivide": 4}
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,9 @@ class KnnGraph:
     ----------
     adjacency : scipy.sparse.csr_matrix, shape (n, n)
         Symmetric edge weights: the decoded lengths of the latent segments.
-    k, subdivide : int
+    k : int
+        Neighbours per point (``n - 1``: the complete graph).
+    subdivide : int
     components : int
         Connected components; above 1 some distances are infinite.
     """
@@ -48,16 +54,20 @@ class KnnGraph:
     components: int
 
 
-def knn_graph(metric: PullbackMetric, z: Tensor, k: int = 10, subdivide: int = 4) -> KnnGraph:
+def knn_graph(
+    metric: PullbackMetric, z: Tensor, k: int | None = 10, subdivide: int = 4
+) -> KnnGraph:
     """Join each point to its ``k`` nearest neighbours, edges weighed by decoded length.
 
     Parameters
     ----------
     metric : PullbackMetric
     z : Tensor, shape (n, d)
-    k : int, default 10
+    k : int or None, default 10
         Neighbours per point (latent Euclidean distance); an edge is kept when either end
-        chose the other.
+        chose the other. ``None``: every pair of points, the complete graph (``n (n - 1)
+        / 2`` decoded segments: ~1 min for 1,000 points of an 8-D MNIST decoder on 2
+        cores), whose distances are never longer than the straight lines.
     subdivide : int, default 4
         Pieces of each decoded segment.
 
@@ -71,12 +81,17 @@ def knn_graph(metric: PullbackMetric, z: Tensor, k: int = 10, subdivide: int = 4
     z, _ = metric.check_points(z, "z")
     n = z.shape[0]
     for name, value in (("k", k), ("subdivide", subdivide)):
+        if value is None and name == "k":
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    k = min(k, max(n - 1, 0))
+    k = max(n - 1, 0) if k is None else min(k, max(n - 1, 0))
     rows, cols = [], []
     with torch.no_grad():
-        for i in range(0, n, 4096):
+        if k == n - 1:  # every pair: no search for neighbours
+            i, j = torch.triu_indices(n, n, 1)
+            rows, cols = [i], [j]
+        for i in range(0, n if k < n - 1 else 0, 4096):
             d = torch.cdist(z[i : i + 4096], z)
             d[torch.arange(d.shape[0]), torch.arange(i, i + d.shape[0])] = float("inf")
             nearest = d.topk(k, dim=1, largest=False).indices.cpu()
