@@ -62,15 +62,18 @@ def report_options(args: argparse.Namespace):
     )
 
 
-def _require_figures(command: str) -> None:
-    """Figures need matplotlib: say so before any work, naming the extra."""
+def _require_report_libraries(command: str, knn: bool = True) -> None:
+    """The figures need matplotlib and the kNN numbers scikit-learn: say so before any
+    work, naming the extra that installs each."""
     from .._core.extras import require
 
     require("matplotlib", "viz", f"pullback-geom {command}")
+    if knn:
+        require("sklearn", "geomstats", f"pullback-geom {command} (its kNN numbers)")
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    _require_figures("demo")
+    _require_report_libraries("demo", knn=not args.surfaces)
     out = Path(args.out or ("outputs/surfaces" if args.surfaces else "outputs/demo"))
     if args.surfaces:
         from ..experiments.report.surfaces_demo import run_surface_demo
@@ -96,7 +99,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from ..experiments.report import build_report
 
-    _require_figures("report")
+    _require_report_libraries("report")
     out = Path(args.out or "outputs/report")
     options = report_options(args)
     prepare_out(out, parent_only=True)
