@@ -110,24 +110,15 @@ def resolve_device(name: str):
 
 
 def checkpoint_folder(name: str) -> Path:
-    """The folder of ``--checkpoint``: a bundled model's name or a path that exists.
+    """The path of ``--checkpoint``: a bundled model's folder for its name, else the path.
 
-    Raises
-    ------
-    FileNotFoundError
-        Neither, with what to give instead.
+    The argument's type (:func:`pullback_geom.cli.options.checkpoint`) has checked that
+    it names a bundled model or a path that exists; reading the checkpoint names any file
+    that is missing or corrupt.
     """
     from .. import vae
 
-    folder = vae.default_checkpoint(name) if name in vae.BUNDLED else Path(name)
-    if not folder.exists():
-        raise FileNotFoundError(
-            f"no checkpoint at {name}: give a folder written by 'pullback-geom train' "
-            "(model.pt, config.json, latents.pt) or one of "
-            + ", ".join(f"'{k}'" for k in vae.BUNDLED)
-            + " for the bundled models"
-        )
-    return folder
+    return vae.default_checkpoint(name) if name in vae.BUNDLED else Path(name)
 
 
 def print_rows(rows: dict, digits: int = 3) -> None:

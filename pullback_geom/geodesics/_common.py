@@ -10,7 +10,16 @@ from torch import Tensor
 from .._core.checks import same_shape
 from ..metric import PullbackMetric
 
-__all__ = ["GeodesicConvergenceWarning", "GeodesicResult"]
+__all__ = ["GeodesicConvergenceWarning", "GeodesicResult", "straight_curves"]
+
+
+def straight_curves(p: Tensor, q: Tensor, n_points: int) -> Tensor:
+    """Straight latent segments from ``p`` to ``q`` with ``n_points`` equally spaced nodes,
+    shape (B, n_points, d), whose last node is ``q`` exactly (not up to rounding)."""
+    t = torch.linspace(0, 1, n_points, dtype=p.dtype, device=p.device)[None, :, None]
+    curve = p[:, None] + t * (q - p)[:, None]
+    curve[:, -1] = q
+    return curve
 
 
 class GeodesicConvergenceWarning(RuntimeWarning):

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from .._core.checks import batch_curves, same_shape
 from ..metric import PullbackMetric
-from ._common import _tolerance, refined_length
+from ._common import _tolerance, refined_length, straight_curves
 from .lm import levenberg_marquardt
 
 __all__ = [
@@ -165,9 +165,7 @@ def ensemble_geodesic(
     p, single = metrics[0].check_points(p, "p")
     q, _ = metrics[0].check_points(q, "q")
     same_shape(p, q, "p and q")
-    t = torch.linspace(0, 1, n_points, dtype=p.dtype, device=p.device)[None, :, None]
-    curve = p[:, None] + t * (q - p)[:, None]
-    curve[:, -1] = q
+    curve = straight_curves(p, q, n_points)
     tol = _tolerance(p.dtype, tol, 1e-10)
     # chunks of pairs bound the (K, B, N, D, d) Jacobians, as in connecting_geodesic
     per_chunk = metrics[0].evaluator.rows("jacobian", per_row=n_points * len(metrics))

@@ -86,12 +86,25 @@ def knn_graph(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
     k = max(n - 1, 0) if k is None else min(k, max(n - 1, 0))
+    if k == n - 1:  # every pair, each once: no search for neighbours
+        edges = torch.triu_indices(n, n, 1).T.cpu().numpy()
+    else:
+        edges = _neighbour_edges(z, k)
+    with torch.no_grad():
+        w = segment_lengths(metric.detached(), z, edges[:, 0], edges[:, 1], subdivide)
+    adj = coo_matrix((w, (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
+    adj = (adj + adj.T).tocsr()
+    components = connected_components(adj, directed=False)[0] if n else 0
+    return KnnGraph(adj, k, subdivide, int(components))
+
+
+def _neighbour_edges(z: Tensor, k: int) -> np.ndarray:
+    """Each unordered edge ``(i, j)``, ``i < j``, once, where either end is among the
+    other's ``k`` nearest points: shape (E, 2)."""
+    n = z.shape[0]
     rows, cols = [], []
     with torch.no_grad():
-        if k == n - 1:  # every pair: no search for neighbours
-            i, j = torch.triu_indices(n, n, 1)
-            rows, cols = [i], [j]
-        for i in range(0, n if k < n - 1 else 0, 4096):
+        for i in range(0, n, 4096):
             d = torch.cdist(z[i : i + 4096], z)
             d[torch.arange(d.shape[0]), torch.arange(i, i + d.shape[0])] = float("inf")
             nearest = d.topk(k, dim=1, largest=False).indices.cpu()
@@ -101,13 +114,7 @@ def knn_graph(
     b = torch.cat(cols).cpu().numpy() if cols else np.zeros(0, dtype=np.int64)
     # One weight per unordered edge, whichever end chose it.
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    edges = np.unique(np.stack([lo, hi], 1), axis=0) if len(lo) else np.zeros((0, 2), int)
-    with torch.no_grad():
-        w = segment_lengths(metric.detached(), z, edges[:, 0], edges[:, 1], subdivide)
-    adj = coo_matrix((w, (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
-    adj = (adj + adj.T).tocsr()
-    components = connected_components(adj, directed=False)[0] if n else 0
-    return KnnGraph(adj, k, subdivide, int(components))
+    return np.unique(np.stack([lo, hi], 1), axis=0) if len(lo) else np.zeros((0, 2), int)
 
 
 def knn_distances(graph: KnnGraph, rows: slice, cols: slice) -> Tensor:
