@@ -46,6 +46,22 @@ def test_distances_command_writes_resumes_and_matches_the_library(tmp_path, caps
     np.testing.assert_array_equal(read_matrix(out), matrix)
 
 
+def test_solver_options_reach_the_solver_and_the_store(tmp_path, capsys):
+    out = tmp_path / "run"
+    fast = ["--n-points", "5", "--tol", "1e-2"]
+    assert main([*ARGS, "--out", str(out), *fast]) == 0
+    summary = json.loads((out / "distances.json").read_text())
+    assert summary["solver_options"] == {"n_points": 5, "tol": 0.01}
+    metric = vae.load_default("bernoulli").pullback_metric()
+    codes = vae.load_latents(vae.default_checkpoint("bernoulli")).codes[:12]
+    ref = pairwise_distances(metric, codes, route="solver", block_size=4, n_points=5, tol=1e-2)
+    np.testing.assert_allclose(read_matrix(out), ref.numpy(), rtol=1e-5, atol=1e-5)
+    # Other solver options against the same store: another job, refused.
+    capsys.readouterr()
+    assert main([*ARGS, "--out", str(out), "--n-points", "6", "--tol", "1e-2"]) == 2
+    assert "holds the distances of another job" in capsys.readouterr().err
+
+
 def test_distances_on_a_local_cluster(tmp_path):
     out = tmp_path / "run"
     assert main([*ARGS, "--out", str(out), "--workers", "2"]) == 0
@@ -69,6 +85,8 @@ def test_distances_on_a_local_cluster(tmp_path):
         (["--points", "20000"], "has 10000 test-set codes"),
         (["--checkpoint", "nowhere/at/all"], "no checkpoint at nowhere/at/all"),
         (["--block-size", "0"], "argument --block-size: must be a positive integer"),
+        (["--n-points", "2"], "argument --n-points: must be an integer >= 3"),
+        (["--tol", "0"], "argument --tol: must be > 0"),
         (["--scheduler", "tcp://127.0.0.1:9", "--timeout", "1"], "no Dask scheduler answered"),
     ],
 )

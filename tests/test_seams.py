@@ -242,3 +242,35 @@ def test_no_numpy_conversion_without_cpu():
                     continue
                 bad.append(f"{path.relative_to(PACKAGE)}:{k}: {line.strip()}")
     assert bad == []
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 5])
+def test_the_last_step_decoded_without_jacobians_changes_nothing(max_iter):
+    """The LM driver decodes its last trial step by values only: the result is the one a
+    driver that decodes every step in full gives."""
+    from pullback_geom.geodesics import lm
+    from pullback_geom.geodesics.energy import ChordEnergy
+
+    class FullDecodes(ChordEnergy):
+        def decode_values(self, free, idx):
+            return self.decode(free, idx)[0]
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 10), nn.Sigmoid()).double()
+    metric = PullbackMetric(net).detached()
+    p, q = torch.randn(2, 6, 3, dtype=F64)
+    metric.check_points(torch.cat([p, q]), "z")
+    t = torch.linspace(0, 1, 7, dtype=F64)[None, :, None]
+    curve = p[:, None] + t * (q - p)[:, None]
+    lean = lm.levenberg_marquardt(ChordEnergy(metric, curve), curve[:, 1:-1], max_iter, 1e-12)
+    full = lm.levenberg_marquardt(FullDecodes(metric, curve), curve[:, 1:-1], max_iter, 1e-12)
+    for a, b in zip(
+        (lean.free, lean.values, lean.objective, lean.iterations),
+        (full.free, full.values, full.objective, full.iterations),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.equal(lean.converged, full.converged)
+    start = ChordEnergy(metric, curve)
+    initial = start.objective((start.decode_values(curve[:, 1:-1], None),), torch.arange(6))
+    assert bool((lean.objective < initial).all())  # the steps were taken

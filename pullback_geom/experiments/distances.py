@@ -71,6 +71,7 @@ def distance_job(
     check_pairs: int = 200,
     progress: bool | None = None,
     meta: dict | None = None,
+    solver_options: dict | None = None,
 ) -> dict:
     """The geodesic distance matrix of ``codes`` in ``out``, resumable; its summary.
 
@@ -90,6 +91,9 @@ def distance_job(
     progress : bool, optional
     meta : dict, optional
         More to record (the checkpoint, the cluster).
+    solver_options : dict, optional
+        Passed to :func:`~pullback_geom.geodesics.connecting_geodesic` on the solver routes
+        (``n_points``, ``tol``, ``max_iter``), and recorded.
 
     Returns
     -------
@@ -104,7 +108,7 @@ def distance_job(
     start = time.perf_counter()
     dist, info = pairwise_distances(
         metric, codes, route=route, block_size=block_size, client=client, store=out / STORE,
-        progress=progress, return_info=True, warn=False,
+        progress=progress, return_info=True, warn=False, **(solver_options or {}),
     )  # fmt: skip
     seconds = time.perf_counter() - start
     pairs = n * (n - 1) // 2
@@ -113,6 +117,7 @@ def distance_job(
         "n": n,
         "d": int(codes.shape[1]),
         "route": info.route,
+        "solver_options": dict(solver_options or {}),
         "block_size": block_size,
         "units": info.blocks,
         "units_computed": info.computed,

@@ -401,6 +401,7 @@ def discrete_log(
     tol: float | None = None,
     max_shooting: int = 3,
     max_iter: int = 500,
+    energy_tol: float | None = None,
     return_path: bool = False,
     return_info: bool = False,
     warn: bool = True,
@@ -436,6 +437,10 @@ def discrete_log(
         rarely help (``docs/geomstats.md``).
     max_iter : int, default 500
         Iterations of the energy solver.
+    energy_tol : float, optional
+        The energy solver's ``tol`` (default ``1e-16`` in float64, ``1e-7`` in float32: the
+        node errors are about the square root of the relative energy decrease the solver
+        stops at, and the discrete exp amplifies them).
     return_path : bool, default False
         Also return the discrete geodesic's nodes ``(B, K + 1, d)`` (the discrete exp of
         the returned velocity; the energy curve where that does not reach ``q``).
@@ -469,7 +474,8 @@ def discrete_log(
     else:
         # A tight energy tolerance: the node errors are about the square root of the
         # relative energy decrease the solver stops at.
-        energy_tol = 1e-16 if p.dtype == torch.float64 else 1e-7
+        if energy_tol is None:
+            energy_tol = 1e-16 if p.dtype == torch.float64 else 1e-7
         curve = connecting_geodesic(
             metric,
             p,

@@ -243,6 +243,10 @@ class ChordEnergy:
         val, jac = self.metric.value_and_jacobian(free.reshape(-1, d))
         return val.reshape(b, m, -1), jac.mT.reshape(b, m, d, -1)
 
+    def decode_values(self, free: Tensor, idx: Tensor) -> Tensor:
+        b, m, d = free.shape
+        return self.metric.embed(free.reshape(-1, d)).reshape(b, m, -1)
+
     def nodes(self, val: Tensor, idx: Tensor) -> Tensor:
         """All decoded nodes (b, N, D), end points included."""
         ends = self.ends[idx]

@@ -219,6 +219,14 @@ class EnsembleEnergy:
         jac = torch.stack([j for _, j in parts]).reshape(k, b, m, -1, d).transpose(0, 1)
         return val, jac
 
+    def decode_values(self, free: Tensor, idx: Tensor) -> Tensor:
+        b, m, d = free.shape
+        return (
+            _decode(self.metrics, free.reshape(-1, d))
+            .reshape(len(self.metrics), b, m, -1)
+            .transpose(0, 1)
+        )
+
     def nodes(self, val: Tensor, idx: Tensor) -> Tensor:  # (b, K, N, D)
         ends = self.ends[idx]
         return torch.cat([ends[:, :, :1], val, ends[:, :, 1:]], dim=2)

@@ -46,6 +46,10 @@ class CurveProblem(Protocol):
     def decode(self, free: Tensor, idx: Tensor) -> tuple[Tensor, ...]:
         """The state at free nodes ``(b, m, d)`` of the pairs ``idx``."""
 
+    def decode_values(self, free: Tensor, idx: Tensor) -> Tensor:
+        """The state's first tensor alone (no Jacobians): all that ``objective`` reads, and
+        all that a last trial step needs."""
+
     def objective(self, state: tuple[Tensor, ...], idx: Tensor) -> Tensor:
         """``S``, shape (b,)."""
 
@@ -179,7 +183,7 @@ def levenberg_marquardt(problem: CurveProblem, free: Tensor, max_iter: int, tol:
         return tuple(x[keep] for x in extra)
 
     with torch.no_grad():
-        for _ in range(max_iter):
+        for iteration in range(max_iter):
             if idx.numel() == 0:
                 break
             base, couple, grad = problem.system(state, idx)
@@ -193,7 +197,13 @@ def levenberg_marquardt(problem: CurveProblem, free: Tensor, max_iter: int, tol:
                 if idx.numel() == 0:
                     break
             trial = free + step
-            state_t = problem.decode(trial, idx)
+            # The last trial step is only accepted or not: its Jacobians would never be
+            # used (at max_iter = 2 that is a third of the solver's cost).
+            if iteration == max_iter - 1:
+                state_t = (problem.decode_values(trial, idx),)
+                state = state[:1]
+            else:
+                state_t = problem.decode(trial, idx)
             obj_t = problem.objective(state_t, idx)
             accept = obj_t <= obj
             if bool(accept.all()):
