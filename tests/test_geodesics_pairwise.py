@@ -14,6 +14,7 @@ from pullback_geom.geodesics import (
     latent_graph,
     pairwise_distances,
 )
+from pullback_geom.geodesics.energy import _initial_curves, _start_box
 from pullback_geom.geodesics.graph import DISTANCE_GRAPH, START_GRAPH
 from pullback_geom.surfaces import InverseStereographic, sphere_distance
 
@@ -109,19 +110,35 @@ def test_graph_started_geodesics_match_great_circles(sphere, points):
         connecting_geodesic(sphere, p, q, init_curve="spline")
 
 
-def test_auto_start_is_the_graph_for_batches_and_straight_for_a_few_pairs(sphere, points):
+def test_auto_start_is_the_graph_in_2d(sphere, points):
     p, q = points[:20], points[4:24]
     auto = connecting_geodesic(sphere, p, q)
     assert torch.equal(auto.points, connecting_geodesic(sphere, p, q, init_curve="graph").points)
     graph = latent_graph(sphere, torch.cat([p, q]), **START_GRAPH[2])
     given = connecting_geodesic(sphere, p, q, init_curve=graph)
     assert torch.equal(auto.points, given.points)
+    # A few pairs: the graph over each pair's widened box.
     few = connecting_geodesic(sphere, p[:3], q[:3])
-    straight = connecting_geodesic(sphere, p[:3], q[:3], init_curve="straight")
-    assert torch.equal(few.points, straight.points)
+    graph = latent_graph(sphere, _start_box(p[:3], q[:3]), **START_GRAPH[2])
     assert torch.equal(
-        few.points, connecting_geodesic(sphere, p[:3], q[:3], init_curve=None).points
+        few.points, connecting_geodesic(sphere, p[:3], q[:3], init_curve=graph).points
     )
+    straight = connecting_geodesic(sphere, p[:3], q[:3], init_curve="straight")
+    assert torch.equal(
+        straight.points, connecting_geodesic(sphere, p[:3], q[:3], init_curve=None).points
+    )
+
+
+def test_a_lone_pairs_start_graph_lets_the_path_bow_out_of_its_box(sphere):
+    """End points at the same height: their own box is a sliver, but the great circle
+    through them bows away from the chart's origin; the start must be able to follow."""
+    p = torch.tensor([[-1.0, 0.6]], dtype=torch.float64)
+    q = torch.tensor([[1.0, 0.6]], dtype=torch.float64)
+    solved = connecting_geodesic(sphere, p, q, n_points=17, init_curve="straight")
+    bow = float((solved.points[0, :, 1] - 0.6).abs().max())
+    assert bow > 0.2  # the geodesic itself leaves the segment
+    start = _initial_curves(sphere, p, q, 17, "auto")
+    assert float((start[0, :, 1] - 0.6).abs().max()) > 0.5 * bow
 
 
 def test_subdivided_edges_follow_the_decoded_segment(sphere, points):

@@ -79,16 +79,15 @@ def connecting_geodesic(
         Starting curves. ``"straight"`` (or ``None``): straight lines. ``"graph"`` (2-D
         and 3-D latent spaces): shortest paths on a coarse latent grid graph over the end
         points' box (:mod:`~pullback_geom.geodesics.graph`; 48 x 48 nodes in 2-D, 16^3 in
-        3-D, ``reach=1``), which keeps the solver out of the longer local minima a
-        straight start falls into on trained ReLU decoders (on ~1 pair in 10 at
-        ``N = 16``, up to 50 % longer; ``docs/geodesics.md``); it costs ~0.03 s for the
-        graph and ~0.4 ms per pair for Dijkstra. A
-        :class:`~pullback_geom.geodesics.graph.LatentGraph`: the same with this graph
-        (it must cover the end points). ``"auto"`` (default): ``"graph"`` for batches of
-        at least 16 pairs in 2-D and 3-D, where the graph pays for itself, else
-        ``"straight"``. From a graph start, pairs whose solution comes out longer than
-        their straight line are solved from the straight line too, and the shorter
-        solution kept.
+        3-D, ``reach=1``; below 16 pairs each pair's box widened to a square), which
+        keeps the solver out of the longer local minima a straight start falls into on
+        trained ReLU decoders (on ~1 pair in 10 at ``N = 16``, up to 50 % longer;
+        ``docs/geodesics.md``); it costs ~0.03 s for the graph and ~0.4 ms per pair for
+        Dijkstra. A :class:`~pullback_geom.geodesics.graph.LatentGraph`: the
+        same with this graph (it must cover the end points). ``"auto"`` (default):
+        ``"graph"`` in 2-D and 3-D, else ``"straight"``. From a graph start, pairs whose
+        solution comes out longer than their straight line (below 16 pairs: every pair)
+        are solved from the straight line too, and the shorter solution kept.
     max_iter : int, default 200
     tol : float, optional
         Stop when the predicted relative energy decrease of a step is below ``tol``
@@ -158,8 +157,9 @@ def connecting_geodesic(
 def _no_longer_than_straight(
     metric: PullbackMetric, p: Tensor, q: Tensor, n_points: int, refine: int, result, solved
 ) -> GeodesicResult:
-    """Where a graph start's solution is longer than the straight line itself, the
-    solution from the straight line too, and the shorter of the two.
+    """Where a graph start's solution is longer than the straight line itself (for fewer
+    than ``GRAPH_START_PAIRS`` pairs: everywhere), the solution from the straight line
+    too, and the shorter of the two.
 
     A coarse grid graph's path can cross a ReLU decoder's creases on the wrong side and
     lead the solver to a local minimum longer than the straight line (seen at ``N = 16``
@@ -167,9 +167,12 @@ def _no_longer_than_straight(
     decoding of ``B * N * refine`` points; only those pairs are solved again.
     """
     straight = straight_curves(p, q, n_points)
-    with torch.no_grad():
-        line = refined_length(metric, straight, refine).to(result.length.dtype)
-    worse = torch.nonzero(result.length.detach() > line).flatten()
+    if p.shape[0] < GRAPH_START_PAIRS:  # a few pairs: solving them twice costs little
+        worse = torch.arange(p.shape[0], device=p.device)
+    else:
+        with torch.no_grad():
+            line = refined_length(metric, straight, refine).to(result.length.dtype)
+        worse = torch.nonzero(result.length.detach() > line).flatten()
     if len(worse) == 0:
         return result
     again = solved(straight[worse])
@@ -184,8 +187,12 @@ def _no_longer_than_straight(
     return GeodesicResult(**fields)
 
 
-#: Pairs from which ``init_curve="auto"`` starts from graph paths (2-D and 3-D).
+#: Below this many pairs the start graph covers each pair's own neighbourhood (see
+#: :func:`_start_box`) rather than the bounding box of all the end points.
 GRAPH_START_PAIRS = 16
+#: Below ``GRAPH_START_PAIRS`` pairs, every side of a pair's box is widened to at least
+#: this fraction of its largest side.
+PAIR_PAD = 1.0
 
 
 def _initial_curves(
@@ -203,11 +210,26 @@ def _initial_curves(
         )
     d = p.shape[1]
     if init_curve == "auto":
-        init_curve = "graph" if d in (2, 3) and p.shape[0] >= GRAPH_START_PAIRS else "straight"
+        init_curve = "graph" if d in (2, 3) else "straight"
     if init_curve == "straight":
         return None
-    graph = latent_graph(metric, torch.cat([p, q]), **START_GRAPH[d])
+    graph = latent_graph(metric, _start_box(p, q), **START_GRAPH[d])
     return _graph_curves(metric, p, q, n_points, graph)
+
+
+def _start_box(p: Tensor, q: Tensor) -> Tensor:
+    """Points whose bounding box the start graph covers, ``(M, d)``.
+
+    Many pairs: their end points (a batch of codes spans the data). Fewer than
+    ``GRAPH_START_PAIRS``: also the corners of each pair's box with every side widened to
+    ``PAIR_PAD`` times its largest (a square in 2-D), as a lone pair's box is a sliver
+    when its ends nearly share a coordinate, and geodesics bow out of it.
+    """
+    if p.shape[0] >= GRAPH_START_PAIRS:
+        return torch.cat([p, q])
+    mid, half = (p + q) / 2, (q - p).abs() / 2
+    half = torch.maximum(half, PAIR_PAD * half.amax(-1, keepdim=True))
+    return torch.cat([p, q, mid - half, mid + half])
 
 
 def _graph_curves(

@@ -55,7 +55,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         Default :class:`PullbackLogSolver`.
     dist_options : dict, optional
         Options of :func:`~pullback_geom.geodesics.connecting_geodesic` for :meth:`dist`
-        (default: its defaults, 16 nodes, lengths refined 4x, a graph start from 16 pairs
+        (default: its defaults, 16 nodes, lengths refined 4x, a graph start
         in 2-D and 3-D, and in float64 ``tol=DIST_TOL_FLOAT64``; on the bundled ReLU model
         3.3e-4 median and 4.9e-3 largest relative error against a dense reference).
     transport_steps : int, default 64
