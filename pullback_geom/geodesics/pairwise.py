@@ -316,7 +316,10 @@ def pairwise_distances(
     threads_per_task : int, default 1
         Torch threads of each task on a cluster.
     **options
-        Passed to :func:`~pullback_geom.geodesics.connecting_geodesic`.
+        Passed to :func:`~pullback_geom.geodesics.connecting_geodesic`. Above 3
+        dimensions, ``route="solver", n_points=5, tol=1e-2`` is a coarse solve that stays
+        within ~1.3 % of per-pair references at d = 16 (the knn route: ~4 %) for ~2 ms a
+        pair on 2 cores (``docs/geodesics.md``).
 
     Returns
     -------
