@@ -119,6 +119,13 @@ def test_bad_input_is_named(sphere):
         connecting_geodesic(sphere, p, q, n_points=2)
     with pytest.raises(ValueError, match="init_curve"):
         connecting_geodesic(sphere, p, q, n_points=8, init_curve=torch.zeros(3, 5, 2, dtype=F64))
+    for bad in (0.0, -1e-3, float("nan"), "1e-3", True):
+        with pytest.raises(ValueError, match="tol must be a positive number"):
+            connecting_geodesic(sphere, p, q, tol=bad)
+    from pullback_geom.geodesics.discrete import discrete_log
+
+    with pytest.raises(ValueError, match="energy_tol must be a positive number"):
+        discrete_log(sphere, p, q, energy_tol=-1.0)
 
 
 def test_non_convergence_is_reported(sphere):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -127,10 +128,17 @@ def initial_velocity(curves: Tensor) -> Tensor:
 
 
 def _tolerance(
-    dtype: torch.dtype, tol: float | None, default64: float, default32: float = 1e-5
+    dtype: torch.dtype,
+    tol: float | None,
+    default64: float,
+    default32: float = 1e-5,
+    name: str = "tol",
 ) -> float:
+    """``tol`` checked to be a positive number, or the default for ``dtype``."""
     if tol is not None:
-        return tol
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol > 0:
+            raise ValueError(f"{name} must be a positive number; got {tol!r}")
+        return float(tol)
     return default64 if dtype == torch.float64 else max(default64, default32)
 
 

@@ -37,7 +37,7 @@ from torch import Tensor
 from .._core.checks import batch_curves, same_shape
 from .._core.linalg import solve_square, spd_cholesky
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning, _pair, below_resolution
+from ._common import GeodesicConvergenceWarning, _pair, _tolerance, below_resolution
 
 __all__ = [
     "DiscreteInfo",
@@ -71,14 +71,6 @@ class DiscreteInfo(NamedTuple):
     converged: Tensor
     iterations: Tensor
     error: Tensor
-
-
-def _eps_tol(dtype: torch.dtype, tol: float | None, f64: float, f32: float) -> float:
-    if tol is not None:
-        if not (tol > 0):
-            raise ValueError(f"tol must be positive; got {tol!r}")
-        return float(tol)
-    return f64 if dtype == torch.float64 else f32
 
 
 def _check_steps(n_steps) -> int:
@@ -294,7 +286,7 @@ def discrete_exp(
     n_steps = _check_steps(n_steps)
     if not (isinstance(t, (int, float)) and 0 < t < float("inf")):
         raise ValueError(f"t must be a positive finite number; got {t!r}")
-    tol = _eps_tol(z.dtype, tol, 1e-11, 1e-5)
+    tol = _tolerance(z.dtype, tol, 1e-11, 1e-5)
     nodes, info = _exp_nodes(metric, z, v * t, n_steps, tol, max_newton)
     if warn and not bool(info.converged.all()):
         warnings.warn(
@@ -460,7 +452,8 @@ def discrete_log(
 
     p, q, single = _pair(metric, p, q)
     n_steps = _check_steps(n_steps)
-    tol = _eps_tol(p.dtype, tol, 1e-6, 1e-4)
+    tol = _tolerance(p.dtype, tol, 1e-6, 1e-4)
+    energy_tol = _tolerance(p.dtype, energy_tol, 1e-16, 1e-7, name="energy_tol")
     b, d = p.shape
     target = tol * (1 + torch.linalg.vector_norm(q - p, dim=-1))
     if b == 0:
@@ -474,8 +467,6 @@ def discrete_log(
     else:
         # A tight energy tolerance: the node errors are about the square root of the
         # relative energy decrease the solver stops at.
-        if energy_tol is None:
-            energy_tol = 1e-16 if p.dtype == torch.float64 else 1e-7
         curve = connecting_geodesic(
             metric,
             p,
