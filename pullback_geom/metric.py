@@ -304,25 +304,36 @@ class PullbackMetric:
         jac = check_finite_output(jac, "Jacobian")
         return jac[0] if single else jac
 
-    def value_and_jacobian(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def value_and_jacobian(
+        self, z: Tensor, *, tangent_dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
         """The flattened decoder output and its Jacobian in one pass.
 
         Parameters
         ----------
         z : Tensor, shape (B, d)
+        tangent_dtype : torch.dtype, optional
+            The Jacobian's dtype, e.g. ``torch.bfloat16`` for an approximate Jacobian whose
+            chain-rule products run ~3x faster on CPUs with AVX-512 BF16 or AMX (slower on
+            CPUs without). Only ``nn.Sequential`` decoders on the chain rule compute in it;
+            other decoders compute in ``z``'s dtype and cast. Default: ``z``'s dtype.
 
         Returns
         -------
         value : Tensor, shape (B, D)
+            In ``z``'s dtype.
         jac : Tensor, shape (B, D, d)
         """
         z, _ = self.check_points(z)
         size = self.evaluator.rows("jacobian")
         kernels = self.kernels()
         if z.shape[0] <= size:  # no copy through torch.cat
-            value, jac = kernels.value_and_jacobian(z)
+            value, jac = kernels.value_and_jacobian(z, tangent_dtype)
         else:
-            parts = [kernels.value_and_jacobian(z[i : i + size]) for i in range(0, len(z), size)]
+            parts = [
+                kernels.value_and_jacobian(z[i : i + size], tangent_dtype)
+                for i in range(0, len(z), size)
+            ]
             value, jac = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         return value, check_finite_output(jac, "Jacobian")
 

@@ -48,13 +48,14 @@ def test_distances_command_writes_resumes_and_matches_the_library(tmp_path, caps
 
 def test_solver_options_reach_the_solver_and_the_store(tmp_path, capsys):
     out = tmp_path / "run"
-    fast = ["--n-points", "5", "--tol", "1e-2"]
+    fast = ["--n-points", "5", "--tol", "1e-2", "--jacobian-dtype", "bfloat16"]
     assert main([*ARGS, "--out", str(out), *fast]) == 0
     summary = json.loads((out / "distances.json").read_text())
-    assert summary["solver_options"] == {"n_points": 5, "tol": 0.01}
+    options = {"n_points": 5, "tol": 0.01, "jacobian_dtype": "bfloat16"}
+    assert summary["solver_options"] == options
     metric = vae.load_default("bernoulli").pullback_metric()
     codes = vae.load_latents(vae.default_checkpoint("bernoulli")).codes[:12]
-    ref = pairwise_distances(metric, codes, route="solver", block_size=4, n_points=5, tol=1e-2)
+    ref = pairwise_distances(metric, codes, route="solver", block_size=4, **options)
     np.testing.assert_allclose(read_matrix(out), ref.numpy(), rtol=1e-5, atol=1e-5)
     # Other solver options against the same store: another job, refused.
     capsys.readouterr()

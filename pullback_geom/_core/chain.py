@@ -113,7 +113,11 @@ def _weights(layer: nn.Linear, detach: bool) -> tuple[Tensor, Tensor | None]:
 
 
 def sequential_value_and_jacobian(
-    decoder: nn.Sequential, z: Tensor, *, detach: bool = False
+    decoder: nn.Sequential,
+    z: Tensor,
+    *,
+    detach: bool = False,
+    tangent_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Output and Jacobian of an ``nn.Sequential`` decoder by the explicit chain rule.
 
@@ -124,29 +128,53 @@ def sequential_value_and_jacobian(
     z : Tensor, shape (B, d)
     detach : bool, default False
         Use detached weights: no autograd graph to the decoder's parameters.
+    tangent_dtype : torch.dtype, optional
+        Carry the tangents (and return the Jacobian) in this dtype, e.g. ``torch.bfloat16``,
+        whose matrix products run ~3x faster than float32 on CPUs with AVX-512 BF16 or
+        AMX units; the value stays in ``z``'s dtype. Default: ``z``'s dtype.
 
     Returns
     -------
     value : Tensor, shape (B, D)
         The flattened output.
     jac : Tensor, shape (B, D, d)
+        In ``tangent_dtype``.
     """
     _check_chain(decoder)
     b, d = z.shape
+    dtype = z.dtype if tangent_dtype is None else tangent_dtype
     x = z
     # Tangents are rows, (B, d, width): a linear layer is then one (B*d, width) GEMM.
-    tangent = torch.eye(d, dtype=z.dtype, device=z.device).expand(b, d, d)
+    # None stands for the identity, so that the first linear layer's tangents are its
+    # weight itself rather than a product with an identity.
+    tangent: Tensor | None = None
+    owned = False  # tangent is this function's own memory (a product), safe to scale in place
     for layer in decoder:
         if isinstance(layer, nn.Linear):
             weight, bias = _weights(layer, detach)
             x = nn.functional.linear(x, weight, bias)
-            tangent = tangent @ weight.mT
+            w_t = weight.mT.to(dtype)
+            if tangent is None:
+                tangent, owned = w_t.expand(b, d, -1), False
+            else:
+                tangent, owned = (tangent.reshape(b * d, -1) @ w_t).view(b, d, -1), True
         elif isinstance(layer, _ACTIVATIONS):
             pre, x = x, layer(x)
-            tangent = _activation_derivative(layer, pre, x).unsqueeze(-2) * tangent
+            if tangent is None:
+                tangent = torch.eye(d, dtype=dtype, device=z.device).expand(b, d, d)
+            scale = _activation_derivative(layer, pre, x).to(dtype).unsqueeze(-2)
+            # In place where autograd allows: no new (B, d, width) tensor to allocate.
+            if owned and not (torch.is_grad_enabled() and tangent.requires_grad):
+                tangent.mul_(scale)
+            else:
+                tangent, owned = scale * tangent, True
         # Reshapes do not change the flat tangent; only the value's shape.
         else:
             x = layer(x).reshape(b, -1)
+    if tangent is None:  # no layer that changes the tangent: f is a reshape of z
+        tangent = torch.eye(d, dtype=dtype, device=z.device).expand(b, d, d)
+    if tangent.stride(0) == 0:  # still a broadcast view: give callers their own memory
+        tangent = tangent.contiguous()
     return x.reshape(b, -1), tangent.mT
 
 

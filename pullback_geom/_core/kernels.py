@@ -106,16 +106,24 @@ class DecoderKernels:
             flat.append(math.sqrt(self.ridge) * z)
         return torch.cat(flat, dim=-1) if len(flat) > 1 else flat[0]
 
-    def value_and_jacobian(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``f(z)`` (B, D) and ``J(z)`` (B, D, d)."""
+    def value_and_jacobian(
+        self, z: Tensor, tangent_dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``f(z)`` (B, D) and ``J(z)`` (B, D, d), the latter in ``tangent_dtype`` if given
+        (computed in it by the chain rule; by forward mode computed in ``z``'s dtype and
+        cast)."""
         if self.method == "chain":
-            value, jac = sequential_value_and_jacobian(self.decoder, z, detach=self.detach)
+            value, jac = sequential_value_and_jacobian(
+                self.decoder, z, detach=self.detach, tangent_dtype=tangent_dtype
+            )
             if self.ridge > 0:
-                eye = math.sqrt(self.ridge) * torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+                eye = torch.eye(z.shape[1], dtype=jac.dtype, device=z.device)
+                eye = math.sqrt(self.ridge) * eye
                 value = torch.cat([value, math.sqrt(self.ridge) * z], dim=-1)
                 jac = torch.cat([jac, eye.expand(z.shape[0], -1, -1)], dim=1)
             return value, jac
-        return F.value_and_jacobian(self.embed, z)
+        value, jac = F.value_and_jacobian(self.embed, z)
+        return value, jac if tangent_dtype is None else jac.to(tangent_dtype)
 
     def christoffels(self, z: Tensor) -> Tensor:
         """``Gamma^k_ij(z)``, (B, d, d, d), from one Jacobian and one Hessian."""
