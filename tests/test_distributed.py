@@ -160,6 +160,18 @@ def test_a_store_of_another_job_is_a_clear_error(tmp_path):
         pairwise_distances(make_metric(), make_points(6), store=afile, **kw)
 
 
+def test_a_dtype_option_is_the_same_job_by_object_or_name(tmp_path):
+    store = tmp_path / "d.zarr"
+    kw = {"route": "solver", "block_size": 4, "n_points": 6, "tol": 1e-2, "progress": False}
+    first = pairwise_distances(make_metric(), make_points(6), store=store,
+                               jacobian_dtype=torch.bfloat16, **kw)  # fmt: skip
+    again, info = pairwise_distances(make_metric(), make_points(6), store=store,
+                                     jacobian_dtype="bfloat16", return_info=True, **kw)  # fmt: skip
+    assert info.computed == 0 and torch.equal(again, first)
+    with pytest.raises(ValueError, match="another job.*options"):
+        pairwise_distances(make_metric(), make_points(6), store=store, **kw)
+
+
 def test_an_unpicklable_decoder_names_the_fix(client):
     lock = threading.Lock()
 

@@ -93,7 +93,8 @@ def distance_job(
         More to record (the checkpoint, the cluster).
     solver_options : dict, optional
         Passed to :func:`~pullback_geom.geodesics.connecting_geodesic` on the solver routes
-        (``n_points``, ``tol``, ``max_iter``), and recorded.
+        (``n_points``, ``tol``, ``max_iter``, ``jacobian_dtype`` by name, e.g.
+        ``"bfloat16"``), and recorded.
 
     Returns
     -------

@@ -80,6 +80,11 @@ def job_fingerprint(
     metric, z: Tensor, *, route: str, block_size: int, options: dict, graph_options: dict | None
 ) -> dict:
     """What a store records and checks: the same job is the same matrix."""
+    # A dtype option (jacobian_dtype) by its name: torch.bfloat16 and "bfloat16" are one job.
+    options = {
+        k: str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v
+        for k, v in options.items()
+    }
     job = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -318,8 +318,9 @@ def pairwise_distances(
     **options
         Passed to :func:`~pullback_geom.geodesics.connecting_geodesic`. Above 3
         dimensions, ``route="solver", n_points=5, tol=1e-2`` is a coarse solve that stays
-        within ~1.3 % of per-pair references at d = 16 (the knn route: ~4 %) for ~2 ms a
-        pair on 2 cores (``docs/geodesics.md``).
+        within ~1.3 % of per-pair references at d = 16 (the knn route: ~4 %) for ~1.7 ms a
+        pair on 2 cores, ~1 ms with ``jacobian_dtype=torch.bfloat16`` on CPUs with
+        bfloat16 units (``docs/geodesics.md``).
 
     Returns
     -------
