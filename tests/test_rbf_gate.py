@@ -108,6 +108,12 @@ def test_gate_density_is_the_weighted_kde_of_its_centres():
     h = std.gate_bandwidth
     direct = torch.logsumexp(weights.log() - torch.cdist(z, unique).square() / (2 * h**2), -1)
     torch.testing.assert_close(std._log_density(z), direct)
+    # Evaluated over the distinct centres alone (a 64 / 25 cheaper product), the same as
+    # over every buffer row.
+    folded, _ = std._distinct_centres()
+    assert len(folded) == 400 // 16
+    rows = std.gate_log_weights - torch.cdist(z, std.gate_centres).square() / (2 * h**2)
+    torch.testing.assert_close(std._log_density(z), torch.logsumexp(rows, -1))
 
 
 def test_gates_saved_before_the_weights_load_as_unit_weights():

@@ -35,7 +35,8 @@ DATA = {
     "uncertainty.npz",
     "paths.npz",
 }
-SMALL = ["--pairs", "6", "--similarity-pairs", "24", "--per-class", "4", "--nodes", "12"]
+SMALL = ["--pairs", "6", "--similarity-pairs", "24", "--per-class", "4", "--nodes", "12",
+         "--resolution", "64"]  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -95,6 +96,7 @@ def test_report_command_end_to_end(tiny_checkpoint, tmp_path, capsys):
     assert "the uncertainty term keeps geodesics" in doc
     numbers = json.loads((out / "numbers.json").read_text())
     assert numbers["options"]["data_dir"] == str(data)
+    assert numbers["options"]["resolution"] == 64
     sim = numbers["similarity"]
     # The saved numbers reload and are those the figures and numbers.json show.
     with np.load(out / "class_distances.npz") as saved:
@@ -136,7 +138,9 @@ def test_rerun_replaces_an_earlier_report_and_draws_ode_solutions(plain_checkpoi
     (out / "report.md").write_text("an earlier report")
     (out / "numbers.json").write_text("{}")
     (out / "stale.png").write_bytes(b"")
-    opts = ReportOptions(n_pairs=4, n_similarity_pairs=12, per_class=3, n_points=10, seed=3)
+    opts = ReportOptions(
+        n_pairs=4, n_similarity_pairs=12, per_class=3, n_points=10, seed=3, resolution=48
+    )
     opts.data_dir = data
     report = build_report(ckpt, out, options=opts, progress=False)
     numbers = json.loads((out / "numbers.json").read_text())

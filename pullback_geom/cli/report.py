@@ -54,6 +54,7 @@ def report_options(args: argparse.Namespace):
         n_points=args.nodes,
         ode=not args.no_ode,
         graph_start=not args.straight_start,
+        resolution=args.resolution,
         seed=args.seed,
         data_dir=args.data_dir,
         dpi=args.dpi,
@@ -144,6 +145,10 @@ def _addreport_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start geodesics from straight lines instead of grid-graph shortest paths",
     )
+    parser.add_argument(
+        "--resolution", type=at_least(16), default=160,
+        help="grid points per side of the heatmaps (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the random pairs")
     add_format_option(parser, dpi=110)
     parser.add_argument(

@@ -326,12 +326,31 @@ class RBFStd(nn.Module):
         )
         self.gate_threshold.fill_(float(torch.quantile(log_rho, quantile)))
 
+    def _distinct_centres(self) -> tuple[Tensor, Tensor]:
+        """The gate's centres and log weights with the buffer's cyclic repeats folded.
+
+        :meth:`fit_gate` fills the ``gate_points`` rows with ``k`` centres repeated
+        cyclically when it finds fewer clusters than rows (few codes), each repeat
+        carrying its share of the weight. The density is the same over the ``k`` distinct
+        centres with their whole weights, at ``k / gate_points`` of the cost: 16 of 1,024
+        rows for a model of 256 codes.
+        """
+        u, w = self.gate_centres, self.gate_log_weights
+        same = (u == u[0]).all(-1).nonzero().squeeze(1)
+        if len(same) > 1:
+            k = int(same[1])
+            if torch.equal(u[k:], u[:-k]) and torch.equal(w[k:], w[:-k]):
+                rows = torch.arange(len(u), device=u.device) % k
+                share = torch.bincount(rows, minlength=k).to(w.dtype)
+                return u[:k], w[:k] + share.log()
+        return u, w
+
     def _log_density(self, z: Tensor) -> Tensor:
         """``log rho(z)`` up to a constant, shape (B,)."""
-        u = self.gate_centres
+        u, log_w = self._distinct_centres()
         # |z - u|^2 expanded: a (B, G) product, not a (B, G, d) difference tensor.
         sq = (z.square().sum(-1, keepdim=True) - 2 * z @ u.T + u.square().sum(-1)).clamp_min(0)
-        return torch.logsumexp(self.gate_log_weights - sq / (2 * self.gate_bandwidth**2), dim=-1)
+        return torch.logsumexp(log_w - sq / (2 * self.gate_bandwidth**2), dim=-1)
 
     def gate(self, z: Tensor) -> Tensor:
         """``g(z)``, in (0, 1): about 1 on the data, 0 far from it; ones without a gate.
