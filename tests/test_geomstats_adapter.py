@@ -36,6 +36,7 @@ F64 = torch.float64
 latent_space = pg_geomstats.latent_space
 PullbackLogSolver = pg_geomstats.PullbackLogSolver
 DIST_TOL_FLOAT64 = pg_geomstats.riemannian.DIST_TOL_FLOAT64
+DIST_BEND_TOL = pg_geomstats.riemannian.DIST_BEND_TOL
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -445,7 +446,7 @@ def test_dist_is_the_length_of_the_shortest_curve_on_a_relu_decoder():
     torch.testing.assert_close(dist, want, rtol=1e-10, atol=0)
     # Its looser tolerance (a length needs no more) against the solver's own default.
     tight = geodesic_distance(space.metric.pullback, p, q, warn=False)
-    assert space.metric.dist_options == {"tol": DIST_TOL_FLOAT64}
+    assert space.metric.dist_options == {"tol": DIST_TOL_FLOAT64, "bend_tol": DIST_BEND_TOL}
     torch.testing.assert_close(dist, tight, rtol=1e-4, atol=0)
     torch.testing.assert_close(space.metric.squared_dist(p, q), want**2, rtol=1e-10, atol=0)
     # The length is never above the straight line's, whatever |log|_G says.

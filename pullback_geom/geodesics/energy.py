@@ -24,6 +24,7 @@ from ._common import (
     _tolerance,
     empty_result,
     refined_length,
+    spline_points,
     straight_curves,
 )
 from .georce import georce
@@ -356,13 +357,23 @@ def _levenberg_marquardt(
     return CurveSolution(points, length, energy, out.converged, out.iterations, decoded)
 
 
-def geodesic_distance(metric: PullbackMetric, p: Tensor, q: Tensor, **options) -> Tensor:
+def geodesic_distance(
+    metric: PullbackMetric, p: Tensor, q: Tensor, *, bend_tol: float | None = None, **options
+) -> Tensor:
     """Geodesic distance: the length of :func:`connecting_geodesic`'s curve.
 
     Parameters
     ----------
     metric : PullbackMetric
     p, q : Tensor, shape (B, d) or (d,)
+    bend_tol : float, optional
+        Pairs whose decoded curve bends between its nodes, its refined length exceeding
+        the chord length of its nodes by more than this fraction, are solved again with
+        twice the segments (``2 N - 1`` nodes), from their curve resampled on the spline
+        through its nodes and from a fresh start, and the shortest length kept. On a ReLU
+        decoder a long curve crosses many creases, and 16 nodes then cannot follow its
+        geodesic: on the bundled model pairs ~28 long came out up to 2.2 % too long, and
+        with ``bend_tol=0.08`` (a sixth of the pairs solved again) within 1 %.
     **options
         Passed to :func:`connecting_geodesic`.
 
@@ -370,7 +381,30 @@ def geodesic_distance(metric: PullbackMetric, p: Tensor, q: Tensor, **options) -
     -------
     Tensor, shape (B,) or ()
     """
-    return connecting_geodesic(metric, p, q, **options).length
+    result = connecting_geodesic(metric, p, q, **options)
+    if bend_tol is None:
+        return result.length
+    bend_tol = _tolerance(result.points.dtype, bend_tol, 0.0, name="bend_tol")
+    single = result.length.dim() == 0
+    points = result.points[None] if single else result.points
+    length = result.length.reshape(-1).clone()
+    chord = refined_length(metric, points, 1)
+    bent = ((length - chord) > bend_tol * length) & torch.isfinite(length)
+    if bool(bent.any()):
+        a, b = points[bent, 0], points[bent, -1]
+        fine = spline_points(points[bent].detach(), 2)
+        n_fine = fine.shape[1]
+        # From the coarse curve resampled, and afresh: the resampled curve can rest in the
+        # coarse solution's basin (two of four such pairs on the bundled model stayed
+        # 1.4 % long from it, where a fresh start on 31 nodes came within 0.1 %).
+        for start in (fine, options.get("init_curve", "auto")):
+            if isinstance(start, Tensor) and start.shape[1] != n_fine:
+                continue  # the caller's own start curves have the coarse node count
+            again = connecting_geodesic(
+                metric, a, b, **{**options, "n_points": n_fine, "init_curve": start}
+            )
+            length[bent] = torch.minimum(length[bent], again.length)
+    return length[0] if single else length
 
 
 #: Energy methods by name, one interface: ``(metric, curves (B, N, d), max_iter, tol) ->``
