@@ -395,8 +395,8 @@ def geodesic_distance(
         fine = spline_points(points[bent].detach(), 2)
         n_fine = fine.shape[1]
         # From the coarse curve resampled, and afresh: the resampled curve can rest in the
-        # coarse solution's basin (two of four such pairs on the bundled model stayed
-        # 1.4 % long from it, where a fresh start on 31 nodes came within 0.1 %).
+        # coarse solution's basin (one of four such pairs on the bundled model stayed
+        # 0.6 % long from it, where a fresh start on 31 nodes came within 0.1 %).
         for start in (fine, options.get("init_curve", "auto")):
             if isinstance(start, Tensor) and start.shape[1] != n_fine:
                 continue  # the caller's own start curves have the coarse node count
