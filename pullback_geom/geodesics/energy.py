@@ -381,10 +381,11 @@ def geodesic_distance(
     -------
     Tensor, shape (B,) or ()
     """
+    if bend_tol is not None:  # checked before the solve it would follow
+        bend_tol = _tolerance(torch.float64, bend_tol, 0.0, name="bend_tol")
     result = connecting_geodesic(metric, p, q, **options)
     if bend_tol is None:
         return result.length
-    bend_tol = _tolerance(result.points.dtype, bend_tol, 0.0, name="bend_tol")
     single = result.length.dim() == 0
     points = result.points[None] if single else result.points
     length = result.length.reshape(-1).clone()

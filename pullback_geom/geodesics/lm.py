@@ -48,7 +48,7 @@ class CurveProblem(Protocol):
 
     def decode_values(self, free: Tensor, idx: Tensor) -> Tensor:
         """The state's first tensor alone (no Jacobians): all that ``objective`` reads, and
-        all that a last trial step needs."""
+        all that deciding on a trial step needs."""
 
     def objective(self, state: tuple[Tensor, ...], idx: Tensor) -> Tensor:
         """``S``, shape (b,)."""
