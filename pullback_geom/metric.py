@@ -324,6 +324,12 @@ class PullbackMetric:
             In ``z``'s dtype.
         jac : Tensor, shape (B, D, d)
         """
+        if tangent_dtype is not None and not (
+            isinstance(tangent_dtype, torch.dtype) and tangent_dtype.is_floating_point
+        ):
+            raise TypeError(
+                f"tangent_dtype must be a floating-point torch.dtype; got {tangent_dtype!r}"
+            )
         z, _ = self.check_points(z)
         size = self.evaluator.rows("jacobian")
         kernels = self.kernels()

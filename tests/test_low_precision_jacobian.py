@@ -48,6 +48,9 @@ def test_metric_tangent_dtype_with_ridge_and_chunks():
     assert torch.equal(value, exact_value)
     assert bool((relative_error(jac, exact_jac) < BF16_JACOBIAN_RTOL).all())
     torch.testing.assert_close(jac[:, 7:].float(), 0.5 * torch.eye(3).expand(10, 3, 3))
+    for bad in ("bfloat16", torch.int8):
+        with pytest.raises(TypeError, match="tangent_dtype must be a floating-point"):
+            metric.value_and_jacobian(z, tangent_dtype=bad)
 
 
 def test_forward_mode_jacobians_are_cast():
