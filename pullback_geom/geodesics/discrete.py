@@ -479,16 +479,13 @@ def discrete_log(
             warn=False,
         ).points
     first = curve[:, 1].clone()
-    nodes, _, _ = _discrete_path(metric, p, first, n_steps, node_tol, 20)
+    # The sensitivities come with the first pass: they cost d x d solves and one more
+    # Jacobian per curve, where a second pass for the pairs left short (on ReLU decoders
+    # a third to a half of them) would decode every node again.
+    shoot = max_shooting > 0
+    nodes, _, sens = _discrete_path(metric, p, first, n_steps, node_tol, 20, tangents=shoot)
     err = _end_error(nodes, q)
     done = err <= target
-    # The sensitivities only for the pairs the energy curve's first step leaves short.
-    sens = torch.full((b, d, d), float("nan"), dtype=p.dtype, device=p.device)
-    short = (~done).nonzero().squeeze(1)
-    if max_shooting > 0 and short.numel():
-        nodes[short], _, sens[short] = _discrete_path(
-            metric, p[short], first[short], n_steps, node_tol, 20, tangents=True
-        )
     iterations = torch.zeros(b, dtype=torch.long, device=p.device)
     step_scale = torch.ones(b, dtype=p.dtype, device=p.device)
     stalled = torch.zeros_like(done)
