@@ -487,7 +487,6 @@ def discrete_log(
     err = _end_error(nodes, q)
     done = err <= target
     iterations = torch.zeros(b, dtype=torch.long, device=p.device)
-    step_scale = torch.ones(b, dtype=p.dtype, device=p.device)
     stalled = torch.zeros_like(done)
     for _ in range(max_shooting):
         act = (~done & ~stalled).nonzero().squeeze(1)
@@ -498,14 +497,14 @@ def discrete_log(
         residual = nodes[act, -1] - q[act]
         step = torch.zeros_like(residual)
         # Where the discrete exp had no sensitivity (a node did not solve) the step stays
-        # zero: the trial is rejected and the pair's step scale halves until it stalls.
+        # zero: the trial is rejected and the pair stops.
         if bool(good.any()):
             step[good] = solve_square(sens[act][good], -residual[good].unsqueeze(-1)).squeeze(-1)
         # A trust radius of half the first step keeps Newton out of neighbouring
         # branches of the discrete exp (across a crease or a conjugate point).
         radius = 0.5 * torch.linalg.vector_norm(first[act] - p[act], dim=-1)
         norm = torch.linalg.vector_norm(step, dim=-1).clamp_min(torch.finfo(p.dtype).tiny)
-        step = step * (radius / norm).clamp(max=1.0)[:, None] * step_scale[act, None]
+        step = step * (radius / norm).clamp(max=1.0)[:, None]
         trial = first[act] + step
         t_nodes, _, t_sens = _discrete_path(
             metric, p[act], trial, n_steps, node_tol, 20, tangents=True
@@ -519,11 +518,12 @@ def discrete_log(
             t_sens[better],
             t_err[better],
         )
-        step_scale[rows] = 1.0
-        step_scale[act[~better]] /= 2
         done[act] = err[act] <= target[act]
-        # Twenty halvings in a row: this pair's Newton method has stalled.
-        stalled |= ~done & (step_scale < 1e-6)
+        # A Newton step that does not reduce the end-point error has crossed a jump of
+        # the discrete exp (a node crossed a crease): the pair stops. Halving such steps
+        # (up to 20 times) reached q on none of 8 batches of 50-64 pairs on the bundled
+        # ReLU and smooth models, and cost ~25 % of a log on the ReLU one.
+        stalled[act[~better]] = True
     if not bool(done.all()):
         # Keep the energy curve's first step where the refinement did not reach q.
         first = torch.where(done[:, None], first, curve[:, 1])
