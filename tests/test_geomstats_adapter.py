@@ -311,6 +311,55 @@ def test_float32_decoder_with_float64_points():
     torch.testing.assert_close(dist, exact.metric.dist(p, q), rtol=1e-5, atol=0)
 
 
+def test_dist_solves_again_in_float64_where_float32_did_not_converge():
+    """Pairs the float32 solve leaves unconverged (here: 2 iterations allowed) are solved
+    again in the metric's float64, whose own outcome is reported."""
+    from pullback_geom.geodesics import GeodesicConvergenceWarning, geodesic_distance
+
+    torch.manual_seed(4)
+    decoder = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 12), nn.Sigmoid())
+    space = latent_space(PullbackMetric(decoder), dist_options={"max_iter": 2})
+    g = torch.Generator().manual_seed(5)
+    p, q = 1.5 * torch.randn(2, 6, 2, generator=g, dtype=F64)
+    low = space.metric.pullback.to(dtype=torch.float32)
+    _, ok = geodesic_distance(
+        low,
+        p.float(),
+        q.float(),
+        max_iter=2,
+        tol=DIST_TOL_FLOAT32,
+        bend_tol=DIST_BEND_TOL,
+        return_converged=True,
+        warn=False,
+    )
+    assert not bool(ok.all())
+    with pytest.warns(GeodesicConvergenceWarning, match="did not converge"):
+        dist = space.metric.dist(p, q)
+    with pytest.warns(GeodesicConvergenceWarning):
+        again = geodesic_distance(
+            space.metric.pullback,
+            p[~ok],
+            q[~ok],
+            max_iter=2,
+            tol=DIST_TOL_FLOAT64,
+            bend_tol=DIST_BEND_TOL,
+        )
+    torch.testing.assert_close(dist[~ok], again, rtol=1e-12, atol=0)
+
+
+def test_dist_dtype_of_a_decoder_without_parameters_and_bad_values():
+    """Without a detached float64 copy a parameterless decoder has no dtype of its own:
+    dist computes in the points' dtype. A dist_dtype that is not a torch dtype is named."""
+    space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2), detach=False)
+    assert space.metric.dist_dtype is None
+    p, q = pairs(3, seed=6)
+    torch.testing.assert_close(
+        space.metric.dist(p[1:], q[1:]), sphere_distance(p[1:], q[1:]), rtol=1e-4, atol=0
+    )
+    with pytest.raises(TypeError, match="dist_dtype must be a floating torch.dtype"):
+        latent_space(PullbackMetric(InverseStereographic(), latent_dim=2), dist_dtype="float32")
+
+
 def test_geomstats_exp_ode_solver_can_be_swapped_in():
     space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
     rk4 = GSIVPIntegrator(n_steps=50, step_type="rk4")

@@ -358,8 +358,14 @@ def _levenberg_marquardt(
 
 
 def geodesic_distance(
-    metric: PullbackMetric, p: Tensor, q: Tensor, *, bend_tol: float | None = None, **options
-) -> Tensor:
+    metric: PullbackMetric,
+    p: Tensor,
+    q: Tensor,
+    *,
+    bend_tol: float | None = None,
+    return_converged: bool = False,
+    **options,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Geodesic distance: the length of :func:`connecting_geodesic`'s curve.
 
     Parameters
@@ -374,21 +380,25 @@ def geodesic_distance(
         decoder a long curve crosses many creases, and 16 nodes then cannot follow its
         geodesic: on the bundled model pairs ~28 long came out up to 2.2 % too long, and
         with ``bend_tol=0.08`` (a sixth of the pairs solved again) within 1 %.
+    return_converged : bool, default False
+        Also return whether the solve each length comes from converged.
     **options
         Passed to :func:`connecting_geodesic`.
 
     Returns
     -------
     Tensor, shape (B,) or ()
+        With ``return_converged``, a tuple ``(length, converged)`` of that shape each.
     """
     if bend_tol is not None:  # checked before the solve it would follow
         bend_tol = _tolerance(torch.float64, bend_tol, 0.0, name="bend_tol")
     result = connecting_geodesic(metric, p, q, **options)
     if bend_tol is None:
-        return result.length
+        return (result.length, result.converged) if return_converged else result.length
     single = result.length.dim() == 0
     points = result.points[None] if single else result.points
     length = result.length.reshape(-1).clone()
+    converged = result.converged.reshape(-1).clone()
     chord = refined_length(metric, points, 1)
     bent = ((length - chord) > bend_tol * length) & torch.isfinite(length)
     if bool(bent.any()):
@@ -404,8 +414,12 @@ def geodesic_distance(
             again = connecting_geodesic(
                 metric, a, b, **{**options, "n_points": n_fine, "init_curve": start}
             )
-            length[bent] = torch.minimum(length[bent], again.length)
-    return length[0] if single else length
+            shorter = again.length < length[bent]
+            length[bent] = torch.where(shorter, again.length, length[bent])
+            converged[bent] = torch.where(shorter, again.converged, converged[bent])
+    if single:
+        length, converged = length[0], converged[0]
+    return (length, converged) if return_converged else length
 
 
 #: Energy methods by name, one interface: ``(metric, curves (B, N, d), max_iter, tol) ->``

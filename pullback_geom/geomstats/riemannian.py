@@ -44,6 +44,12 @@ DIST_DTYPE = torch.float32
 DIST_TOL_FLOAT32 = 1e-6
 
 
+def _dist_tol(dtype: torch.dtype) -> dict:
+    """:meth:`PullbackRiemannianMetric.dist`'s default solver tolerance in ``dtype``."""
+    tol = {torch.float64: DIST_TOL_FLOAT64, torch.float32: DIST_TOL_FLOAT32}.get(dtype)
+    return {"tol": tol} if tol is not None else {}
+
+
 class PullbackRiemannianMetric(RiemannianMetric):
     r"""A :class:`~pullback_geom.PullbackMetric` as a geomstats ``RiemannianMetric``.
 
@@ -120,8 +126,10 @@ class PullbackRiemannianMetric(RiemannianMetric):
         self.dtype = dtype if dtype is not None else (ref.dtype if ref is not None else None)
         self.device = ref.device if ref is not None else None
         if dist_dtype is None:
+            # self.dtype is None for a decoder without parameters outside a detached
+            # copy: dist then computes in the points' dtype.
             dist_dtype = DIST_DTYPE if self.dtype == torch.float64 else self.dtype
-        if not (isinstance(dist_dtype, torch.dtype) and dist_dtype.is_floating_point):
+        elif not (isinstance(dist_dtype, torch.dtype) and dist_dtype.is_floating_point):
             raise TypeError(f"dist_dtype must be a floating torch.dtype; got {dist_dtype!r}")
         self.dist_dtype = dist_dtype
         self.dist_options = {"bend_tol": DIST_BEND_TOL, **(dist_options or {})}
@@ -260,7 +268,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         # shorter than ~sqrt(eps); there the distance is |q - p|_G(p) to first order.
         same = below_resolution(q - p, p)
         # Pairs that float32 does not resolve but the metric's dtype does: solved in it.
-        fine = below_resolution(q - p, p.to(self.dist_dtype)) & ~same
+        fine = below_resolution(q - p, p.to(self.dist_dtype or p.dtype)) & ~same
         low = ~same & ~fine
         with torch.no_grad():
             out = self.pullback.norm(p, q - p) if p.shape[0] else p.new_zeros(0)
@@ -269,17 +277,28 @@ class PullbackRiemannianMetric(RiemannianMetric):
             if bool(low.any()):
                 # Converted at each call (a copy of the decoder's weights), so that it is
                 # always the decoder this metric computes with.
-                pullback = self.pullback.to(dtype=self.dist_dtype)
-                out[low] = self._distances(pullback, p[low], q[low]).to(out.dtype)
+                pullback = self.pullback.to(dtype=self.dist_dtype or p.dtype)
+                out[low] = self._distances(pullback, p[low], q[low])
         return pair.out(out, ())
 
     def _distances(self, pullback: PullbackMetric, p: Tensor, q: Tensor) -> Tensor:
-        """:func:`~pullback_geom.geodesics.geodesic_distance` in ``pullback``'s dtype."""
-        dtype = reference_tensor(pullback.decoder)
-        dtype = dtype.dtype if dtype is not None else p.dtype
-        tol = {torch.float64: DIST_TOL_FLOAT64, torch.float32: DIST_TOL_FLOAT32}.get(dtype)
-        options = {**({"tol": tol} if tol else {}), **self.dist_options}
-        return geodesics.geodesic_distance(pullback, p.to(dtype), q.to(dtype), **options)
+        """:func:`~pullback_geom.geodesics.geodesic_distance` in ``pullback``'s dtype;
+        pairs whose solve did not converge there, solved again in the metric's."""
+        ref = reference_tensor(pullback.decoder)
+        dtype = ref.dtype if ref is not None else p.dtype
+        options = {**_dist_tol(dtype), **self.dist_options}
+        if dtype == p.dtype:
+            return geodesics.geodesic_distance(pullback, p, q, **options)
+        # A lower precision's rounding can keep a pair from meeting the tolerance (~1 in
+        # 450 float32 pairs at 1e-6 on the bundled ReLU model).
+        length, ok = geodesics.geodesic_distance(
+            pullback, p.to(dtype), q.to(dtype), return_converged=True, **{**options, "warn": False}
+        )
+        length = length.to(p.dtype)
+        if not bool(ok.all()):
+            options = {**_dist_tol(p.dtype), **self.dist_options}
+            length[~ok] = geodesics.geodesic_distance(self.pullback, p[~ok], q[~ok], **options)
+        return length
 
     def squared_dist(self, point_a, point_b) -> Tensor:
         """Squared geodesic distance, shape (...,); see :meth:`dist`."""
