@@ -159,6 +159,14 @@ def latent_graph(
     return LatentGraph(lo, hi, shape, nodes, emb, (adj + adj.T).tocsr(), reach)
 
 
+def _edge_weights(parts: list[Tensor]) -> np.ndarray:
+    """Edge lengths computed in chunks as one float64 array for a sparse graph."""
+    if not parts:
+        return np.zeros(0)
+    # Zero-length edges would vanish from a sparse matrix; keep them as tiny weights.
+    return torch.cat(parts).double().clamp_min(1e-300).cpu().numpy()
+
+
 def _grid_chords(grid: Tensor, src: tuple[slice, ...], dst: tuple[slice, ...]) -> np.ndarray:
     """``|grid[dst] - grid[src]|`` over the last axis, raveled in C order: the chords of
     one neighbour offset's edges, by slicing the decoded grid (gathering the edges' end
@@ -183,9 +191,7 @@ def _grid_chords(grid: Tensor, src: tuple[slice, ...], dst: tuple[slice, ...]) -
         torch.linalg.vector_norm(b[i : i + per_slab] - a[i : i + per_slab], dim=-1).reshape(-1)
         for i in range(0, a.shape[0], per_slab)
     ]
-    if not parts:
-        return np.zeros(0)
-    return torch.cat(parts).double().clamp_min(1e-300).cpu().numpy()
+    return _edge_weights(parts)
 
 
 def _chord(emb: Tensor, a: Tensor, b: Tensor) -> np.ndarray:
@@ -194,10 +200,7 @@ def _chord(emb: Tensor, a: Tensor, b: Tensor) -> np.ndarray:
         torch.linalg.vector_norm(emb[a[i : i + 65536]] - emb[b[i : i + 65536]], dim=-1)
         for i in range(0, a.numel(), 65536)
     ]
-    # Zero-length edges would vanish from a sparse matrix; keep them as tiny weights.
-    if not parts:
-        return np.zeros(0)
-    return torch.cat(parts).double().clamp_min(1e-300).cpu().numpy()
+    return _edge_weights(parts)
 
 
 def segment_lengths(
@@ -227,9 +230,7 @@ def segment_lengths(
         pts = (a[:, None] + t * (b - a)[:, None]).reshape(-1, nodes.shape[1])
         x = metric.evaluator.embed(pts).reshape(len(a), k + 1, -1)
         out.append(torch.linalg.vector_norm(x.diff(dim=1), dim=-1).sum(-1))
-    if not out:
-        return np.zeros(0)
-    return torch.cat(out).double().clamp_min(1e-300).cpu().numpy()
+    return _edge_weights(out)
 
 
 def _cell_corners(graph: LatentGraph, z: Tensor) -> Tensor:
@@ -293,7 +294,7 @@ def graph_geodesics(
         emb = metric.embed(pts)
         corners = _cell_corners(graph, pts)  # (k, 2^d)
         w = torch.linalg.vector_norm(emb[:, None] - graph.embedded[corners], dim=-1)
-    w = w.double().clamp_min(1e-300).cpu().numpy()
+    w = _edge_weights([w])
     corners = corners.cpu().numpy()
     point = np.repeat(np.arange(m, m + k), corners.shape[1]).reshape(k, -1)
     src = np.concatenate([point[:r].ravel(), corners[r:].ravel()])

@@ -267,38 +267,36 @@ class PullbackRiemannianMetric(RiemannianMetric):
         # Coincident points: the solver cannot meet a relative tolerance on a curve
         # shorter than ~sqrt(eps); there the distance is |q - p|_G(p) to first order.
         same = below_resolution(q - p, p)
-        # Pairs that float32 does not resolve but the metric's dtype does: solved in it.
-        fine = below_resolution(q - p, p.to(self.dist_dtype or p.dtype)) & ~same
-        low = ~same & ~fine
+        # A decoder without parameters computes in the points' dtype whatever dist_dtype.
+        has_weights = reference_tensor(self.pullback.decoder) is not None
+        low_dtype = (self.dist_dtype or p.dtype) if has_weights else p.dtype
+        # Solved in the metric's own dtype: pairs the lower precision does not resolve,
+        # and (below) those whose solve in it did not converge, as its rounding can keep
+        # a pair from the tolerance (~1 in 450 float32 pairs at 1e-6 on the ReLU model).
+        exact = ~same & below_resolution(q - p, p.to(low_dtype))
+        low = (~same & ~exact).nonzero().squeeze(1)
         with torch.no_grad():
             out = self.pullback.norm(p, q - p) if p.shape[0] else p.new_zeros(0)
-            if bool(fine.any()):
-                out[fine] = self._distances(self.pullback, p[fine], q[fine])
-            if bool(low.any()):
+            if low.numel():
                 # Converted at each call (a copy of the decoder's weights), so that it is
                 # always the decoder this metric computes with.
-                pullback = self.pullback.to(dtype=self.dist_dtype or p.dtype)
-                out[low] = self._distances(pullback, p[low], q[low])
+                pullback = self.pullback.to(dtype=low_dtype)
+                options = {**_dist_tol(low_dtype), **self.dist_options}
+                if low_dtype != p.dtype:
+                    options["warn"] = False  # its unconverged pairs are solved again
+                length, ok = geodesics.geodesic_distance(
+                    pullback, p[low].to(low_dtype), q[low].to(low_dtype),
+                    return_converged=True, **options,
+                )  # fmt: skip
+                out[low] = length.to(out.dtype)
+                if low_dtype != p.dtype:
+                    exact[low[~ok]] = True
+            if bool(exact.any()):
+                options = {**_dist_tol(p.dtype), **self.dist_options}
+                out[exact] = geodesics.geodesic_distance(
+                    self.pullback, p[exact], q[exact], **options
+                )
         return pair.out(out, ())
-
-    def _distances(self, pullback: PullbackMetric, p: Tensor, q: Tensor) -> Tensor:
-        """:func:`~pullback_geom.geodesics.geodesic_distance` in ``pullback``'s dtype;
-        pairs whose solve did not converge there, solved again in the metric's."""
-        ref = reference_tensor(pullback.decoder)
-        dtype = ref.dtype if ref is not None else p.dtype
-        options = {**_dist_tol(dtype), **self.dist_options}
-        if dtype == p.dtype:
-            return geodesics.geodesic_distance(pullback, p, q, **options)
-        # A lower precision's rounding can keep a pair from meeting the tolerance (~1 in
-        # 450 float32 pairs at 1e-6 on the bundled ReLU model).
-        length, ok = geodesics.geodesic_distance(
-            pullback, p.to(dtype), q.to(dtype), return_converged=True, **{**options, "warn": False}
-        )
-        length = length.to(p.dtype)
-        if not bool(ok.all()):
-            options = {**_dist_tol(p.dtype), **self.dist_options}
-            length[~ok] = geodesics.geodesic_distance(self.pullback, p[~ok], q[~ok], **options)
-        return length
 
     def squared_dist(self, point_a, point_b) -> Tensor:
         """Squared geodesic distance, shape (...,); see :meth:`dist`."""
