@@ -189,15 +189,20 @@ def refined_length(
     With ``refine > 1`` the curve between the nodes is the centripetal Catmull–Rom
     spline of :func:`spline_points`, sampled ``refine`` times per segment and decoded.
     The decoded polygon's length undershoots the decoded curve's by ``O(h^2)`` in the
-    sampling step ``h`` (ReLU decoders included, whose decoded curves bend sharply
-    between nodes: the measured ratio between successive halvings is 3.2–3.8); for an
-    even ``refine`` the polygons with ``refine`` and ``refine / 2`` points per segment
-    are extrapolated (Richardson, ``L + (L - L_half) / 3``), which at ``refine = 4``
-    matches plain ``refine = 8`` at half the decoder calls (the write-up's decoder: median
-    relative error 7e-4 against 5e-4; sphere, N = 32: 1.3e-6 against 1.2e-6, against
-    4.6e-5 for the latent polygon without the spline). With ``refine = 1`` it is the
-    chord length of the nodes, which undershoots by ``O(1/N^2)`` on smooth decoders and
-    far more on ReLU ones (2e-2 at N = 16 on the write-up's decoder).
+    sampling step ``h`` on a smooth decoded curve; for an even ``refine`` the polygons
+    with ``refine`` and ``refine / 2`` points per segment are extrapolated (Richardson,
+    ``L + (L - L_half) / 3``), which at ``refine = 4`` matches plain ``refine = 8`` at half
+    the decoder calls (the write-up's decoder: median relative error 7e-4 against 5e-4;
+    sphere, N = 32: 1.3e-6 against 1.2e-6, against 4.6e-5 for the latent polygon without
+    the spline). A long curve on a ReLU decoder crosses many creases, where the decoded
+    curve has kinks and the error falls only as ``h`` (ratios of successive halvings
+    1.4–3.0): 16-node curves of the bundled model then read a median 1e-3 (at worst 9e-3)
+    below their length at 256 points per segment. Extrapolations that estimate the order
+    from three polygons were measured and kept out: no better on real curves, worse on
+    isolated kinks, and they overshoot curves not yet resolved (docs/geomstats.md). With
+    ``refine = 1`` it is the chord length of the nodes, which undershoots by
+    ``O(1/N^2)`` on smooth decoders and far more on ReLU ones (2e-2 at N = 16 on the
+    write-up's decoder).
 
     Parameters
     ----------
@@ -237,8 +242,9 @@ def extrapolated_length(x: Tensor, refine: int) -> Tensor:
     """Length of decoded polygons with ``refine`` points per segment, extrapolated.
 
     For an even ``refine`` the polygon through every second point is measured too and the
-    two are Richardson-extrapolated, ``L + (L - L_half) / 3`` (inscribed polygons
-    converge as ``O(h^2)``).
+    two are Richardson-extrapolated, ``L + (L - L_half) / 3`` (inscribed polygons of a
+    smooth curve converge as ``O(h^2)``; at a kink the error falls as ``h``, see
+    :func:`refined_length`).
 
     Parameters
     ----------
