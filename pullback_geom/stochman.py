@@ -383,13 +383,26 @@ class DecoderManifold(Manifold):
             out = geodesics.discrete_log(self._pullback64, a, b, n_steps=self.n_steps)
         return out.to(dtype)
 
-    def dist2(self, p0: Tensor, p1: Tensor, num_points: int = 16) -> Tensor:
+    def dist2(
+        self,
+        p0: Tensor,
+        p1: Tensor,
+        num_points: int = 16,
+        *,
+        bend_tol: float | None = geodesics.energy.BEND_TOL,
+    ) -> Tensor:
         """Squared geodesic distance: the squared length of the shortest decoded curve.
 
         :func:`~pullback_geom.geodesics.geodesic_distance` (the core's energy solver with
-        ``num_points`` nodes, in float64). Differentiable with respect to ``p0`` and
-        ``p1``: the gradients are ``-2 G(p0) log_p0(p1)`` and ``-2 G(p1) log_p1(p0)``,
-        with the logarithms read off the curve's end steps and scaled to its length.
+        ``num_points`` nodes, in float64 to ``geodesics.energy.DISTANCE_TOL``; pairs whose
+        decoded curve bends between them by more than ``bend_tol`` are solved again on
+        twice the segments, as geomstats' ``dist`` does: on the bundled ReLU model 20 of
+        75 long pairs were more than 1 % too long without, none with, at 1.4x the time
+        on random pairs). Differentiable with respect to ``p0`` and ``p1``: the gradient
+        at ``p0`` is ``-2 L J(p0)^T u``, ``u`` the unit chord from ``f(p0)`` to the
+        decoded next node (the derivative of the decoded polygon's length in its end
+        point, so right on ReLU decoders too; ``-2 G(p0) log_p0(p1)`` on a smooth one, to
+        0.6 % on the sphere at 16 nodes), and the same at ``p1``.
 
         Parameters
         ----------
@@ -397,30 +410,43 @@ class DecoderManifold(Manifold):
             One side may have a single point, broadcast against the other's ``B``.
         num_points : int, default 16
             Nodes of the connecting curve (its length is refined 4x between them).
+        bend_tol : float or None, default ``geodesics.energy.BEND_TOL`` (0.08)
+            ``None`` solves every pair on ``num_points`` nodes only.
 
         Returns
         -------
         Tensor, shape (B,)
         """
-        return _Dist2.apply(self, p0, p1, num_points)
+        return _Dist2.apply(self, p0, p1, num_points, bend_tol)
 
 
 class _Dist2(torch.autograd.Function):
-    """Squared distance with the first-variation gradient ``d(dist^2)/dp0 = -2 G log_p0 p1``."""
+    """Squared distance with the first-variation gradient ``d(dist^2)/dp0 = -2 L J^T u``."""
 
     @staticmethod
-    def forward(ctx, manifold: DecoderManifold, p0: Tensor, p1: Tensor, num_points: int):
+    def forward(
+        ctx,
+        manifold: DecoderManifold,
+        p0: Tensor,
+        p1: Tensor,
+        num_points: int,
+        bend_tol: float | None,
+    ):
         a, b, dtype = manifold._pair64(p0, p1, ("p0", "p1"))
         metric = manifold._pullback64
         with torch.no_grad():
-            res = geodesics.connecting_geodesic(metric, a, b, n_points=num_points, warn=False)
-            length, x = res.length, res.points
-            k = x.shape[1] - 1
+            length, *nodes = geodesics.geodesic_distance(
+                metric, a, b, n_points=num_points, bend_tol=bend_tol, warn=False,
+                tol=geodesics.energy.DISTANCE_TOL, return_end_nodes=True,
+            )  # fmt: skip
             grads = []
-            for base, log in ((a, k * (x[:, 1] - x[:, 0])), (b, k * (x[:, -2] - x[:, -1]))):
-                g_log = (metric.metric_tensor(base) @ log.unsqueeze(-1)).squeeze(-1)  # (B, d)
-                speed = (log * g_log).sum(-1).clamp_min(torch.finfo(log.dtype).tiny).sqrt()
-                grads.append(-2 * (length / speed).unsqueeze(-1) * g_log)
+            for base, node in zip((a, b), nodes, strict=True):
+                # The derivative of the decoded polygon's length in its end point; zero
+                # where the points coincide.
+                chord = metric.embed(node) - metric.embed(base)  # (B, D)
+                norm = chord.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(chord.dtype).tiny)
+                pull = metric.jacobian(base).transpose(-1, -2) @ (chord / norm).unsqueeze(-1)
+                grads.append(-2 * length.unsqueeze(-1) * pull.squeeze(-1))
         ctx.shapes = ((p0.shape, p0.dtype), (p1.shape, p1.dtype))
         ctx.save_for_backward(*grads)
         return length.square().to(dtype)
@@ -435,4 +461,4 @@ class _Dist2(torch.autograd.Function):
             elif shape[0] == 1 and grad.shape[0] > 1:
                 grad = grad.sum(0, keepdim=True)
             grads.append(grad)
-        return None, grads[0], grads[1], None
+        return None, grads[0], grads[1], None, None

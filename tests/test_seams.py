@@ -87,6 +87,7 @@ def test_latent_dim_of_a_sequential_is_its_input_layer():
         ("scalar_curvature", (0,)),
         ("gaussian_curvature", (0,)),
         ("jacobian", (0, 3, 2)),
+        ("embed", (0, 3)),
     ],
 )
 def test_an_empty_batch_gives_an_empty_answer(name, shape):

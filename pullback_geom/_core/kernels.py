@@ -101,7 +101,8 @@ class DecoderKernels:
                     f"decoder returned shape {tuple(part.shape)} for a batch of {z.shape[0]} "
                     "points: it must map (B, d) to (B, ...)"
                 )
-            flat.append(part.reshape(z.shape[0], -1))
+            # Sized from the trailing shape, which an empty batch has too.
+            flat.append(part.reshape(z.shape[0], math.prod(part.shape[1:])))
         if self.ridge > 0:
             flat.append(math.sqrt(self.ridge) * z)
         return torch.cat(flat, dim=-1) if len(flat) > 1 else flat[0]

@@ -19,20 +19,13 @@ from .solvers import PullbackExpSolver, PullbackLogSolver
 __all__ = ["PullbackRiemannianMetric", "latent_space"]
 
 
-#: :meth:`PullbackRiemannianMetric.dist`'s solver tolerance in float64 (the solver's own
-#: default is 1e-10, which the nodes of a logarithm need and a length does not): on the
-#: bundled ReLU model lengths move by at most 5e-5 relative against 1e-10 (150 pairs from
-#: one code; 1e-3 is the accuracy asked of them) and a batch is solved ~25 % faster than at
-#: 1e-7 (~40 % than at 1e-10), as the solver no longer creeps along the decoder's creases
-#: for a last 1e-6 of energy. At 1e-5 one length in 150 moved by 1e-3.
-DIST_TOL_FLOAT64 = 1e-6
+#: :meth:`PullbackRiemannianMetric.dist`'s solver tolerance in float64, measured in
+#: :data:`pullback_geom.geodesics.energy.DISTANCE_TOL`.
+DIST_TOL_FLOAT64 = geodesics.energy.DISTANCE_TOL
 #: :meth:`PullbackRiemannianMetric.dist`'s ``bend_tol``
-#: (:func:`~pullback_geom.geodesics.geodesic_distance`): pairs whose decoded curve bends
-#: between its 16 nodes by more than 8 % of its length are solved again on 31. On the
-#: bundled ReLU model, 213 pairs (64 random ones and 149 from one code to a k-means batch)
-#: had 15 more than 1 % too long at 16 nodes, the largest 2.2 %; with it none, the
-#: largest 0.6 %, with 38 of the 213 solved again.
-DIST_BEND_TOL = 0.08
+#: (:func:`~pullback_geom.geodesics.geodesic_distance`), measured in
+#: :data:`pullback_geom.geodesics.energy.BEND_TOL`.
+DIST_BEND_TOL = geodesics.energy.BEND_TOL
 #: Dtype of :meth:`PullbackRiemannianMetric.dist`'s solves when the metric computes in
 #: float64: a length needs none of the float64 nodes a logarithm does. On the bundled ReLU
 #: model float32 solves at ``DIST_TOL_FLOAT32`` give the float64 lengths to within 5e-6
