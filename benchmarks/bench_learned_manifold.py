@@ -43,6 +43,17 @@ from pullback_geom.stochman import DecoderManifold
 F64 = torch.float64
 
 
+def random_pairs(name: str, n: int, seed: int):
+    """A bundled model, its test codes (float64) and labels, and ``n`` random pairs of
+    them (``p``, ``q``, shape (n, 2) each) drawn with ``seed``."""
+    model = vae.load_default(name)
+    latents = vae.load_latents(vae.default_checkpoint(name))
+    codes = latents.codes.to(F64)
+    gen = torch.Generator().manual_seed(seed)
+    i, j = torch.randint(0, len(codes), (2, n), generator=gen)
+    return model, codes, latents.labels, codes[i], codes[j]
+
+
 def _timed(fn):
     t = time.perf_counter()
     out = fn()
@@ -95,11 +106,7 @@ def ode_family(name: str, n: int) -> None:
     """Multiple shooting against the energy solver on ``n`` random pairs of a bundled model."""
     from pullback_geom.geodesics import compare_geodesics
 
-    model = vae.load_default(name)
-    codes = vae.load_latents(vae.default_checkpoint(name)).codes.to(F64)
-    gen = torch.Generator().manual_seed(1)
-    i, j = torch.randint(0, len(codes), (2, n), generator=gen)
-    p, q = codes[i], codes[j]
+    model, _, _, p, q = random_pairs(name, n, seed=1)
     metric = model.pullback_metric().to(dtype=F64)
     energy, t_energy = _timed(lambda: connecting_geodesic(metric, p, q, warn=False))
     res, t_bvp = _timed(lambda: compare_geodesics(metric, p, q, methods=["lm", "ode_multiple"]))
@@ -130,13 +137,8 @@ def main() -> None:
         for name in ("smooth", "bernoulli"):
             ode_family(name, 16 if args.quick else 128)
         return
-    model = vae.load_default("bernoulli")
-    latents = vae.load_latents(vae.default_checkpoint("bernoulli"))
-    codes, labels = latents.codes.to(F64), latents.labels
     n = 16 if args.quick else 64
-    gen = torch.Generator().manual_seed(0)
-    i, j = torch.randint(0, len(codes), (2, n), generator=gen)
-    p, q = codes[i], codes[j]
+    model, codes, labels, p, q = random_pairs("bernoulli", n, seed=0)
     space = pg_geomstats.latent_space(model)
     metric = space.metric
     print(f"bundled Bernoulli VAE (ReLU), {n} random pairs of test codes, 2 torch threads")

@@ -29,7 +29,8 @@ import torch
 import pullback_geom.geomstats as pg_geomstats  # before geomstats: selects its backend
 
 # isort: on
-from pullback_geom import vae
+from bench_learned_manifold import random_pairs
+
 from pullback_geom.geodesics import connecting_geodesic
 from pullback_geom.geodesics._common import spline_points
 
@@ -102,11 +103,8 @@ def decoded_curves(metric, curves: torch.Tensor, top: int = 256) -> dict[int, to
 
 
 def model_curves(name: str, n_pairs: int = 64) -> None:
-    model = vae.load_default(name)
-    codes = vae.load_latents(vae.default_checkpoint(name)).codes.to(F64)
-    gen = torch.Generator().manual_seed(0)
-    i, j = torch.randint(0, len(codes), (2, n_pairs), generator=gen)
-    p, q = codes[i], codes[j]
+    # The 64 pairs bench_learned_manifold.py measures dist on.
+    model, _, _, p, q = random_pairs(name, n_pairs, seed=0)
     metric = model.pullback_metric().to(dtype=F64)
     curves = connecting_geodesic(metric, p, q, warn=False).points
     lengths = decoded_curves(metric, curves)

@@ -440,12 +440,16 @@ class _Dist2(torch.autograd.Function):
                 tol=geodesics.energy.DISTANCE_TOL, return_end_nodes=True,
             )  # fmt: skip
             grads = []
-            for base, node in zip((a, b), nodes, strict=True):
+            for base, node, wanted in zip((a, b), nodes, ctx.needs_input_grad[1:3], strict=True):
+                if not wanted:  # no decoder pass for a gradient nobody asked for
+                    grads.append(None)
+                    continue
                 # The derivative of the decoded polygon's length in its end point; zero
                 # where the points coincide.
-                chord = metric.embed(node) - metric.embed(base)  # (B, D)
+                value, jac = metric.value_and_jacobian(base)
+                chord = metric.embed(node) - value  # (B, D)
                 norm = chord.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(chord.dtype).tiny)
-                pull = metric.jacobian(base).transpose(-1, -2) @ (chord / norm).unsqueeze(-1)
+                pull = jac.transpose(-1, -2) @ (chord / norm).unsqueeze(-1)
                 grads.append(-2 * length.unsqueeze(-1) * pull.squeeze(-1))
         ctx.shapes = ((p0.shape, p0.dtype), (p1.shape, p1.dtype))
         ctx.save_for_backward(*grads)
@@ -455,6 +459,9 @@ class _Dist2(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor):
         grads = []
         for grad, (shape, dtype) in zip(ctx.saved_tensors, ctx.shapes, strict=True):
+            if grad is None:
+                grads.append(None)
+                continue
             grad = (grad_output.unsqueeze(-1) * grad).to(dtype)  # (B, d)
             if len(shape) == 1:
                 grad = grad.sum(0)
