@@ -1,13 +1,15 @@
 """geomstats and stochman on the bundled ReLU model: right answers, and how fast.
 
 Random pairs of test-set codes of the bundled 2-D Bernoulli VAE, through the adapters'
-defaults (``latent_space(model)``, ``DecoderManifold(model)``):
+defaults (``latent_space(model)``, whose ``method="auto"`` picks the discrete exp and log
+on this ReLU model; ``DecoderManifold(model)``):
 
 * ``dist`` against a dense reference: the core's energy solver with 64 nodes, from a
   straight and from a graph start, the shorter kept (lengths refined 8x);
 * the round trip ``|exp_p(log_p q) - q| <= 1e-4 (1 + |p - q|)``, geomstats and stochman;
 * geomstats' ``FrechetMean`` (its defaults) on 50 codes of one class, and
-  ``RiemannianKMeans`` (k = 3) on 150 codes of three classes: time, and the norm of the
+  ``RiemannianKMeans`` (k = 3) on 150 codes of three classes (the discrete exp and log
+  named explicitly, also on the smooth model): time, and the norm of the
   Fréchet mean's Riemannian gradient ``-2 sum_i G^{-1} grad dist^2`` (finite differences
   of the core's distances) against its norm at the Euclidean mean.
 
@@ -81,7 +83,12 @@ def frechet_gradient_norm(metric, codes: torch.Tensor, point: torch.Tensor) -> f
 
 def frechet_report(name: str, digit: int, codes, labels) -> None:
     """geomstats' FrechetMean (defaults) on 50 codes of ``digit`` of a bundled model."""
-    space = pg_geomstats.latent_space(vae.load_default(name))
+    # The discrete solvers, as before method="auto" (which picks them on the ReLU model
+    # but the geodesic ODE on the smooth one): the same figures for both models.
+    discrete = {"method": "discrete"}
+    space = pg_geomstats.latent_space(
+        vae.load_default(name), exp_options=discrete, log_options=discrete
+    )
     metric = space.metric.pullback
     cloud = codes[labels == digit][:50]
     mean, t_mean = _timed(lambda: FrechetMean(space).fit(cloud).estimate_)
@@ -104,13 +111,13 @@ def frechet_report(name: str, digit: int, codes, labels) -> None:
 
 def ode_family(name: str, n: int) -> None:
     """Multiple shooting against the energy solver on ``n`` random pairs of a bundled model."""
-    from pullback_geom.geodesics import compare_geodesics
+    from pullback_geom.experiments.compare import compare_geodesics
 
     model, _, _, p, q = random_pairs(name, n, seed=1)
     metric = model.pullback_metric().to(dtype=F64)
     energy, t_energy = _timed(lambda: connecting_geodesic(metric, p, q, warn=False))
-    res, t_bvp = _timed(lambda: compare_geodesics(metric, p, q, methods=["lm", "ode_multiple"]))
-    bvp = res.rows["ode_multiple"]
+    res, t_bvp = _timed(lambda: compare_geodesics(metric, p, q, methods=["lm", "multiple"]))
+    bvp = res.rows["multiple"]
     scale = 1 + (q - p).norm(dim=-1)
     reached = bvp.converged & (bvp.endpoint_error * (q - p).norm(dim=-1) <= 1e-5 * scale)
     rel = ((bvp.length - energy.length) / energy.length).abs()[reached]

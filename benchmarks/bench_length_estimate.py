@@ -96,7 +96,7 @@ def decoded_curves(metric, curves: torch.Tensor, top: int = 256) -> dict[int, to
     with torch.no_grad():
         for curve in curves.split(8):  # bounded memory: 8 curves x 3841 decoded points
             fine = spline_points(curve, top)
-            x = metric.embed(fine.reshape(-1, d)).reshape(len(curve), fine.shape[1], -1)
+            x = metric.evaluator.embed(fine.reshape(-1, d)).reshape(len(curve), fine.shape[1], -1)
             for s, v in polygon_lengths(x, tuple(out)).items():
                 out[s].append(v)
     return {s: torch.cat(v) for s, v in out.items()}

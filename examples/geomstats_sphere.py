@@ -55,7 +55,14 @@ def main(out_dir: Path) -> None:
     print(f"torch default dtype after importing the adapter: {torch.get_default_dtype()}")
 
     # ------------------------------------------------------------ the space
-    space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+    # The discrete solvers, named: on this smooth decoder method="auto" would pick the
+    # geodesic ODE (Dormand-Prince exp, shooting log; that log is compared below too).
+    discrete = {"method": "discrete"}
+    space = latent_space(
+        PullbackMetric(InverseStereographic(), latent_dim=2),
+        exp_options=discrete,
+        log_options=discrete,
+    )
     metric = space.metric
     z = torch.tensor([0.3, -0.2], dtype=F64)
     print("Unit sphere via inverse stereographic projection: G = 4 / (1 + |z|^2)^2 I")
@@ -74,9 +81,9 @@ def main(out_dir: Path) -> None:
     metric.dist(p[:1], q[:1])  # warm-up (torch scripts its forward-mode rules on first use)
     rows = []
     solvers = {
-        "pullback_geom default (discrete)": PullbackLogSolver(space),
+        'pullback_geom method="discrete"': PullbackLogSolver(space, method="discrete"),
         'pullback_geom method="shooting"': PullbackLogSolver(space, method="shooting"),
-        'pullback_geom method="energy"': PullbackLogSolver(space, method="energy"),
+        'pullback_geom method="lm"': PullbackLogSolver(space, method="lm"),
         "geomstats LogODESolver": LogODESolver(space),
     }
     logs = {}
@@ -88,7 +95,7 @@ def main(out_dir: Path) -> None:
         logs[name] = v if name.startswith("geomstats") else None
         rel = ((metric.norm(v, p) - truth).abs() / truth).max()
         rows.append((name, secs, float(rel)))
-    metric.log_solver = solvers["pullback_geom default (discrete)"]
+    metric.log_solver = solvers['pullback_geom method="discrete"']
     dist, secs = timed(lambda: metric.dist(p, q))
     rel = float(((dist - truth).abs() / truth).max())
     print(f"\ndist of {len(p)} pairs vs great-circle angles {truth.numpy().round(3)}:")
@@ -111,7 +118,7 @@ def main(out_dir: Path) -> None:
     x = centers.repeat_interleave(10, 0) + spread * torch.randn(20, 2, generator=g, dtype=F64)
     labels = torch.arange(2).repeat_interleave(10)
     # Clustering only needs distances to ~1e-3: the fast energy log is plenty.
-    metric.log_solver = solvers['pullback_geom method="energy"']
+    metric.log_solver = solvers['pullback_geom method="lm"']
     kmeans, secs_km = timed(lambda: RiemannianKMeans(space, n_clusters=2, init="kmeans++").fit(x))
     agree = (torch.as_tensor(kmeans.labels_) == labels).float().mean()
     agree = float(max(agree, 1 - agree))
@@ -121,7 +128,7 @@ def main(out_dir: Path) -> None:
     acc = float((torch.as_tensor(pred) == labels[1::2]).float().mean())
     print(f"KNearestNeighborsClassifier: {acc:.0%} held-out accuracy ({secs_knn:.1f} s)")
 
-    metric.log_solver = solvers["pullback_geom default (discrete)"]
+    metric.log_solver = solvers['pullback_geom method="discrete"']
     cloud = x[:10]
     euclid = cloud.mean(0)
     estimator = FrechetMean(space).set(epsilon=1e-8, init_point=euclid)
@@ -162,7 +169,7 @@ def main(out_dir: Path) -> None:
             *default_paths[i].T,
             color="tab:blue",
             lw=1.8,
-            label="default solver (pullback_geom discrete log)" if i == 0 else None,
+            label='pullback_geom log, method="discrete"' if i == 0 else None,
         )
         ax0.plot(
             *ode_paths[i].T,

@@ -5,27 +5,21 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from ._core import curvature as C
 from ._core.chain import supports_chain
-from ._core.checks import (
-    batch_curves,
-    batch_points,
-    check_finite_output,
-    reference_tensor,
-    same_shape,
-)
+from ._core.checks import check_finite_output, reference_tensor, same_shape
 from ._core.evaluate import Evaluator
 from ._core.kernels import Decoder, DecoderKernels, GaussianDecoder, infer_latent_dim
+from ._core.smoothness import is_smooth
+from ._metric_curvature import CurvatureMixin
 
 __all__ = ["PullbackMetric"]
 
 
-class PullbackMetric:
+class PullbackMetric(CurvatureMixin):
     r"""The pullback of observation space's Euclidean metric through a decoder.
 
     For a decoder :math:`f: \mathbb{R}^d \to \mathbb{R}^D`, :math:`G(z) = J(z)^T J(z)`
@@ -60,6 +54,17 @@ class PullbackMetric:
     chunk_size : int, optional
         Points evaluated at once. Default: as many as keep the largest intermediate near
         128 MiB, so a million points fit in well under 2 GB.
+    smooth : bool, optional
+        Whether the decoder is twice continuously differentiable, so that the geodesic
+        ODE (:func:`~pullback_geom.geodesics.exp_map`) applies; piecewise-linear
+        decoders (ReLU) need the discrete geodesic calculus instead. Default: read from
+        the ``nn.Module`` layers inside the decoder (the decoder itself, or those a bound
+        method, ``functools.partial`` or closure holds): smooth unless one of them is
+        piecewise linear or only once differentiable (ReLU, LeakyReLU, Hardtanh, max
+        pooling, ELU, ...; see :mod:`pullback_geom._core.smoothness`). A plain function
+        with no module inside, such as the analytic decoders of
+        :mod:`pullback_geom.surfaces`, is taken to be smooth: pass ``smooth=False`` for a
+        piecewise-linear one, or for a module that calls ``torch.relu`` functionally.
 
     Examples
     --------
@@ -81,14 +86,15 @@ class PullbackMetric:
         ridge: float = 0.0,
         jacobian: str = "auto",
         chunk_size: int | None = None,
+        smooth: bool | None = None,
     ) -> None:
         if not callable(decoder):
             raise TypeError(f"decoder must be callable; got {type(decoder).__name__}")
         if jacobian not in ("auto", "forward", "chain"):
             raise ValueError(f"jacobian must be 'auto', 'forward' or 'chain'; got {jacobian!r}")
         chainable = isinstance(decoder, nn.Module) and supports_chain(decoder)
-        self._auto = jacobian == "auto"
-        if jacobian == "auto":
+        auto = jacobian == "auto"
+        if auto:
             jacobian = "chain" if chainable else "forward"
         if jacobian == "chain" and not chainable:
             raise TypeError(
@@ -107,13 +113,17 @@ class PullbackMetric:
             or chunk_size < 1
         ):
             raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-        self.decoder = decoder
-        self.ridge = float(ridge)
-        self.jacobian_method = jacobian
-        self.chunk_size = None if chunk_size is None else int(chunk_size)
-        self._latent_dim = latent_dim if latent_dim is not None else infer_latent_dim(decoder)
-        self._obs_dim: int | None = None
-        self._detach = False
+        if smooth is not None and not isinstance(smooth, bool):
+            raise TypeError(f"smooth must be True, False or None; got {type(smooth).__name__}")
+        kernels = DecoderKernels(
+            decoder, ridge=float(ridge), method=jacobian, auto=auto, detach=False
+        )
+        self._evaluator = Evaluator(
+            kernels,
+            latent_dim=latent_dim if latent_dim is not None else infer_latent_dim(decoder),
+            chunk_size=None if chunk_size is None else int(chunk_size),
+        )
+        self._smooth = is_smooth(decoder) if smooth is None else smooth
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -133,10 +143,7 @@ class PullbackMetric:
         weights: what libraries that call ``.numpy()`` on results (geomstats' scipy
         optimisers) need.
         """
-        new = PullbackMetric.__new__(PullbackMetric)
-        new.__dict__.update(self.__dict__)
-        new._detach = True
-        return new
+        return self._derived(detach=True)
 
     def to(
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
@@ -160,132 +167,84 @@ class PullbackMetric:
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
         ref = reference_tensor(self.decoder)
-        new = PullbackMetric.__new__(PullbackMetric)
-        new.__dict__.update(self.__dict__)
         if ref is None:
-            return new
+            return self._derived()
         want_dtype = ref.dtype if dtype is None else dtype
         want_device = ref.device if device is None else torch.device(device)
         if ref.dtype != want_dtype or ref.device != want_device:
-            new.decoder = copy.deepcopy(self.decoder).to(dtype=want_dtype, device=want_device)
+            decoder = copy.deepcopy(self.decoder).to(dtype=want_dtype, device=want_device)
+            return self._derived(decoder=decoder)
+        return self._derived()
+
+    def _derived(self, *, decoder: Decoder | None = None, detach: bool = False) -> PullbackMetric:
+        """A copy with its own evaluator: another decoder, or parameters detached."""
+        old = self._evaluator
+        k = old.kernels
+        kernels = DecoderKernels(
+            k.decoder if decoder is None else decoder,
+            ridge=k.ridge,
+            method=k.method,
+            auto=k.auto,
+            detach=k.detach or detach,
+        )
+        new = copy.copy(self)
+        new._evaluator = Evaluator(
+            kernels, latent_dim=old.latent_dim, obs_dim=old.obs_dim, chunk_size=old.chunk_size
+        )
         return new
 
     # ------------------------------------------------------------------ properties
     @property
+    def decoder(self) -> Decoder:
+        """The decoder, as given (or converted by :meth:`to`)."""
+        return self._evaluator.kernels.decoder
+
+    @property
+    def ridge(self) -> float:
+        """The ridge added to ``G`` (see the class docstring)."""
+        return self._evaluator.kernels.ridge
+
+    @property
+    def jacobian_method(self) -> str:
+        """``"chain"`` or ``"forward"``: how derivatives are computed."""
+        return self._evaluator.kernels.method
+
+    @property
+    def chunk_size(self) -> int | None:
+        """Points evaluated at once, if the user chose it."""
+        return self._evaluator.chunk_size
+
+    @property
     def latent_dim(self) -> int | None:
         """``d``, the latent dimension (``None`` until known)."""
-        return self._latent_dim
+        return self._evaluator.latent_dim
 
     @property
     def obs_dim(self) -> int | None:
         """``D``, the flattened output size, ridge columns included (``None`` until first call)."""
-        return self._obs_dim
+        return self._evaluator.obs_dim
 
-    def __repr__(self) -> str:
-        return (
-            f"PullbackMetric(decoder={type(self.decoder).__name__}, d={self._latent_dim}, "
-            f"D={self._obs_dim}, ridge={self.ridge}, jacobian={self.jacobian_method!r})"
-        )
-
-    # ------------------------------------------------------------------ the flat map
-    def kernels(self) -> DecoderKernels:
-        """The decoder's kernels with this metric's options (see ``_core/kernels.py``)."""
-        return DecoderKernels(
-            self.decoder,
-            ridge=self.ridge,
-            method=self.jacobian_method,
-            auto=self._auto,
-            detach=self._detach,
-        )
-
-    def embed(self, z: Tensor) -> Tensor:
-        """The flattened decoder output (concatenated for tuples, with the ridge block).
-
-        Parameters
-        ----------
-        z : Tensor, shape (B, d)
-
-        Returns
-        -------
-        Tensor, shape (B, D)
-        """
-        return self.kernels().embed(z)
-
-    def _curvature(self, z: Tensor, from_terms: Callable[..., Tensor], what: str) -> Tensor:
-        """``from_terms(G, G^{-1}, second fundamental form)`` at ``z``, chunked and checked."""
-        z, single = self.check_points(z)
-        kernels = self.kernels()
-
-        def fn(x: Tensor) -> Tensor:
-            return from_terms(*kernels.curvature_terms(x))
-
-        out = check_finite_output(self.evaluator.map(fn, "curvature", z), what)
-        return out[0] if single else out
-
-    # ------------------------------------------------------------------ plumbing
-    def check_points(self, z, name: str = "z") -> tuple[Tensor, bool]:
-        """Points checked for this metric, as a batch, and whether a batch axis was added.
-
-        Shape ``(d,)`` or ``(B, d)``, finite, in the decoder's dtype and on its device; on
-        first use the decoder is called once to learn ``d`` and ``D``.
-
-        Parameters
-        ----------
-        z : Tensor, shape (B, d) or (d,)
-        name : str
-            Names ``z`` in errors.
-
-        Returns
-        -------
-        z : Tensor, shape (B, d)
-        single : bool
-
-        Raises
-        ------
-        TypeError, ValueError
-            Naming the argument, the shape, dtype or device received and the fix.
-        """
-        z, single = batch_points(z, self._latent_dim, name)
-        self.check_dtype_device(z, name)
-        self._probe(z)
-        return z, single
-
-    def check_dtype_device(self, x: Tensor, name: str) -> None:
-        """Raise a TypeError naming ``name`` if ``x`` differs from the decoder's parameters
-        in dtype or device (decoders without parameters accept any)."""
-        ref = reference_tensor(self.decoder)
-        if ref is None:
-            return
-        if x.dtype != ref.dtype or x.device != ref.device:
-            raise TypeError(
-                f"{name} is {x.dtype} on {x.device}, but the decoder's parameters are "
-                f"{ref.dtype} on {ref.device}; convert with {name}.to(dtype={ref.dtype}, "
-                f"device='{ref.device}') or move the decoder"
-            )
-
-    def _probe(self, z: Tensor) -> None:
-        """On first use, learn ``D`` (and ``d``) from one decoder call with a clear error."""
-        if self._obs_dim is not None:
-            return
-        with torch.no_grad():
-            out = self.embed(z[:1] if len(z) else z.new_zeros(1, z.shape[1]))
-        self._obs_dim = out.shape[1]
-        self._latent_dim = z.shape[1]
-
-    def params_require_grad(self) -> bool:
-        """Whether autograd reaches the decoder's parameters through this metric."""
-        if self._detach or not isinstance(self.decoder, nn.Module):
-            return False
-        return any(p.requires_grad for p in self.decoder.parameters())
+    @property
+    def smooth(self) -> bool:
+        """Whether the decoder is smooth (C2) enough for the geodesic ODE (see ``smooth=``)."""
+        return self._smooth
 
     @property
     def evaluator(self) -> Evaluator:
-        """This metric's kernels, evaluated in memory-bounded chunks and unchecked.
+        """The solvers' interface to this metric, not the users': built once per metric.
 
-        What the solvers' inner loops call, on points that :meth:`check_points` has
-        checked (see :mod:`pullback_geom._core.evaluate`).
+        Checks points (``evaluator.check_points``, which learns ``d`` and ``D``) and
+        evaluates the decoder's kernels in memory-bounded chunks, unchecked (see
+        :mod:`pullback_geom._core.evaluate`). :meth:`to` and :meth:`detached` give new
+        metrics with their own.
         """
-        return Evaluator(self.kernels().kernels(), self)
+        return self._evaluator
+
+    def __repr__(self) -> str:
+        return (
+            f"PullbackMetric(decoder={type(self.decoder).__name__}, d={self.latent_dim}, "
+            f"D={self.obs_dim}, ridge={self.ridge}, jacobian={self.jacobian_method!r})"
+        )
 
     # ------------------------------------------------------------------ the geometry
     def jacobian(self, z: Tensor) -> Tensor:
@@ -299,49 +258,10 @@ class PullbackMetric:
         -------
         Tensor, shape (B, D, d) or (D, d)
         """
-        z, single = self.check_points(z)
+        z, single = self.evaluator.check_points(z)
         jac = self.evaluator.jacobian(z)
         jac = check_finite_output(jac, "Jacobian")
         return jac[0] if single else jac
-
-    def value_and_jacobian(
-        self, z: Tensor, *, tangent_dtype: torch.dtype | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """The flattened decoder output and its Jacobian in one pass.
-
-        Parameters
-        ----------
-        z : Tensor, shape (B, d)
-        tangent_dtype : torch.dtype, optional
-            The Jacobian's dtype, e.g. ``torch.bfloat16`` for an approximate Jacobian whose
-            chain-rule products run ~3x faster on CPUs with AVX-512 BF16 or AMX (slower on
-            CPUs without). Only ``nn.Sequential`` decoders on the chain rule compute in it;
-            other decoders compute in ``z``'s dtype and cast. Default: ``z``'s dtype.
-
-        Returns
-        -------
-        value : Tensor, shape (B, D)
-            In ``z``'s dtype.
-        jac : Tensor, shape (B, D, d)
-        """
-        if tangent_dtype is not None and not (
-            isinstance(tangent_dtype, torch.dtype) and tangent_dtype.is_floating_point
-        ):
-            raise TypeError(
-                f"tangent_dtype must be a floating-point torch.dtype; got {tangent_dtype!r}"
-            )
-        z, _ = self.check_points(z)
-        size = self.evaluator.rows("jacobian")
-        kernels = self.kernels()
-        if z.shape[0] <= size:  # no copy through torch.cat
-            value, jac = kernels.value_and_jacobian(z, tangent_dtype)
-        else:
-            parts = [
-                kernels.value_and_jacobian(z[i : i + size], tangent_dtype)
-                for i in range(0, len(z), size)
-            ]
-            value, jac = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        return value, check_finite_output(jac, "Jacobian")
 
     def metric_tensor(self, z: Tensor) -> Tensor:
         """``G(z) = J(z)^T J(z)``.
@@ -354,7 +274,7 @@ class PullbackMetric:
         -------
         Tensor, shape (B, d, d) or (d, d)
         """
-        z, single = self.check_points(z)
+        z, single = self.evaluator.check_points(z)
         g = self.evaluator.metric_tensor(z)
         g = check_finite_output(g, "metric tensor")
         return g[0] if single else g
@@ -397,9 +317,9 @@ class PullbackMetric:
         -------
         Tensor, shape (B,) or ()
         """
-        z, single = self.check_points(z)
-        u, _ = self.check_points(u, "u")
-        v, _ = self.check_points(v, "v")
+        z, single = self.evaluator.check_points(z)
+        u, _ = self.evaluator.check_points(u, "u")
+        v, _ = self.evaluator.check_points(v, "v")
         for name, x in (("u", u), ("v", v)):
             if x.shape[0] not in (1, z.shape[0]):
                 same_shape(x, z, f"{name} and z")
@@ -427,7 +347,7 @@ class PullbackMetric:
         Tensor, shape (B, d, d, d) or (d, d, d)
             ``out[..., k, i, j] = Gamma^k_ij`` (geomstats' order).
         """
-        z, single = self.check_points(z)
+        z, single = self.evaluator.check_points(z)
         gam = self.evaluator.christoffels(z)
         gam = check_finite_output(gam, "Christoffel symbols")
         return gam[0] if single else gam
@@ -447,129 +367,12 @@ class PullbackMetric:
         -------
         Tensor, shape (B, d) or (d,)
         """
-        z, single = self.check_points(z)
-        v, _ = self.check_points(v, "v")
+        z, single = self.evaluator.check_points(z)
+        v, _ = self.evaluator.check_points(v, "v")
         same_shape(z, v, "z and v")
         acc = self.evaluator.acceleration(z, v)
         acc = check_finite_output(acc, "geodesic acceleration")
         return acc[0] if single else acc
-
-    # ------------------------------------------------------------------ curvature
-    def riemann_tensor(self, z: Tensor) -> Tensor:
-        """Riemann curvature tensor by the Gauss equation (geomstats' index convention).
-
-        From the second fundamental form of the decoded surface (see
-        :mod:`pullback_geom._core.curvature`): first and second derivatives of the decoder
-        only, no derivative of ``G`` or of the Christoffel symbols.
-
-        Parameters
-        ----------
-        z : Tensor, shape (B, d) or (d,)
-
-        Returns
-        -------
-        Tensor, shape (B, d, d, d, d) or (d, d, d, d)
-            ``out[..., i, j, k, l] = R^l_{ijk} = dx^l(R(e_j, e_k) e_i)`` with
-            ``R(X, Y) Z = nabla_X nabla_Y Z - nabla_Y nabla_X Z - nabla_[X,Y] Z``, as
-            geomstats' ``RiemannianMetric.riemann_tensor``.
-        """
-        return self._curvature(
-            z, lambda g, inv, sff: C.riemann_from_sff(sff, inv), "Riemann tensor"
-        )
-
-    def ricci_tensor(self, z: Tensor) -> Tensor:
-        """Ricci tensor ``Ric_ik = R^j_{ijk}`` (geomstats' convention; ``(d - 1) G`` on a
-        unit sphere).
-
-        Parameters
-        ----------
-        z : Tensor, shape (B, d) or (d,)
-
-        Returns
-        -------
-        Tensor, shape (B, d, d) or (d, d)
-        """
-        return self._curvature(z, lambda g, inv, sff: C.ricci_from_sff(sff, inv), "Ricci tensor")
-
-    def scalar_curvature(self, z: Tensor) -> Tensor:
-        """Scalar curvature ``S = G^{ik} Ric_ik`` (``d (d - 1)`` on a unit sphere).
-
-        Parameters
-        ----------
-        z : Tensor, shape (B, d) or (d,)
-
-        Returns
-        -------
-        Tensor, shape (B,) or ()
-        """
-        return self._curvature(
-            z, lambda g, inv, sff: C.scalar_from_sff(sff, inv), "scalar curvature"
-        )
-
-    def gaussian_curvature(self, z: Tensor) -> Tensor:
-        """Gaussian curvature ``K = S / 2`` of a 2-D latent space.
-
-        Parameters
-        ----------
-        z : Tensor, shape (B, 2) or (2,)
-
-        Returns
-        -------
-        Tensor, shape (B,) or ()
-
-        Raises
-        ------
-        ValueError
-            If the latent dimension is not 2 (use :meth:`sectional_curvature` or
-            :meth:`scalar_curvature`).
-        """
-        self.check_points(z)  # bad input is named, and d learned, before the dimension is read
-        if self._latent_dim != 2:
-            raise ValueError(
-                f"Gaussian curvature is defined for a 2-D latent space; this one has d = "
-                f"{self._latent_dim}. Use sectional_curvature(z, u, v) or scalar_curvature(z)"
-            )
-        return self._curvature(
-            z, lambda g, inv, sff: C.gaussian_from_sff(sff, g), "Gaussian curvature"
-        )
-
-    def sectional_curvature(self, z: Tensor, u: Tensor, v: Tensor) -> Tensor:
-        """Sectional curvature of the plane spanned by ``u`` and ``v`` at ``z``.
-
-        ``K(u, v) = <R(u, v) v, u> / (|u|^2 |v|^2 - <u, v>^2)`` in ``G``; 1 for every
-        plane of a unit sphere. ``u`` and ``v`` may have one row for all points.
-
-        Parameters
-        ----------
-        z : Tensor, shape (B, d) or (d,)
-        u, v : Tensor, shape (B, d), (1, d) or (d,)
-
-        Returns
-        -------
-        Tensor, shape (B,) or ()
-
-        Raises
-        ------
-        ValueError
-            Where ``u`` and ``v`` are zero or parallel (they span no plane).
-        """
-        z, single = self.check_points(z)
-        u, _ = self.check_points(u, "u")
-        v, _ = self.check_points(v, "v")
-        for name, x in (("u", u), ("v", v)):
-            if x.shape[0] not in (1, z.shape[0]):
-                same_shape(x, z, f"{name} and z")
-        u, v = u.expand_as(z).contiguous(), v.expand_as(z).contiguous()
-        C.check_plane(u, v)
-        kernels = self.kernels()
-
-        def fn(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
-            metric, _, sff = kernels.curvature_terms(x)
-            return C.sectional_from_sff(sff, metric, a, b)
-
-        out = self.evaluator.map(fn, "curvature", z, u, v)
-        out = check_finite_output(out, "sectional curvature")
-        return out[0] if single else out
 
     def decode_curve(self, curve: Tensor) -> Tensor:
         """The flattened decoded points of curves.
@@ -582,11 +385,9 @@ class PullbackMetric:
         -------
         Tensor, shape (B, N, D) or (N, D)
         """
-        c, single = batch_curves(curve, self._latent_dim)
-        self.check_dtype_device(c, "curve")
+        c, single = self.evaluator.check_curves(curve)
         b, n, d = c.shape
-        self._probe(c.reshape(b * n, d))
-        x = self.evaluator.embed(c.reshape(b * n, d)).reshape(b, n, self._obs_dim)
+        x = self.evaluator.embed(c.reshape(b * n, d)).reshape(b, n, self.obs_dim)
         x = check_finite_output(x, "decoded curve")
         return x[0] if single else x
 

@@ -335,7 +335,8 @@ class DecoderManifold(Manifold):
         return a.detach().to(work).contiguous(), b.detach().to(work).contiguous(), dtype
 
     def expmap(self, p: Tensor, v: Tensor) -> Tensor:
-        """Discrete exponential map (:func:`~pullback_geom.geodesics.discrete_exp`).
+        """Discrete exponential map (:func:`~pullback_geom.geodesics.exp_map`,
+        ``method="discrete"``).
 
         Replaces stochman's ODE shooting on a 5-point float32 grid: the discrete geodesic
         needs only the decoder's values and Jacobians, so it is right on ReLU decoders
@@ -353,13 +354,13 @@ class DecoderManifold(Manifold):
         """
         z, w, dtype = self._pair64(p, v, ("p", "v"))
         with torch.no_grad():
-            out = geodesics.discrete_exp(self._pullback64, z, w, n_steps=self.n_steps)
+            out = geodesics.exp_map(self._pullback64, z, w, method="discrete", n_steps=self.n_steps)
         return out.to(dtype)
 
     def logmap(
         self, p0: Tensor, p1: Tensor, curve: BasicCurve | None = None, optimize: bool = True
     ) -> Tensor:
-        """Discrete logarithm (:func:`~pullback_geom.geodesics.discrete_log`).
+        """Discrete logarithm (:func:`~pullback_geom.geodesics.log_map`, ``method="discrete"``).
 
         The energy-minimising curve's first step, refined so that
         ``expmap(p0, logmap(p0, p1)) == p1``. With a ``curve``, stochman's own
@@ -380,7 +381,7 @@ class DecoderManifold(Manifold):
             return super().logmap(p0, p1, curve=curve, optimize=optimize)
         a, b, dtype = self._pair64(p0, p1, ("p0", "p1"))
         with torch.no_grad():
-            out = geodesics.discrete_log(self._pullback64, a, b, n_steps=self.n_steps)
+            out = geodesics.log_map(self._pullback64, a, b, method="discrete", n_steps=self.n_steps)
         return out.to(dtype)
 
     def dist2(
@@ -393,7 +394,7 @@ class DecoderManifold(Manifold):
     ) -> Tensor:
         """Squared geodesic distance: the squared length of the shortest decoded curve.
 
-        :func:`~pullback_geom.geodesics.geodesic_distance` (the core's energy solver with
+        :func:`~pullback_geom.geodesics.connecting_geodesic` (the core's energy solver with
         ``num_points`` nodes, in float64 to ``geodesics.energy.DISTANCE_TOL``; pairs whose
         decoded curve bends between them by more than ``bend_tol`` are solved again on
         twice the segments, as geomstats' ``dist`` does: on the bundled ReLU model 20 of
@@ -435,10 +436,12 @@ class _Dist2(torch.autograd.Function):
         a, b, dtype = manifold._pair64(p0, p1, ("p0", "p1"))
         metric = manifold._pullback64
         with torch.no_grad():
-            length, *nodes = geodesics.geodesic_distance(
-                metric, a, b, n_points=num_points, bend_tol=bend_tol, warn=False,
-                tol=geodesics.energy.DISTANCE_TOL, return_end_nodes=True,
+            solved = geodesics.connecting_geodesic(
+                metric, a, b, method="lm", n_points=num_points, bend_tol=bend_tol,
+                warn=False, tol=geodesics.energy.DISTANCE_TOL,
             )  # fmt: skip
+            # The nodes next to each end on the curve each length comes from.
+            length, nodes = solved.length, solved.info["next_to_ends"].unbind(1)
             grads = []
             for base, node, wanted in zip((a, b), nodes, ctx.needs_input_grad[1:3], strict=True):
                 if not wanted:  # no decoder pass for a gradient nobody asked for
@@ -446,8 +449,8 @@ class _Dist2(torch.autograd.Function):
                     continue
                 # The derivative of the decoded polygon's length in its end point; zero
                 # where the points coincide.
-                value, jac = metric.value_and_jacobian(base)
-                chord = metric.embed(node) - value  # (B, D)
+                value, jac = metric.evaluator.value_and_jacobian(base)
+                chord = metric.evaluator.embed(node) - value  # (B, D)
                 norm = chord.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(chord.dtype).tiny)
                 pull = jac.transpose(-1, -2) @ (chord / norm).unsqueeze(-1)
                 grads.append(-2 * length.unsqueeze(-1) * pull.squeeze(-1))

@@ -41,11 +41,24 @@ def test_the_choices_spelled_out_in_the_cli_mirror_the_registries():
     from pullback_geom.data.datasets import DATASET_NAMES, ENV_VAR
     from pullback_geom.experiments.compare import COMPARE_METHODS
     from pullback_geom.experiments.identifiability.experiment import METRICS
-    from pullback_geom.geodesics.energy import METHODS
+    from pullback_geom.geodesics import BOUNDARY_VALUE
 
     assert options.BUNDLED_NAMES == tuple(vae.BUNDLED)
-    assert options.COMPARE_METHOD_NAMES == tuple(COMPARE_METHODS)
-    assert options.ENERGY_SOLVER_NAMES == tuple(sorted(METHODS))
+    # The method names are no copies: lazy views of the registries, in registry order.
+    assert isinstance(options.COMPARE_METHOD_CHOICES, options.RegistryNames)
+    assert list(options.COMPARE_METHOD_CHOICES) == list(COMPARE_METHODS)
+    assert "shooting" in options.COMPARE_METHOD_CHOICES
+    assert "ode" not in options.COMPARE_METHOD_CHOICES
+    energy = [
+        name
+        for name, solver in BOUNDARY_VALUE.items()
+        if "init_curve" in solver.options and "n_points" in solver.options
+    ]
+    assert list(options.ENERGY_SOLVERS) == energy
+    assert sorted(options.ENERGY_SOLVERS) == ["georce", "lbfgs", "lm"]
+    assert "shooting" not in options.ENERGY_SOLVERS
+    assert not hasattr(options, "COMPARE_METHOD_NAMES")
+    assert not hasattr(options, "ENERGY_SOLVER_NAMES")
     assert options.IDENTIFIABILITY_METRIC_NAMES == tuple(METRICS)
     assert options.DATASET_CHOICES == tuple(sorted(DATASET_NAMES))
     assert options.ACTIVATION_NAMES == tuple(vae.ACTIVATIONS)
@@ -66,6 +79,25 @@ def test_building_the_parser_imports_no_torch():
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"], ["report", "--help"]])
+def test_help_imports_no_torch(argv):
+    """--help of the commands whose choices are registries: the names load lazily."""
+    code = (
+        "import sys\n"
+        "from pullback_geom.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as done:\n"
+        "    assert done.code in (0, None), done.code\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'matplotlib', 'geomstats') "
+        "if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_version_and_python_dash_m(capsys):
     from pullback_geom import __version__
 
@@ -84,6 +116,8 @@ def test_version_and_python_dash_m(capsys):
     [
         (["compare", "--methods", ""], "argument --methods: needs at least one value"),
         (["compare", "--methods", "lm,nope"], "unknown 'nope'"),
+        (["compare", "--methods", "lm,ode"], "unknown 'ode'; choose from lm,"),
+        (["report", "--solver", "shooting"], "argument --solver: unknown 'shooting'; choose"),
         (["train", "--epochs", "0"], "argument --epochs: must be a positive integer; got 0"),
         (["demo", "--pairs", "0"], "argument --pairs: must be an integer >= 2; got 0"),
         (["demo", "--pairs", "two"], "argument --pairs: expected an integer; got 'two'"),

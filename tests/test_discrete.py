@@ -13,10 +13,10 @@ from torch import nn
 from pullback_geom import PullbackMetric
 from pullback_geom.geodesics import (
     GeodesicConvergenceWarning,
-    discrete_exp,
-    discrete_log,
+    connecting_geodesic,
     discrete_transport,
     exp_map,
+    integrate_geodesic,
     log_map,
 )
 from pullback_geom.surfaces import InverseStereographic, LinearDecoder, sphere_distance
@@ -36,9 +36,10 @@ def sphere() -> PullbackMetric:
 
 def test_round_trip_on_the_sphere(sphere):
     p, q = _pairs(8)
-    v, info = discrete_log(sphere, p, q, return_info=True)
-    assert bool(info.converged.all())
-    end = discrete_exp(sphere, p, v)
+    result = connecting_geodesic(sphere, p, q, method="discrete")
+    v = result.velocity
+    assert bool(result.converged.all())
+    end = exp_map(sphere, p, v, method="discrete")
     scale = 1 + (q - p).norm(dim=-1)
     assert float(((end - q).norm(dim=-1) / scale).max()) <= 1e-6  # the default tol
 
@@ -49,7 +50,7 @@ def test_log_norm_converges_to_the_distance_at_second_order(sphere):
     truth = sphere_distance(p, q)
     errors = []
     for k in (8, 32):
-        v = discrete_log(sphere, p, q, n_steps=k)
+        v = log_map(sphere, p, q, method="discrete", n_steps=k)
         errors.append(float(((sphere.norm(p, v) - truth) / truth).abs().max()))
     # Four times the steps: about 16 times smaller (first order would give 4).
     assert errors[1] < errors[0] / 8
@@ -62,7 +63,8 @@ def test_exp_matches_the_great_circle(sphere):
     v = torch.tensor([[1.0, 0.5], [-0.2, 0.9]], dtype=F64)
     ref = exp_map(sphere, p, v, method="dopri5")
     errs = [
-        float((discrete_exp(sphere, p, v, n_steps=k) - ref).norm(dim=-1).max()) for k in (8, 32)
+        float((exp_map(sphere, p, v, method="discrete", n_steps=k) - ref).norm(dim=-1).max())
+        for k in (8, 32)
     ]
     assert errs[1] < errs[0] / 8
 
@@ -71,13 +73,13 @@ def test_linear_decoder_gives_straight_lines():
     gen = torch.Generator().manual_seed(3)
     metric = PullbackMetric(LinearDecoder(torch.randn(5, 3, generator=gen, dtype=F64)))
     z, v = torch.randn(2, 4, 3, generator=gen, dtype=F64)
-    path = discrete_exp(metric, z, v, n_steps=5, return_path=True)
+    path = integrate_geodesic(metric, z, v, method="discrete", n_steps=5, path=True).path
     t = torch.linspace(0, 1, 6, dtype=F64)[None, :, None]
     torch.testing.assert_close(path, z[:, None] + t * v[:, None], rtol=0, atol=1e-10)
     # From a graph start the energy solver's nodes are exact to about the square root of
     # its 1e-16 tolerance; from the straight line (the solution here) exactly.
-    torch.testing.assert_close(discrete_log(metric, z, z + v), v, rtol=0, atol=1e-7)
-    exact = discrete_log(metric, z, z + v, init_curve="straight")
+    torch.testing.assert_close(log_map(metric, z, z + v, method="discrete"), v, rtol=0, atol=1e-7)
+    exact = log_map(metric, z, z + v, method="discrete", init_curve="straight")
     torch.testing.assert_close(exact, v, rtol=0, atol=1e-10)
 
 
@@ -85,9 +87,10 @@ def test_round_trip_on_a_smooth_mlp():
     torch.manual_seed(0)
     metric = PullbackMetric(tanh_mlp(d=2, out=6, width=16))
     p, q = _pairs(6, scale=0.7, seed=1)
-    v, nodes, info = discrete_log(metric, p, q, return_path=True, return_info=True)
-    assert bool(info.converged.all())
-    end = discrete_exp(metric, p, v)
+    result = connecting_geodesic(metric, p, q, method="discrete")
+    v, nodes = result.velocity, result.points
+    assert bool(result.converged.all())
+    end = exp_map(metric, p, v, method="discrete")
     scale = 1 + (q - p).norm(dim=-1)
     assert bool(((end - q).norm(dim=-1) <= 1e-6 * scale).all())  # the default tol
     # The discrete geodesic has (nearly) constant decoded speed, so |log|_G ~ its length.
@@ -105,8 +108,10 @@ def test_converged_means_converged_on_a_relu_mlp():
     p, q = _pairs(12, scale=1.0, seed=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GeodesicConvergenceWarning)
-        v, info = discrete_log(metric, p, q, tol=1e-7, return_info=True)
-        end, exp_info = discrete_exp(metric, p, v, return_info=True, warn=False)
+        info = connecting_geodesic(metric, p, q, method="discrete", tol=1e-7)
+        v = info.velocity
+        exp_info = integrate_geodesic(metric, p, v, method="discrete", warn=False)
+        end = exp_info.point
     err = (end - q).norm(dim=-1) / (1 + (q - p).norm(dim=-1))
     assert bool(info.converged.any())
     assert bool((err[info.converged] <= 1e-7 * 1.01).all())
@@ -131,8 +136,8 @@ def test_transport_on_the_sphere_converges_to_the_closed_form(sphere):
     truth = _sphere_transport(p, q, v)
     errs = []
     for k in (8, 32):
-        _, nodes = discrete_log(sphere, p, q, n_steps=k, return_path=True)
-        moved = discrete_transport(sphere, nodes, v)
+        nodes = connecting_geodesic(sphere, p, q, method="discrete", n_steps=k).points
+        moved = discrete_transport(sphere, nodes, v)[:, -1]
         errs.append(float((sphere.norm(q, moved - truth) / sphere.norm(p, v)).max()))
     # A first-order scheme: four times the nodes, about four times smaller.
     assert errs[1] < errs[0] / 3
@@ -143,8 +148,8 @@ def test_transport_keeps_the_norm_on_a_smooth_mlp():
     metric = PullbackMetric(tanh_mlp(d=2, out=6, width=16))
     p, q = _pairs(4, scale=0.7, seed=6)
     v = torch.randn(4, 2, generator=torch.Generator().manual_seed(7), dtype=F64)
-    _, nodes = discrete_log(metric, p, q, n_steps=64, return_path=True)
-    path = discrete_transport(metric, nodes, v, return_path=True)
+    nodes = connecting_geodesic(metric, p, q, method="discrete", n_steps=64).points
+    path = discrete_transport(metric, nodes, v)
     assert path.shape == (4, 65, 2)
     torch.testing.assert_close(path[:, 0], v)
     ratio = metric.norm(q, path[:, -1]) / metric.norm(p, v)
@@ -154,15 +159,18 @@ def test_transport_keeps_the_norm_on_a_smooth_mlp():
 def test_core_entry_points_and_empty_batches(sphere):
     p, q = _pairs(3)
     v = log_map(sphere, p, q, method="discrete")
-    torch.testing.assert_close(v, discrete_log(sphere, p, q))
-    torch.testing.assert_close(exp_map(sphere, p, v, method="discrete"), discrete_exp(sphere, p, v))
-    assert discrete_log(sphere, p[0], q[0]).shape == (2,)
+    torch.testing.assert_close(v, connecting_geodesic(sphere, p, q, method="discrete").velocity)
+    torch.testing.assert_close(
+        exp_map(sphere, p, v, method="discrete"),
+        integrate_geodesic(sphere, p, v, method="discrete").point,
+    )
+    assert log_map(sphere, p[0], q[0], method="discrete").shape == (2,)
     empty = torch.zeros(0, 2, dtype=F64)
-    assert discrete_exp(sphere, empty, empty).shape == (0, 2)
-    assert discrete_log(sphere, empty, empty).shape == (0, 2)
+    assert exp_map(sphere, empty, empty, method="discrete").shape == (0, 2)
+    assert log_map(sphere, empty, empty, method="discrete").shape == (0, 2)
     with pytest.raises(ValueError, match="n_steps"):
-        discrete_exp(sphere, p, v, n_steps=0)
-    with pytest.raises(ValueError, match="method"):
+        exp_map(sphere, p, v, method="discrete", n_steps=0)
+    with pytest.raises(ValueError, match="unknown boundary-value method 'magic'"):
         log_map(sphere, p, q, method="magic")
 
 

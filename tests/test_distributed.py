@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from pullback_geom import PullbackMetric
+from pullback_geom.geodesics import distance_matrix, pairwise_distances
 from pullback_geom.geodesics import pairwise as pairwise_module
-from pullback_geom.geodesics import pairwise_distances
 from pullback_geom.geodesics.cluster import local_cluster
 from pullback_geom.geodesics.distance_store import JOURNAL
 
@@ -86,7 +86,8 @@ def test_cluster_graph_route_is_bit_identical(client):
     metric, z = make_metric(), make_points(300)
     kw = {"route": "graph", "block_size": 32, "graph_options": SMALL_GRAPH, "progress": False}
     here = pairwise_distances(metric, z, **kw)
-    there, info = pairwise_distances(metric, z, client=client, return_info=True, **kw)
+    info = distance_matrix(metric, z, client=client, **kw)
+    there = info.distances
     assert info.route == "graph" and info.blocks == info.computed == 10
     assert torch.equal(here, there)
     assert torch.equal(there, there.T) and float(there.diagonal().abs().max()) == 0.0
@@ -127,18 +128,17 @@ def test_a_store_resumes_where_an_interrupted_run_stopped(tmp_path, monkeypatch,
             )
         assert journal_lines(store) == 5
         monkeypatch.setattr(pairwise_module, "compute_unit", real)
-        dist, info = pairwise_distances(
-            make_metric(), make_points(48), store=store, return_info=True, progress=False, **SOLVER
+        info = distance_matrix(
+            make_metric(), make_points(48), store=store, progress=False, **SOLVER
         )
+        dist = info.distances
     finally:
         torch.set_num_threads(threads)
     assert info.blocks == 21 and info.computed == 16
     assert torch.equal(dist, solver_reference)
     # A third call computes nothing and reads the same matrix.
-    again, info = pairwise_distances(
-        make_metric(), make_points(48), store=store, return_info=True, progress=False, **SOLVER
-    )
-    assert info.computed == 0 and torch.equal(again, dist)
+    info = distance_matrix(make_metric(), make_points(48), store=store, progress=False, **SOLVER)
+    assert info.computed == 0 and torch.equal(info.distances, dist)
 
 
 def test_a_store_of_another_job_is_a_clear_error(tmp_path):
@@ -165,9 +165,9 @@ def test_a_dtype_option_is_the_same_job_by_object_or_name(tmp_path):
     kw = {"route": "solver", "block_size": 4, "n_points": 6, "tol": 1e-2, "progress": False}
     first = pairwise_distances(make_metric(), make_points(6), store=store,
                                jacobian_dtype=torch.bfloat16, **kw)  # fmt: skip
-    again, info = pairwise_distances(make_metric(), make_points(6), store=store,
-                                     jacobian_dtype="bfloat16", return_info=True, **kw)  # fmt: skip
-    assert info.computed == 0 and torch.equal(again, first)
+    info = distance_matrix(make_metric(), make_points(6), store=store,
+                           jacobian_dtype="bfloat16", **kw)  # fmt: skip
+    assert info.computed == 0 and torch.equal(info.distances, first)
     with pytest.raises(ValueError, match="another job.*options"):
         pairwise_distances(make_metric(), make_points(6), store=store, **kw)
 
@@ -232,9 +232,8 @@ def test_a_killed_client_resumes_without_recomputing(client, tmp_path, long_refe
     proc.wait()
     finished = journal_lines(store)
     assert 3 <= finished < 78, "the client was not killed in the middle of the run"
-    dist, info = pairwise_distances(
-        make_metric(), make_points(96), client=client, store=store, return_info=True,
-        progress=False, **SOLVER,
+    info = distance_matrix(
+        make_metric(), make_points(96), client=client, store=store, progress=False, **SOLVER,
     )  # fmt: skip
     assert info.computed == 78 - finished
-    torch.testing.assert_close(dist, long_reference, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(info.distances, long_reference, rtol=1e-6, atol=1e-6)

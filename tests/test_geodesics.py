@@ -11,6 +11,7 @@ from pullback_geom.geodesics import (
     connecting_geodesic,
     exp_map,
     geodesic_distance,
+    integrate_geodesic,
     log_map,
 )
 from pullback_geom.geodesics._common import refined_length, spline_points
@@ -66,17 +67,17 @@ def test_exp_map_follows_great_circles(sphere):
     p, q = _sphere_pairs(8)
     v = torch.randn(8, 2, dtype=F64, generator=torch.Generator().manual_seed(2))
     v = v / sphere.norm(p, v)[:, None] * 1.2  # speed 1.2 on the sphere
-    end = exp_map(sphere, p, v)
+    end = exp_map(sphere, p, v, method="rk4")
     torch.testing.assert_close(sphere_distance(p, end), torch.full((8,), 1.2, dtype=F64))
-    path = exp_map(sphere, p, v, return_path=True, n_steps=20)
+    path = integrate_geodesic(sphere, p, v, method="rk4", path=True, n_steps=20).path
     assert path.shape == (8, 21, 2)
-    torch.testing.assert_close(path[:, -1], exp_map(sphere, p, v, n_steps=20))
+    torch.testing.assert_close(path[:, -1], exp_map(sphere, p, v, method="rk4", n_steps=20))
 
 
 def test_log_map_inverts_exp_and_gives_distances(sphere):
     p, q = _sphere_pairs(4)
-    v = log_map(sphere, p, q)
-    torch.testing.assert_close(exp_map(sphere, p, v), q, atol=1e-8, rtol=0)
+    v = log_map(sphere, p, q, method="shooting")
+    torch.testing.assert_close(exp_map(sphere, p, v, method="rk4"), q, atol=1e-8, rtol=0)
     torch.testing.assert_close(sphere.norm(p, v), sphere_distance(p, q), rtol=1e-6, atol=0)
 
 
@@ -89,7 +90,7 @@ def test_linear_decoder_geodesics_are_straight():
     t = torch.linspace(0, 1, 10, dtype=F64)[None, :, None]
     torch.testing.assert_close(result.points, p[:, None] + t * (q - p)[:, None])
     torch.testing.assert_close(result.length, ((q - p) @ a.T).norm(dim=-1))
-    torch.testing.assert_close(log_map(metric, p, q), q - p)
+    torch.testing.assert_close(log_map(metric, p, q, method="shooting"), q - p)
 
 
 def test_distance_symmetric_and_zero_for_identical_points(sphere):
@@ -106,7 +107,7 @@ def test_single_pair_shapes(sphere):
     p, q = _sphere_pairs(1)
     result = connecting_geodesic(sphere, p[0], q[0], n_points=12)
     assert result.points.shape == (12, 2) and result.length.shape == ()
-    assert log_map(sphere, p[0], q[0]).shape == (2,)
+    assert log_map(sphere, p[0], q[0], method="shooting").shape == (2,)
 
 
 def test_bad_input_is_named(sphere):
@@ -122,10 +123,8 @@ def test_bad_input_is_named(sphere):
     for bad in (0.0, -1e-3, float("nan"), "1e-3", True):
         with pytest.raises(ValueError, match="tol must be a positive number"):
             connecting_geodesic(sphere, p, q, tol=bad)
-    from pullback_geom.geodesics.discrete import discrete_log
-
     with pytest.raises(ValueError, match="energy_tol must be a positive number"):
-        discrete_log(sphere, p, q, energy_tol=-1.0)
+        connecting_geodesic(sphere, p, q, method="discrete", energy_tol=-1.0)
 
 
 def test_non_convergence_is_reported(sphere):
@@ -145,8 +144,11 @@ def test_log_map_survives_diverging_shots_on_the_bundled_model():
     p = codes[(labels == 0).nonzero()[:4, 0]].float()
     q = codes[(labels == 1).nonzero()[:4, 0]].float()
     metric = model.pullback_metric()
-    with pytest.warns(GeodesicConvergenceWarning, match="diverged"):
-        v = log_map(metric, p, q, max_newton=3)
+    with pytest.warns(
+        GeodesicConvergenceWarning,
+        match="log_map: .* pairs did not converge with method='shooting'",
+    ):
+        v = log_map(metric, p, q, method="shooting", max_newton=3)
     assert v.shape == (4, 2) and bool(torch.isfinite(v).all())
 
 
@@ -225,7 +227,7 @@ def test_refined_length_converges_to_the_great_circle_faster_than_chords(sphere)
 def test_refined_length_reuses_decoded_nodes(sphere):
     gen = torch.Generator().manual_seed(4)
     curve = torch.randn(5, 7, 2, generator=gen, dtype=F64)
-    nodes = sphere.embed(curve.reshape(-1, 2)).reshape(5, 7, -1)
+    nodes = sphere.evaluator.embed(curve.reshape(-1, 2)).reshape(5, 7, -1)
     for refine in (1, 3, 4):
         torch.testing.assert_close(
             refined_length(sphere, curve, refine, node_values=nodes),
@@ -235,19 +237,19 @@ def test_refined_length_reuses_decoded_nodes(sphere):
         )
     # Richardson extrapolation of the two polygons, refine 4 and its every second point.
     fine = spline_points(curve, 4)
-    x = sphere.embed(fine.reshape(-1, 2)).reshape(5, -1, 3)
+    x = sphere.evaluator.embed(fine.reshape(-1, 2)).reshape(5, -1, 3)
     polygon = x.diff(dim=1).norm(dim=-1).sum(-1)
     half = x[:, ::2].diff(dim=1).norm(dim=-1).sum(-1)
     torch.testing.assert_close(refined_length(sphere, curve, 4), polygon + (polygon - half) / 3)
 
 
 def test_geodesic_distance_end_nodes_are_those_of_the_curve_it_measured(sphere):
-    """``return_end_nodes``: ``c_1`` and ``c_{N-2}`` of the measured curve; on the sphere
-    its first steps point along the closed-form ``log_p q`` and ``log_q p``."""
+    """``info["next_to_ends"]``: ``c_1`` and ``c_{N-2}`` of the measured curve; on the
+    sphere its first steps point along the closed-form ``log_p q`` and ``log_q p``."""
     p, q = _sphere_pairs(6)
-    length, ok, next_p, next_q = geodesic_distance(
-        sphere, p, q, return_converged=True, return_end_nodes=True
-    )
+    measured = connecting_geodesic(sphere, p, q)
+    length, ok = geodesic_distance(sphere, p, q), measured.converged
+    next_p, next_q = measured.info["next_to_ends"].unbind(1)
     curve = connecting_geodesic(sphere, p, q)
     torch.testing.assert_close(length, curve.length)
     assert bool(ok.all())
@@ -255,7 +257,7 @@ def test_geodesic_distance_end_nodes_are_those_of_the_curve_it_measured(sphere):
     torch.testing.assert_close(next_q, curve.points[:, -2])
 
     def sphere_log(a, b):  # the great circle's initial velocity, pulled back to the chart
-        x, y = sphere.embed(a), sphere.embed(b)
+        x, y = sphere.evaluator.embed(a), sphere.evaluator.embed(b)
         cos = (x * y).sum(-1, keepdim=True)
         ambient = (y - cos * x) / (1 - cos**2).sqrt() * torch.arccos(cos)
         return torch.linalg.lstsq(sphere.jacobian(a), ambient.unsqueeze(-1)).solution[..., 0]
@@ -266,7 +268,8 @@ def test_geodesic_distance_end_nodes_are_those_of_the_curve_it_measured(sphere):
     ):
         # A first step is the initial velocity to O(1 / N): measured within 3.6 %.
         assert float(((step - exact).norm(dim=-1) / exact.norm(dim=-1)).max()) < 0.1
-    one = geodesic_distance(sphere, p[0], q[0], return_end_nodes=True)
+    single = connecting_geodesic(sphere, p[0], q[0])
+    one = (single.length, *single.info["next_to_ends"].unbind(0))
     assert [t.shape for t in one] == [(), (2,), (2,)]
     torch.testing.assert_close(one[1], next_p[0], rtol=1e-6, atol=1e-9)
 
@@ -300,4 +303,4 @@ def test_bend_tol_resolves_the_long_curves_of_a_relu_decoder():
     assert bool((((after - ref) / ref).abs() <= 1e-2).all())
     assert bool((after <= before).all())
     with pytest.raises(ValueError, match="bend_tol must be a positive number"):
-        geodesic_distance(metric, p, q, bend_tol=-1.0)
+        geodesic_distance(metric, p.float(), q.float(), bend_tol=-1.0)

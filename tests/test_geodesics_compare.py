@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from pullback_geom import PullbackMetric
-from pullback_geom.experiments.compare import default_methods
-from pullback_geom.geodesics import COMPARE_METHODS, compare_geodesics
+from pullback_geom.experiments.compare import COMPARE_METHODS, compare_geodesics, default_methods
 from pullback_geom.surfaces import InverseStereographic, LinearDecoder, sphere_distance
 
 F64 = torch.float64
@@ -22,9 +21,9 @@ def sphere() -> PullbackMetric:
 def sphere_comparison(sphere):
     p = torch.tensor([[0.3, -0.2], [-0.9, 0.4]], dtype=F64)
     q = torch.tensor([[-0.6, 0.9], [0.7, 0.5]], dtype=F64)
-    methods = ["lm", "ode", "geomstats_logode", "stochman"]
+    methods = ["lm", "shooting", "geomstats_logode", "stochman"]
     # Shooting to 1e-7 rather than log_map's 1e-9: as informative here, and faster.
-    options = {"ode": {"tol": 1e-7}}
+    options = {"shooting": {"tol": 1e-7}}
     return compare_geodesics(
         sphere, p, q, methods=methods, n_eval=33, method_options=options,
         exact=sphere_distance(p, q),
@@ -46,11 +45,11 @@ def test_every_method_finds_the_great_circle(sphere_comparison):
         assert row.endpoint_error.max() < 1e-6, name
         # Energy in the method's own parametrisation: length^2 at constant speed.
         torch.testing.assert_close(row.energy, row.length**2, rtol=2e-3, atol=0, msg=name)
-    assert res.agreement("ode") == (2, 2)
-    assert res.diagnosis("ode") == ["agrees", "agrees"]
+    assert res.agreement("shooting") == (2, 2)
+    assert res.diagnosis("shooting") == ["agrees", "agrees"]
     # The ODE solution is a geodesic to its integrator's accuracy: a small residual and
     # round trip, far below those of a coarse spline (stochman).
-    ode = res.rows["ode"]
+    ode = res.rows["shooting"]
     assert ode.residual.max() < 5e-3 and ode.roundtrip_error.max() < 1e-4
     # 32 nodes: the spline derivatives' O(h^2) floor (4e-3 and 5.1e-3 on these two pairs).
     assert res.rows["lm"].residual.max() < 6e-3
@@ -61,7 +60,7 @@ def test_markdown_table_lists_every_method(sphere_comparison):
     text = sphere_comparison.to_markdown()
     for name in sphere_comparison.rows:
         assert f"| {name} |" in text
-    assert "| pair | ‖p − q‖ | exact | lm | ode | geomstats_logode | stochman |" in text
+    assert "| pair | ‖p − q‖ | exact | lm | shooting | geomstats_logode | stochman |" in text
     assert "median rel. error vs exact" in text
     # Every per-pair row has a cell per column: pair, ‖p − q‖, exact, 4 methods, notes.
     rows = [line for line in text.splitlines() if line.startswith("| 0 |")]
@@ -89,10 +88,21 @@ def test_a_failing_method_is_a_row_not_a_crash(sphere):
         sphere, p, q, methods=["lm", "georce"], method_options={"georce": {"n_points": 2}}
     )
     assert res.rows["lm"].error is None
-    assert "n_points must be at least 3" in res.rows["georce"].error
+    assert "n_points must be an integer >= 3; got 2" in res.rows["georce"].error
     assert torch.isnan(res.curves["georce"]).all()
     assert "| georce | failed: ValueError: n_points" in res.to_markdown()
     assert res.diagnosis("georce")[0].startswith("failed")
+
+
+def test_every_core_method_runs_with_its_own_options(sphere):
+    """Only the energy methods get compare's 32 nodes: "multiple" and "discrete" take no
+    n_points, and a row of theirs must be a curve, not a TypeError."""
+    p = torch.tensor([[0.3, -0.2]], dtype=F64)
+    q = torch.tensor([[-0.6, 0.9]], dtype=F64)
+    res = compare_geodesics(sphere, p, q, methods=["multiple", "discrete"])
+    for name, row in res.rows.items():
+        assert row.error is None, f"{name}: {row.error}"
+        torch.testing.assert_close(row.length, sphere_distance(p, q), rtol=1e-3, atol=0)
 
 
 def test_identical_end_points_have_length_zero(sphere):
@@ -113,15 +123,23 @@ def test_defaults_leave_out_the_slow_shooting_solver():
         ({"methods": ["lm", "rk45"]}, "unknown methods"),
         ({"methods": []}, "unknown methods"),
         ({"methods": ["lm", "lm"]}, "must not repeat"),
-        ({"methods": ["lm"], "reference": "ode"}, "reference 'ode'"),
+        ({"methods": ["lm"], "reference": "shooting"}, "reference 'shooting'"),
         ({"methods": ["lm"], "n_eval": 3}, "n_eval"),
-        ({"methods": ["lm"], "method_options": {"ode": {}}}, "do not run"),
+        ({"methods": ["lm"], "method_options": {"shooting": {}}}, "do not run"),
     ],
 )
 def test_bad_options(sphere, kwargs, match):
     p = torch.zeros(1, 2, dtype=F64)
     with pytest.raises(ValueError, match=match):
         compare_geodesics(sphere, p, p + 0.5, **kwargs)
+
+
+def test_unknown_method_option_is_refused_before_any_run(sphere):
+    p = torch.zeros(1, 2, dtype=F64)
+    with pytest.raises(
+        TypeError, match="compare_geodesics: method 'lm' got unknown option 'n_point'"
+    ):
+        compare_geodesics(sphere, p, p + 0.5, methods=["lm"], method_options={"lm": {"n_point": 8}})
 
 
 def test_bad_points(sphere):

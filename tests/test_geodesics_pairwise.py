@@ -10,6 +10,7 @@ from pullback_geom.geodesics import (
     block_slices,
     connecting_geodesic,
     distance_block,
+    distance_matrix,
     graph_geodesics,
     latent_graph,
     pairwise_distances,
@@ -34,8 +35,12 @@ def points() -> torch.Tensor:
 
 @pytest.mark.parametrize("route", ["graph", "auto", "solver"])
 def test_symmetric_zero_diagonal_and_accurate(sphere, points, route):
-    dist, info = pairwise_distances(
-        sphere, points, route=route, n_points=16, block_size=10, return_info=True
+    # The graph route runs no solver, so it takes no solver options.
+    solver_options = {} if route == "graph" else {"n_points": 16}
+    info = distance_matrix(sphere, points, route=route, block_size=10, **solver_options)
+    dist = info.distances
+    torch.testing.assert_close(
+        dist, pairwise_distances(sphere, points, route=route, block_size=10, **solver_options)
     )
     assert info.route == {"graph": "graph", "auto": "graph+solver", "solver": "solver"}[route]
     assert info.blocks == (3 if route == "graph" else 6)  # graph: strips of 10 rows
@@ -79,6 +84,10 @@ def test_graph_distances_do_not_depend_on_the_other_points_of_a_call(sphere, poi
 def test_bad_input(sphere, points):
     with pytest.raises(ValueError, match="route must be one of"):
         pairwise_distances(sphere, points, route="fast")
+    with pytest.raises(TypeError, match="route='graph' runs no geodesic solver"):
+        pairwise_distances(sphere, points, route="graph", n_points=16)
+    with pytest.raises(TypeError, match="method 'lm' got unknown option 'n_point'"):
+        pairwise_distances(sphere, points, route="solver", n_point=16)
     with pytest.raises(ValueError, match=r"shape \(n, d\)"):
         pairwise_distances(sphere, points[0])
     metric4 = PullbackMetric(InverseStereographic())
@@ -159,10 +168,10 @@ def test_auto_route_takes_the_graph_for_many_pairs(sphere, points, monkeypatch):
     from pullback_geom.geodesics import pairwise
 
     monkeypatch.setattr(pairwise, "AUTO_SOLVER_PAIRS", 100)  # 24 points: 276 pairs
-    dist, info = pairwise_distances(sphere, points, return_info=True, progress=False)
+    info = distance_matrix(sphere, points, progress=False)
     assert info.route == "graph"
-    torch.testing.assert_close(dist, pairwise_distances(sphere, points, route="graph"))
-    dist, info = pairwise_distances(sphere, points[:12], return_info=True, n_points=8)
+    torch.testing.assert_close(info.distances, pairwise_distances(sphere, points, route="graph"))
+    info = distance_matrix(sphere, points[:12], n_points=8)
     assert info.route == "graph+solver"  # 66 pairs
 
 

@@ -61,18 +61,19 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def sphere():
-    """The sphere with the ODE solvers, accurate to their tolerances on a smooth decoder."""
-    return latent_space(
-        PullbackMetric(InverseStereographic(), latent_dim=2),
-        exp_options={"method": "dopri5"},
-        log_options={"method": "shooting"},
-    )
+    """The sphere with the default solvers: ``"auto"`` picks the geodesic ODE on this smooth
+    decoder (exp by Dormand–Prince, log by shooting), accurate to their tolerances."""
+    return latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
 
 
 @pytest.fixture(scope="module")
 def discrete_sphere():
-    """The sphere with the default (discrete) solvers."""
-    return latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+    """The sphere with the discrete solvers (the defaults on ReLU decoders)."""
+    return latent_space(
+        PullbackMetric(InverseStereographic(), latent_dim=2),
+        exp_options={"method": "discrete"},
+        log_options={"method": "discrete"},
+    )
 
 
 def pairs(n: int, seed: int, radius: float = 1.5) -> tuple[Tensor, Tensor]:
@@ -232,8 +233,19 @@ def test_log_dist_and_geodesic_match_great_circles(sphere):
     torch.testing.assert_close(sphere_distance(p, path[:, 2]), truth / 2, rtol=1e-4, atol=1e-4)
 
 
-def test_discrete_defaults_on_the_sphere(discrete_sphere):
-    """Default solvers: exp(log q) == q to the solver's tolerance, dist is the length, and
+def test_auto_solvers_follow_the_decoder():
+    """method="auto": the geodesic ODE on a smooth decoder, the discrete calculus on a
+    ReLU one."""
+    smooth = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2)).metric
+    assert smooth.exp_solver.method == "dopri5" and smooth.log_solver.method == "shooting"
+    torch.manual_seed(0)
+    relu = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 4))
+    kinked = latent_space(PullbackMetric(relu)).metric
+    assert kinked.exp_solver.method == "discrete" and kinked.log_solver.method == "discrete"
+
+
+def test_discrete_solvers_on_the_sphere(discrete_sphere):
+    """Discrete solvers: exp(log q) == q to the solver's tolerance, dist is the length, and
     exp and |log| approach the closed forms at second order in the steps."""
     metric = discrete_sphere.metric
     assert metric.exp_solver.method == "discrete" and metric.log_solver.method == "discrete"
@@ -246,7 +258,12 @@ def test_discrete_defaults_on_the_sphere(discrete_sphere):
     torch.testing.assert_close(metric.squared_dist(p, q), truth**2, rtol=2e-4, atol=1e-4)
     errors = []
     for k in (8, 32):
-        space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2), n_steps=k)
+        space = latent_space(
+            PullbackMetric(InverseStereographic(), latent_dim=2),
+            n_steps=k,
+            exp_options={"method": "discrete"},
+            log_options={"method": "discrete"},
+        )
         vk = space.metric.log(q, p)
         errors.append(float(((space.metric.norm(vk, p) - truth) / truth).abs().max()))
     assert errors[1] < errors[0] / 8
@@ -314,7 +331,11 @@ def test_float32_decoder_with_float64_points():
 def test_dist_solves_again_in_float64_where_float32_did_not_converge():
     """Pairs the float32 solve leaves unconverged (here: 2 iterations allowed) are solved
     again in the metric's float64, whose own outcome is reported."""
-    from pullback_geom.geodesics import GeodesicConvergenceWarning, geodesic_distance
+    from pullback_geom.geodesics import (
+        GeodesicConvergenceWarning,
+        connecting_geodesic,
+        geodesic_distance,
+    )
 
     torch.manual_seed(4)
     decoder = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 12), nn.Sigmoid())
@@ -322,16 +343,15 @@ def test_dist_solves_again_in_float64_where_float32_did_not_converge():
     g = torch.Generator().manual_seed(5)
     p, q = 1.5 * torch.randn(2, 6, 2, generator=g, dtype=F64)
     low = space.metric.pullback.to(dtype=torch.float32)
-    _, ok = geodesic_distance(
+    ok = connecting_geodesic(
         low,
         p.float(),
         q.float(),
         max_iter=2,
         tol=DIST_TOL_FLOAT32,
         bend_tol=DIST_BEND_TOL,
-        return_converged=True,
         warn=False,
-    )
+    ).converged
     assert not bool(ok.all())
     with pytest.warns(GeodesicConvergenceWarning, match="did not converge"):
         dist = space.metric.dist(p, q)
@@ -387,7 +407,9 @@ def symmetric_cloud(space, center: Tensor) -> Tensor:
 
 
 def test_frechet_mean_of_symmetric_points():
-    space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+    space = latent_space(
+        PullbackMetric(InverseStereographic(), latent_dim=2), exp_options={"method": "discrete"}
+    )
     space.metric.log_solver = LogODESolver(space)  # accurate here and 20x faster
     center = torch.tensor([0.3, -0.2], dtype=F64)
     points = symmetric_cloud(space, center)
@@ -419,8 +441,11 @@ def check_knn(space) -> None:
 
 
 def test_kmeans_and_knn_on_the_sphere():
-    space = latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
-    space.metric.log_solver = PullbackLogSolver(space, method="energy")
+    space = latent_space(
+        PullbackMetric(InverseStereographic(), latent_dim=2), exp_options={"method": "discrete"}
+    )
+    space.metric.log_solver = PullbackLogSolver(space, method="lm")
+    assert space.metric.log_solver.method == "lm"
     check_kmeans(space)
     check_knn(space)
 
@@ -429,7 +454,11 @@ def test_learning_tools_with_a_trainable_decoder():
     torch.manual_seed(0)
     decoder = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 5))  # float32, grads on
     assert all(p.requires_grad for p in decoder.parameters())
-    space = latent_space(PullbackMetric(decoder), log_options={"method": "energy"})
+    space = latent_space(
+        PullbackMetric(decoder),
+        exp_options={"method": "discrete"},
+        log_options={"method": "lm"},
+    )
     center = torch.tensor([0.1, 0.2], dtype=F64)
     points = symmetric_cloud(space, center)
     assert not points.requires_grad
@@ -456,10 +485,24 @@ def test_latent_space_input_errors():
         space.metric.metric_matrix()
     with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
         space.metric.metric_matrix(torch.zeros(3, dtype=F64))
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="unknown boundary-value method 'magic'; choose from"):
         PullbackLogSolver(space, method="magic")
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="unknown initial-value method 'magic'; choose from"):
         pg_geomstats.PullbackExpSolver(space, method="magic")
+    # The old name of the energy log is gone: it is "lm" (or another energy method).
+    with pytest.raises(ValueError, match="unknown boundary-value method 'energy'"):
+        PullbackLogSolver(space, method="energy")
+    # Mistyped options are refused when the solver is built, not at its first use.
+    with pytest.raises(TypeError, match="method 'lm' got unknown option 'n_point'"):
+        PullbackLogSolver(space, method="lm", n_point=8)
+    with pytest.raises(TypeError, match="method 'rk4' got unknown option 'rtol'"):
+        pg_geomstats.PullbackExpSolver(space, method="rk4", rtol=1e-6)
+    with pytest.raises(TypeError, match="method 'discrete' got unknown option 'n_point'"):
+        latent_space(
+            PullbackMetric(InverseStereographic(), latent_dim=2),
+            log_options={"method": "discrete", "n_point": 8},
+        )
+    assert not hasattr(pg_geomstats, "EXP_METHODS") and not hasattr(pg_geomstats, "LOG_METHODS")
 
 
 def test_float32_decoder_computes_in_float64_by_default():

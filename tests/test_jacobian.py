@@ -42,7 +42,7 @@ def test_seed_decoder_jacobian(method, dtype):
     torch.testing.assert_close(jac, ref, **TOL[dtype])
     torch.testing.assert_close(metric.metric_tensor(z), ref.mT @ ref, **TOL[dtype])
     torch.testing.assert_close(metric.jacobian(z[1]), ref[1], **TOL[dtype])
-    value, jac2 = metric.value_and_jacobian(z)
+    value, jac2 = metric.evaluator.value_and_jacobian(z)
     torch.testing.assert_close(value, decoder(z).reshape(4, -1), **TOL[dtype])
     torch.testing.assert_close(jac2, ref, **TOL[dtype])
 

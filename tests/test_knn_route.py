@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from pullback_geom import PullbackMetric
-from pullback_geom.geodesics import GeodesicConvergenceWarning, distance_block, pairwise_distances
+from pullback_geom.geodesics import (
+    GeodesicConvergenceWarning,
+    distance_block,
+    distance_matrix,
+    pairwise_distances,
+)
 from pullback_geom.geodesics.knn import knn_graph
 from pullback_geom.surfaces import InverseStereographic, sphere_distance
 
@@ -31,9 +36,8 @@ def test_complete_graph_of_a_linear_decoder_is_exact_in_any_dimension(options):
     route's default graph is the complete one."""
     metric, a = linear_metric()
     z = torch.randn(30, 6, generator=torch.Generator().manual_seed(1), dtype=F64)
-    dist, info = pairwise_distances(
-        metric, z, route="knn", graph_options=options, block_size=8, return_info=True
-    )
+    info = distance_matrix(metric, z, route="knn", graph_options=options, block_size=8)
+    dist = info.distances
     exact = ((z[:, None] - z[None]) @ a.T).norm(dim=-1)
     torch.testing.assert_close(dist, exact, rtol=1e-12, atol=1e-12)
     assert info.route == "knn" and bool(info.converged.all())
@@ -47,12 +51,12 @@ def test_auto_takes_the_complete_graph_for_many_pairs_above_three_dimensions(mon
     metric, a = linear_metric()
     z = torch.randn(12, 6, generator=torch.Generator().manual_seed(4), dtype=F64)
     exact = ((z[:, None] - z[None]) @ a.T).norm(dim=-1)
-    few = pairwise_distances(metric, z, return_info=True)[1]
+    few = distance_matrix(metric, z)
     assert few.route == "solver"  # 66 pairs
     monkeypatch.setattr(pairwise, "AUTO_SOLVER_PAIRS_HIGH_D", 50)
-    dist, info = pairwise_distances(metric, z, return_info=True)
+    info = distance_matrix(metric, z)
     assert info.route == "knn"
-    torch.testing.assert_close(dist, exact, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(info.distances, exact, rtol=1e-12, atol=1e-12)
 
 
 def test_a_sparse_graph_is_an_upper_bound_on_a_linear_decoder():
@@ -91,9 +95,8 @@ def test_disconnected_points_are_infinitely_far_and_reported():
     )
     assert knn_graph(metric, z, k=3).components == 2
     with pytest.warns(GeodesicConvergenceWarning, match="different components"):
-        dist, info = pairwise_distances(
-            metric, z, route="knn", graph_options={"k": 3}, return_info=True
-        )
+        info = distance_matrix(metric, z, route="knn", graph_options={"k": 3})
+    dist = info.distances
     assert bool(torch.isinf(dist[:10, 10:]).all()) and not bool(info.converged[:10, 10:].any())
     assert bool(torch.isfinite(dist[:10, :10]).all()) and bool(info.converged[:10, :10].all())
 
@@ -113,6 +116,6 @@ def test_knn_route_in_a_store_resumes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         first = pairwise_distances(metric, z, store=tmp_path / "d.zarr", **kw)
-    again, info = pairwise_distances(metric, z, store=tmp_path / "d.zarr", return_info=True, **kw)
-    assert info.computed == 0 and torch.equal(first, again)
+    info = distance_matrix(metric, z, store=tmp_path / "d.zarr", **kw)
+    assert info.computed == 0 and torch.equal(first, info.distances)
     assert torch.equal(first, pairwise_distances(metric, z, **kw))

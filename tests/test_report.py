@@ -194,8 +194,14 @@ def test_staged_folder_leaves_nothing_on_error(tmp_path):
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="n_pairs"):
         ReportOptions(n_pairs=0).check()
-    with pytest.raises(ValueError, match="solver"):
+    with pytest.raises(ValueError, match="solver must be an energy method"):
         ReportOptions(solver="newton").check()
+    # A boundary-value method that is no energy method takes neither n_points nor
+    # init_curve: refused before any work.
+    with pytest.raises(ValueError, match="solver must be an energy method.*'shooting'"):
+        ReportOptions(solver="shooting").check()
+    for solver in ("lm", "georce", "lbfgs"):
+        ReportOptions(solver=solver).check()
 
 
 # ---------------------------------------------------------------------------- numbers

@@ -14,6 +14,7 @@ from torch import nn
 from pullback_geom import PullbackMetric
 from pullback_geom._core.linalg import block_tridiagonal_cholesky, block_tridiagonal_solve
 from pullback_geom.geodesics import (
+    BOUNDARY_VALUE,
     GeodesicConvergenceWarning,
     connecting_geodesic,
     exp_map,
@@ -22,11 +23,18 @@ from pullback_geom.geodesics import (
     pairwise_distances,
 )
 from pullback_geom.geodesics._common import CurveSolution
-from pullback_geom.geodesics.energy import METHODS
+from pullback_geom.geodesics.energy import ENERGY_OPTIONS
 from pullback_geom.geodesics.lm import damped_tridiagonal_step
 from pullback_geom.surfaces import InverseStereographic
 
 F64 = torch.float64
+#: The energy methods of the registry (those taking every energy option) and their
+#: minimisers, ``(metric, curves, max_iter, tol) -> CurveSolution``.
+METHODS = {
+    name: solver.run.keywords["minimise"]
+    for name, solver in BOUNDARY_VALUE.items()
+    if set(ENERGY_OPTIONS) <= set(solver.options)
+}
 PACKAGE = Path(__file__).resolve().parents[1] / "pullback_geom"
 
 
@@ -87,11 +95,14 @@ def test_latent_dim_of_a_sequential_is_its_input_layer():
         ("scalar_curvature", (0,)),
         ("gaussian_curvature", (0,)),
         ("jacobian", (0, 3, 2)),
-        ("embed", (0, 3)),
+        ("evaluator.embed", (0, 3)),
     ],
 )
 def test_an_empty_batch_gives_an_empty_answer(name, shape):
-    out = getattr(PullbackMetric(paraboloid), name)(torch.zeros(0, 2, dtype=F64))
+    target = PullbackMetric(paraboloid)
+    for part in name.split("."):
+        target = getattr(target, part)
+    out = target(torch.zeros(0, 2, dtype=F64))
     assert out.shape == shape
     assert out.dtype == F64
 
@@ -124,13 +135,18 @@ def curved_pairs() -> tuple[torch.Tensor, torch.Tensor]:
     return p, q
 
 
+def test_the_energy_methods_are_found_in_the_registry():
+    assert {"lm", "georce", "lbfgs"} <= set(METHODS)
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_energy_method_returns_one_result_type(method):
     metric = PullbackMetric(InverseStereographic(), latent_dim=2)
     p, q = curved_pairs()
     t = torch.linspace(0, 1, 10, dtype=F64)[None, :, None]
     curve = p[:, None] + t * (q - p)[:, None]
-    metric.check_points(p)  # the methods take checked points, as connecting_geodesic hands them
+    # the methods take checked points, as connecting_geodesic hands them
+    metric.evaluator.check_points(p)
     sol = METHODS[method](metric, curve, 200, 1e-10)
     assert isinstance(sol, CurveSolution)
     assert sol.points.shape == (3, 10, 2)
@@ -250,7 +266,7 @@ def test_the_last_step_decoded_without_jacobians_changes_nothing(max_iter):
     """The LM driver decodes its last trial step by values only: the result is the one a
     driver that decodes every step in full gives."""
     from pullback_geom.geodesics import lm
-    from pullback_geom.geodesics.energy import ChordEnergy
+    from pullback_geom.geodesics.chord import ChordEnergy
 
     class FullDecodes(ChordEnergy):
         def decode_values(self, free, idx):
@@ -260,7 +276,7 @@ def test_the_last_step_decoded_without_jacobians_changes_nothing(max_iter):
     net = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 10), nn.Sigmoid()).double()
     metric = PullbackMetric(net).detached()
     p, q = torch.randn(2, 6, 3, dtype=F64)
-    metric.check_points(torch.cat([p, q]), "z")
+    metric.evaluator.check_points(torch.cat([p, q]), "z")
     t = torch.linspace(0, 1, 7, dtype=F64)[None, :, None]
     curve = p[:, None] + t * (q - p)[:, None]
     lean = lm.levenberg_marquardt(ChordEnergy(metric, curve), curve[:, 1:-1], max_iter, 1e-12)

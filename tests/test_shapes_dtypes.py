@@ -96,8 +96,8 @@ def test_chunking_gives_identical_results(case):
         torch.testing.assert_close(
             call(chunked, z, v), call(whole, z, v), rtol=1e-13, atol=1e-15, msg=name
         )
-    val_w, jac_w = whole.value_and_jacobian(z)
-    val_c, jac_c = chunked.value_and_jacobian(z)
+    val_w, jac_w = whole.evaluator.value_and_jacobian(z)
+    val_c, jac_c = chunked.evaluator.value_and_jacobian(z)
     torch.testing.assert_close(val_c, val_w, rtol=1e-13, atol=1e-15)
     torch.testing.assert_close(jac_c, jac_w, rtol=1e-13, atol=1e-15)
     curves = torch.randn(3, 9, D, dtype=F64)
@@ -132,7 +132,7 @@ def test_dtype_is_preserved(case, dtype):
     z, v = torch.randn(3, D, dtype=dtype), torch.randn(3, D, dtype=dtype)
     for name, (call, _) in POINT_METHODS.items():
         assert call(metric, z, v).dtype == dtype, name
-    value, jac = metric.value_and_jacobian(z)
+    value, jac = metric.evaluator.value_and_jacobian(z)
     assert value.dtype == jac.dtype == dtype
     curves = torch.randn(2, 5, D, dtype=dtype)
     for name, (call, _) in CURVE_METHODS.items():

@@ -228,7 +228,7 @@ def test_dist2_solves_bent_curves_again_as_geomstats_dist_does():
     across the creases; ``dist2`` solves the bent ones again on 31 (``bend_tol``), and its
     gradient comes from the curve it measured."""
     from pullback_geom import vae
-    from pullback_geom.geodesics import geodesic_distance
+    from pullback_geom.geodesics import connecting_geodesic
     from pullback_geom.geodesics.energy import BEND_TOL, DISTANCE_TOL
 
     latents = vae.load_latents(vae.default_checkpoint("bernoulli"))
@@ -242,15 +242,17 @@ def test_dist2_solves_bent_curves_again_as_geomstats_dist_does():
     assert bool((d2 <= plain).all())
     shorter = (plain - d2) / plain > 1e-3
     assert bool(shorter.any())
-    length, next_p, _ = geodesic_distance(
-        manifold._pullback64, p.detach(), q, bend_tol=BEND_TOL, tol=DISTANCE_TOL,
-        warn=False, return_end_nodes=True,
+    solved = connecting_geodesic(
+        manifold._pullback64, p.detach(), q, method="lm", bend_tol=BEND_TOL, tol=DISTANCE_TOL,
+        warn=False,
     )  # fmt: skip
+    assert solved.info["next_to_ends"].shape == (len(q), 2, 2)
+    length, next_p = solved.length, solved.info["next_to_ends"][:, 0]
     torch.testing.assert_close(d2.detach(), length.square())
     d2.sum().backward()
     # -2 L J(p)^T u, u the unit chord to the measured curve's decoded next node.
     metric = manifold._pullback64
-    chord = metric.embed(next_p) - metric.embed(p.detach())
+    chord = metric.evaluator.embed(next_p) - metric.evaluator.embed(p.detach())
     pull = (
         metric.jacobian(p.detach()).transpose(-1, -2)
         @ (chord / chord.norm(dim=-1, keepdim=True))[..., None]
@@ -369,7 +371,8 @@ def test_detach_keeps_decoder_grads_clean():
 def test_expmap_inverts_logmap_and_a_model_is_accepted(sphere):
     v = sphere.logmap(P0, P1)
     assert v.shape == (4, 2) and v.dtype == F64
-    scale = 1 + (P1 - P0).norm(dim=-1)  # discrete_log's default tol, 1e-6 (1 + |p - q|)
+    # The discrete log's default tol (log_map(method="discrete")), 1e-6 (1 + |p - q|).
+    scale = 1 + (P1 - P0).norm(dim=-1)
     assert bool(((sphere.expmap(P0, v) - P1).norm(dim=-1) <= 1e-6 * scale).all())
     # |log|_G approaches the great-circle angle (discrete log, K = 16: O(1 / K^2))
     rel = (sphere.inner(P0, v, v).sqrt() - great_circle(P0, P1)) / great_circle(P0, P1)

@@ -8,7 +8,10 @@
 - :mod:`~pullback_geom._core.curvature`: curvature by the Gauss equation;
 - :mod:`~pullback_geom._core.linalg`: one policy for regularised SPD solves, and the
   block-tridiagonal Cholesky of the curve solvers;
-- :mod:`~pullback_geom._core.evaluate`: chunked evaluation and its memory budget;
+- :mod:`~pullback_geom._core.evaluate`: the one evaluator of a metric's decoder: point
+  checks, chunked evaluation and its memory budget;
+- :mod:`~pullback_geom._core.smoothness`: whether a decoder is smooth enough for the
+  geodesic ODE;
 - :mod:`~pullback_geom._core.checks`: input checks whose errors name the problem;
 - :mod:`~pullback_geom._core.extras`: imports of optional libraries whose errors name the
   extra to install.

@@ -1,26 +1,31 @@
-"""Chunked evaluation of a metric's kernels, with its memory budget in one place.
+"""One metric's evaluation of its decoder: point checks, sizes, and chunked kernels.
 
 Every solver evaluates the same few kernels of the flat decoder ``f: (B, d) -> (B, D)``
 on batches of any size: values, Jacobians, second derivatives, geodesic accelerations.
 Their largest intermediate is ``(B, D, streams)`` with a number of tangent streams that
 depends on the kernel (:data:`STREAMS`), so a batch is cut into chunks of at most
-:data:`CHUNK_BUDGET` elements of that intermediate. :class:`Evaluator` holds one metric's
-kernels and does the cutting; :class:`~pullback_geom.PullbackMetric` hands one out as
-``metric.evaluator``. It checks nothing: the solvers' inner loops call it on points the
-metric has already checked (``metric.check_points``).
+:data:`CHUNK_BUDGET` elements of that intermediate.
+
+:class:`Evaluator` is the one place a metric's decoder is evaluated. Each
+:class:`~pullback_geom.PullbackMetric` builds one and hands it out as
+``metric.evaluator``: the solvers' interface, not the users'. It checks points
+(:meth:`Evaluator.check_points`, which learns ``d`` and ``D`` on first use) and cuts
+batches into chunks; its kernels check nothing, so the solvers' inner loops call them on
+points already checked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["CHUNK_BUDGET", "STREAMS", "Evaluator", "Kernels", "chunked", "rows_per_chunk"]
+from .checks import batch_curves, batch_points, check_finite_output, reference_tensor
+from .kernels import DecoderKernels
+
+__all__ = ["CHUNK_BUDGET", "STREAMS", "Evaluator", "chunked", "rows_per_chunk"]
 
 # Elements of the largest intermediate (B x D x streams) evaluated at once; 2**25 float32
 # entries are 128 MiB, so a chunk of the write-up's decoder's metric stays well under 1 GiB.
@@ -107,82 +112,181 @@ def chunked(fn: Callable[..., Tensor], size: int, *xs: Tensor, recompute: bool) 
     return torch.cat([run(*(x[i : i + size] for x in xs)) for i in range(0, n, size)])
 
 
-@dataclass(frozen=True)
-class Kernels:
-    """One metric's kernels on one chunk of checked points ``(B, d)``, flat map ``f``.
-
-    Attributes
-    ----------
-    embed : callable
-        ``z -> f(z)``, shapes (B, d) -> (B, D).
-    value_and_jacobian : callable
-        ``z -> (f(z), J(z))``, (B, D) and (B, D, d).
-    christoffels : callable
-        ``z -> Gamma``, (B, d, d, d) with ``out[..., k, i, j] = Gamma^k_ij``.
-    acceleration : callable
-        ``(z, v) -> -Gamma(v, v)``, (B, d).
-    second_derivatives : callable
-        ``z -> (J, H)``, (B, D, d) and (B, D, d, d).
-    """
-
-    embed: Callable[[Tensor], Tensor]
-    value_and_jacobian: Callable[[Tensor], tuple[Tensor, Tensor]]
-    christoffels: Callable[[Tensor], Tensor]
-    acceleration: Callable[[Tensor, Tensor], Tensor]
-    second_derivatives: Callable[[Tensor], tuple[Tensor, Tensor]]
-
-
-class Sizes(Protocol):
-    """What the evaluator reads off its metric at call time."""
-
-    @property
-    def latent_dim(self) -> int | None: ...
-
-    @property
-    def obs_dim(self) -> int | None: ...
-
-    chunk_size: int | None
-
-    def params_require_grad(self) -> bool: ...
-
-
 class Evaluator:
-    """A metric's kernels, evaluated in memory-bounded chunks, unchecked.
+    """One metric's decoder evaluation: point checks, ``d`` and ``D``, chunked kernels.
+
+    Built once per :class:`~pullback_geom.PullbackMetric` (``metric.evaluator``) for the
+    solvers. The checks (:meth:`check_points`, :meth:`check_curves`) name bad input and,
+    on first use, call the decoder once to learn ``d`` and ``D``; the kernels
+    (:meth:`embed`, :meth:`jacobian`, ...) check nothing and need ``D`` known, so they
+    take points that a check has passed.
 
     Parameters
     ----------
-    kernels : Kernels
-    sizes : Sizes
-        The metric: ``d``, ``D`` (known once it has checked points), the user's
-        ``chunk_size`` and whether its parameters require grad.
+    kernels : DecoderKernels
+        The decoder's kernels on one chunk, with the metric's ridge, method and detach.
+    latent_dim, obs_dim : int, optional
+        ``d`` and ``D`` where known; else learned by the first check.
+    chunk_size : int, optional
+        Points per chunk chosen by the user, instead of :data:`CHUNK_BUDGET`.
     """
 
-    def __init__(self, kernels: Kernels, sizes: Sizes) -> None:
+    def __init__(
+        self,
+        kernels: DecoderKernels,
+        *,
+        latent_dim: int | None = None,
+        obs_dim: int | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
         self.kernels = kernels
-        self._sizes = sizes
+        self.latent_dim = latent_dim
+        self.obs_dim = obs_dim
+        self.chunk_size = chunk_size
 
+    # ------------------------------------------------------------------ checks
+    def check_points(self, z, name: str = "z") -> tuple[Tensor, bool]:
+        """Points checked for this metric, as a batch, and whether a batch axis was added.
+
+        Shape ``(d,)`` or ``(B, d)``, finite, in the decoder's dtype and on its device; on
+        first use the decoder is called once to learn ``d`` and ``D``.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d) or (d,)
+        name : str
+            Names ``z`` in errors.
+
+        Returns
+        -------
+        z : Tensor, shape (B, d)
+        single : bool
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the argument, the shape, dtype or device received and the fix.
+        """
+        z, single = batch_points(z, self.latent_dim, name)
+        self.check_dtype_device(z, name)
+        self._probe(z)
+        return z, single
+
+    def check_curves(self, curve, name: str = "curve") -> tuple[Tensor, bool]:
+        """Curves checked as :meth:`check_points` checks points.
+
+        Parameters
+        ----------
+        curve : Tensor, shape (B, N, d) or (N, d)
+        name : str
+
+        Returns
+        -------
+        curve : Tensor, shape (B, N, d)
+        single : bool
+            Whether a batch axis was added.
+        """
+        c, single = batch_curves(curve, self.latent_dim, name)
+        self.check_dtype_device(c, name)
+        self._probe(c.reshape(-1, c.shape[-1]))
+        return c, single
+
+    def check_dtype_device(self, x: Tensor, name: str) -> None:
+        """Raise a TypeError naming ``name`` if ``x`` differs from the decoder's parameters
+        in dtype or device (decoders without parameters accept any)."""
+        ref = reference_tensor(self.kernels.decoder)
+        if ref is None:
+            return
+        if x.dtype != ref.dtype or x.device != ref.device:
+            raise TypeError(
+                f"{name} is {x.dtype} on {x.device}, but the decoder's parameters are "
+                f"{ref.dtype} on {ref.device}; convert with {name}.to(dtype={ref.dtype}, "
+                f"device='{ref.device}') or move the decoder"
+            )
+
+    def _probe(self, z: Tensor) -> None:
+        """On first use, learn ``D`` (and ``d``) from one decoder call with a clear error."""
+        if self.obs_dim is not None:
+            return
+        with torch.no_grad():
+            out = self.kernels.embed(z[:1] if len(z) else z.new_zeros(1, z.shape[1]))
+        self.obs_dim = out.shape[1]
+        self.latent_dim = z.shape[1]
+
+    def params_require_grad(self) -> bool:
+        """Whether autograd reaches the decoder's parameters through these kernels."""
+        decoder = self.kernels.decoder
+        if self.kernels.detach or not isinstance(decoder, nn.Module):
+            return False
+        return any(p.requires_grad for p in decoder.parameters())
+
+    # ------------------------------------------------------------------ chunks
     def rows(self, kind: str, per_row: int = 1) -> int:
         """Rows evaluated at once by kernel ``kind`` (see :func:`rows_per_chunk`)."""
-        s = self._sizes
-        if s.obs_dim is None or s.latent_dim is None:
+        if self.obs_dim is None or self.latent_dim is None:
             raise RuntimeError(
-                "the metric has not seen points yet: pass them through metric.check_points "
-                "before evaluating"
+                "the metric has not seen points yet: pass them through "
+                "metric.evaluator.check_points before evaluating"
             )
         return rows_per_chunk(
-            s.obs_dim, s.latent_dim, kind, per_row=per_row, chunk_size=s.chunk_size
+            self.obs_dim, self.latent_dim, kind, per_row=per_row, chunk_size=self.chunk_size
         )
 
     def map(self, fn: Callable[..., Tensor], kind: str, *xs: Tensor) -> Tensor:
         """``fn`` on chunks of ``xs`` (rows first), sized for kernel ``kind``."""
         recompute = torch.is_grad_enabled() and (
-            any(x.requires_grad for x in xs) or self._sizes.params_require_grad()
+            any(x.requires_grad for x in xs) or self.params_require_grad()
         )
         return chunked(fn, self.rows(kind), *xs, recompute=recompute)
 
+    # ------------------------------------------------------------------ kernels
     def embed(self, z: Tensor) -> Tensor:
-        """``f(z)``: (B, d) -> (B, D)."""
+        """``f(z)``: (B, d) -> (B, D), the flattened decoder output (tuples concatenated,
+        ridge block appended).
+
+        In chunks once ``D`` is known; before any check, in one unchunked pass.
+        """
+        if self.obs_dim is None:
+            return self.kernels.embed(z)
         return self.map(self.kernels.embed, "value", z)
+
+    def value_and_jacobian(
+        self, z: Tensor, *, tangent_dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The flattened decoder output and its Jacobian in one pass; checks ``z``.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d)
+        tangent_dtype : torch.dtype, optional
+            The Jacobian's dtype, e.g. ``torch.bfloat16`` for an approximate Jacobian whose
+            chain-rule products run ~3x faster on CPUs with AVX-512 BF16 or AMX (slower on
+            CPUs without). Only ``nn.Sequential`` decoders on the chain rule compute in it;
+            other decoders compute in ``z``'s dtype and cast. Default: ``z``'s dtype.
+
+        Returns
+        -------
+        value : Tensor, shape (B, D)
+            In ``z``'s dtype.
+        jac : Tensor, shape (B, D, d)
+        """
+        if tangent_dtype is not None and not (
+            isinstance(tangent_dtype, torch.dtype) and tangent_dtype.is_floating_point
+        ):
+            raise TypeError(
+                f"tangent_dtype must be a floating-point torch.dtype; got {tangent_dtype!r}"
+            )
+        z, _ = self.check_points(z)
+        size = self.rows("jacobian")
+        if z.shape[0] <= size:  # no copy through torch.cat
+            value, jac = self.kernels.value_and_jacobian(z, tangent_dtype)
+        else:
+            parts = [
+                self.kernels.value_and_jacobian(z[i : i + size], tangent_dtype)
+                for i in range(0, len(z), size)
+            ]
+            value, jac = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return value, check_finite_output(jac, "Jacobian")
 
     def jacobian(self, z: Tensor) -> Tensor:
         """``J(z)``: (B, d) -> (B, D, d)."""
@@ -204,3 +308,13 @@ class Evaluator:
     def acceleration(self, z: Tensor, v: Tensor) -> Tensor:
         """``-Gamma(v, v)`` at ``z``: (B, d), (B, d) -> (B, d)."""
         return self.map(self.kernels.acceleration, "acceleration", z, v)
+
+    def curvature(self, from_terms: Callable[..., Tensor], z: Tensor, *xs: Tensor) -> Tensor:
+        """``from_terms(G, G^{-1}, <II, II>, *xs)`` on chunks of ``z`` (B, d) and ``xs``
+        (B, ...): curvature from the second fundamental form (see
+        :meth:`DecoderKernels.curvature_terms`)."""
+
+        def fn(x: Tensor, *rest: Tensor) -> Tensor:
+            return from_terms(*self.kernels.curvature_terms(x), *rest)
+
+        return self.map(fn, "curvature", z, *xs)

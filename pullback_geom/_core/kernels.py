@@ -5,8 +5,8 @@ derivatives, geodesic accelerations and curvature terms, on one chunk of checked
 mean and std) and appends the ridge block ``sqrt(ridge) z``. Each kernel uses the
 explicit chain rule of :mod:`~pullback_geom._core.chain` for an ``nn.Sequential`` of
 Linear layers and element-wise activations (``method="chain"``), else nested forward
-mode (:mod:`~pullback_geom._core.derivatives`). :class:`~pullback_geom.PullbackMetric`
-holds the decoder and its options, checks points, chunks batches and delegates here.
+mode (:mod:`~pullback_geom._core.derivatives`). The evaluator
+(:mod:`~pullback_geom._core.evaluate`) checks points, chunks batches and delegates here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from .chain import (
     sequential_value_and_jacobian,
     supports_chain,
 )
-from .evaluate import Kernels
 
 __all__ = ["Decoder", "DecoderKernels", "GaussianDecoder", "infer_latent_dim"]
 
@@ -55,16 +54,6 @@ class DecoderKernels:
     ) -> None:
         self.decoder, self.ridge, self.method = decoder, ridge, method
         self.auto, self.detach = auto, detach
-
-    def kernels(self) -> Kernels:
-        """These kernels, as the evaluator takes them."""
-        return Kernels(
-            embed=self.embed,
-            value_and_jacobian=self.value_and_jacobian,
-            christoffels=self.christoffels,
-            acceleration=self.acceleration,
-            second_derivatives=self.second_derivatives,
-        )
 
     def embed(self, z: Tensor) -> Tensor:
         """The flattened decoder output (concatenated for tuples, with the ridge block).

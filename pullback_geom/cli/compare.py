@@ -1,10 +1,10 @@
 """``pullback-geom compare``: every geodesic method on the same pairs, a table and a figure
-(:func:`~pullback_geom.geodesics.compare_geodesics` on a surface or a checkpoint)."""
+(:func:`~pullback_geom.experiments.compare.compare_geodesics` on a surface or a checkpoint)."""
 
 from __future__ import annotations
 
 from .options import (
-    COMPARE_METHOD_NAMES,
+    COMPARE_METHOD_CHOICES,
     add_common_options,
     add_format_option,
     at_least,
@@ -127,9 +127,10 @@ def add_compare_parser(subparsers) -> None:
     )  # fmt: skip
     cmd.add_argument("--pairs", type=at_least(1), default=8, help="default: %(default)s")
     cmd.add_argument(
-        "--methods", default=None, type=comma_list(COMPARE_METHOD_NAMES),
-        help="comma-separated, from: " + ", ".join(COMPARE_METHOD_NAMES)
-        + " (default: all but geomstats_shooting, which takes minutes per pair)",
+        "--methods", default=None, type=comma_list(COMPARE_METHOD_CHOICES),
+        help="comma-separated names of pullback_geom.experiments.compare.COMPARE_METHODS: "
+        "the core's boundary-value methods (lm, shooting, discrete, ...) and geomstats' and "
+        "stochman's (default: all but geomstats_shooting, which takes minutes per pair)",
     )  # fmt: skip
     cmd.add_argument("--seed", type=at_least(0), default=0, help="default: %(default)s")
     cmd.add_argument("--out", default="outputs/compare", help="default: %(default)s")

@@ -6,11 +6,9 @@ from __future__ import annotations
 import argparse
 
 from .common import checkpoint_folder, prepare_out, print_rows, resolve_device
-from .options import add_common_options, at_least, checkpoint, positive_float
+from .options import ROUTE_CHOICES, add_common_options, at_least, checkpoint, positive_float
 
 __all__ = ["add_distances_parser"]
-
-ROUTE_CHOICES = ("auto", "graph", "graph+solver", "solver", "knn")
 
 
 def _client(args):
@@ -127,7 +125,11 @@ def add_distances_parser(subparsers) -> None:
         "--points", type=at_least(2), default=None,
         help="the first N test-set codes (default: all of them)",
     )  # fmt: skip
-    cmd.add_argument("--route", choices=ROUTE_CHOICES, default="auto", help="default: auto")
+    cmd.add_argument(
+        "--route", choices=ROUTE_CHOICES, metavar="ROUTE", default="auto",
+        help="auto or a route of pullback_geom.geodesics.PAIRWISE_ROUTES (graph, graph+solver, "
+        "solver, knn); default: auto",
+    )  # fmt: skip
     cmd.add_argument(
         "--n-points", type=at_least(3), default=None,
         help="nodes per curve of the solver routes, end points included (default: 16); "

@@ -17,10 +17,12 @@ from collections.abc import Callable, Sequence
 __all__ = [
     "ACTIVATION_NAMES",
     "BUNDLED_NAMES",
-    "COMPARE_METHOD_NAMES",
     "DATA_ENV_VAR",
     "DATASET_CHOICES",
-    "ENERGY_SOLVER_NAMES",
+    "ENERGY_SOLVERS",
+    "COMPARE_METHOD_CHOICES",
+    "ROUTE_CHOICES",
+    "RegistryNames",
     "FIGURE_FORMATS",
     "IDENTIFIABILITY_METRIC_NAMES",
     "add_common_options",
@@ -41,13 +43,6 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 # mirror imports torch; tests/test_cli_options.py checks each against its registry.
 #: :data:`pullback_geom.vae.BUNDLED`
 BUNDLED_NAMES = ("bernoulli", "gaussian", "smooth")
-#: :data:`pullback_geom.experiments.compare.COMPARE_METHODS`
-COMPARE_METHOD_NAMES = (
-    "lm", "georce", "lbfgs", "ode", "ode_multiple", "discrete",
-    "geomstats_logode", "geomstats_shooting", "geomstats_path", "stochman",
-)  # fmt: skip
-#: :data:`pullback_geom.geodesics.energy.METHODS`
-ENERGY_SOLVER_NAMES = ("georce", "lbfgs", "lm")
 #: :data:`pullback_geom.experiments.identifiability.experiment.METRICS`
 IDENTIFIABILITY_METRIC_NAMES = (
     "mean", "uncertainty", "fisher-rao", "ensemble", "disagreement", "ensemble-energy",
@@ -109,6 +104,57 @@ def fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1; got {value:g}")
     return value
+
+
+class RegistryNames(Sequence[str]):
+    """The method names of a registry, imported at first use (not at ``--help``, which
+    must not import torch): the one list of names stays the registry.
+
+    Parameters
+    ----------
+    module, attribute : str
+        Where the registry lives, e.g. ``"pullback_geom.geodesics.registry"``,
+        ``"BOUNDARY_VALUE"``.
+    keep : callable, optional
+        ``(name, entry) -> bool``: the entries offered.
+    first : str, optional
+        A name offered before the registry's (``"auto"``).
+    """
+
+    def __init__(self, module: str, attribute: str, keep=None, first: str | None = None) -> None:
+        self._where, self._keep, self._first, self._names = (module, attribute), keep, first, None
+
+    def _load(self) -> list[str]:
+        if self._names is None:
+            import importlib
+
+            registry = getattr(importlib.import_module(self._where[0]), self._where[1])
+            keep = self._keep or (lambda name, entry: True)
+            self._names = [name for name, entry in registry.items() if keep(name, entry)]
+            if self._first is not None:
+                self._names.insert(0, self._first)
+        return self._names
+
+    def __getitem__(self, i):
+        return self._load()[i]
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __contains__(self, name) -> bool:
+        return name in self._load()
+
+
+#: The energy methods of :data:`pullback_geom.geodesics.BOUNDARY_VALUE` (``report --solver``).
+ENERGY_SOLVERS = RegistryNames(
+    "pullback_geom.geodesics.registry",
+    "BOUNDARY_VALUE",
+    keep=lambda name, solver: "init_curve" in solver.options and "n_points" in solver.options,
+)
+#: ``"auto"`` and :data:`pullback_geom.geodesics.PAIRWISE_ROUTES` (``distances --route``).
+ROUTE_CHOICES = RegistryNames("pullback_geom.geodesics.registry", "PAIRWISE_ROUTES", first="auto")
+#: :data:`pullback_geom.experiments.compare.COMPARE_METHODS` (``compare --methods``).
+COMPARE_METHOD_CHOICES = RegistryNames("pullback_geom.experiments.compare", "COMPARE_METHODS")
 
 
 def comma_list(

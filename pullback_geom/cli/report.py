@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .common import prepare_out, print_rows, resolve_device
 from .options import (
-    ENERGY_SOLVER_NAMES,
+    ENERGY_SOLVERS,
     add_common_options,
     add_format_option,
     at_least,
@@ -16,6 +16,15 @@ from .options import (
 )
 
 __all__ = ["add_demo_parser", "add_report_parser"]
+
+
+def _energy_solver(text: str) -> str:
+    """An energy method's name (:data:`ENERGY_SOLVERS`), checked at parse time."""
+    if text not in ENERGY_SOLVERS:
+        raise argparse.ArgumentTypeError(
+            f"unknown {text!r}; choose from {', '.join(ENERGY_SOLVERS)}"
+        )
+    return text
 
 
 def print_summary(report) -> None:
@@ -132,7 +141,14 @@ def _addreport_options(parser: argparse.ArgumentParser) -> None:
         help="codes per class for the class distance matrices and kNN (default: %(default)s)",
     )
     parser.add_argument(
-        "--solver", choices=ENERGY_SOLVER_NAMES, default="lm", help="geodesic solver (default: lm)"
+        "--solver",
+        # A type, not choices=: argparse joins choices into every --help (3.11), which
+        # would load the registry and import torch.
+        type=_energy_solver,
+        metavar="METHOD",
+        default="lm",
+        help="the energy method of the geodesics (pullback_geom.geodesics.BOUNDARY_VALUE: "
+        "lm, georce, lbfgs; default: lm)",
     )
     parser.add_argument(
         "--nodes", type=at_least(2), default=32, help="nodes per geodesic (default: %(default)s)"

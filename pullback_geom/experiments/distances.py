@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..geodesics.pairwise import pairwise_distances, reference_distances
+from ..geodesics.pairwise import distance_matrix, reference_distances
 from ..metric import PullbackMetric
 from ..vae.checkpoint import atomic_write_bytes
 
@@ -107,10 +107,11 @@ def distance_job(
     out.mkdir(parents=True, exist_ok=True)
     n = codes.shape[0]
     start = time.perf_counter()
-    dist, info = pairwise_distances(
+    info = distance_matrix(
         metric, codes, route=route, block_size=block_size, client=client, store=out / STORE,
-        progress=progress, return_info=True, warn=False, **(solver_options or {}),
+        progress=progress, warn=False, **(solver_options or {}),
     )  # fmt: skip
+    dist = info.distances
     seconds = time.perf_counter() - start
     pairs = n * (n - 1) // 2
     summary = {

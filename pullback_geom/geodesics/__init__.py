@@ -1,69 +1,65 @@
 """Geodesics of a :class:`~pullback_geom.PullbackMetric`, batched over pairs.
 
-Two families, one module each:
+One function per problem (:mod:`~pullback_geom.geodesics.api`), every method looked up by
+name in :mod:`~pullback_geom.geodesics.registry`:
 
-* :mod:`~pullback_geom.geodesics.ode`: the geodesic ODE ``c'' = -Gamma(c', c')``
-  integrated by RK4 or adaptive Dormand–Prince 5(4)
-  (:func:`exp_map`), and boundary values by Newton shooting on the
-  initial velocity (:func:`log_map`) or by multiple shooting
-  (:mod:`~pullback_geom.geodesics.bvp`, :func:`multiple_shooting`);
-* :mod:`~pullback_geom.geodesics.discrete`: discrete geodesic calculus (exp, log and
-  parallel transport from the decoded squared distance alone; exact on ReLU decoders),
-  also reachable as ``exp_map(..., method="discrete")`` and
-  ``log_map(..., method="discrete")``;
-* :mod:`~pullback_geom.geodesics.energy`: minimisation of the discrete curve energy
-  measured in observation space (:func:`connecting_geodesic`, :func:`geodesic_distance`),
-  by Levenberg–Marquardt (default), :mod:`~pullback_geom.geodesics.georce` or L-BFGS;
-* :mod:`~pullback_geom.geodesics.pairwise`: distance matrices in deterministic blocks
-  (:func:`pairwise_distances`, :func:`distance_block`), optionally initialised by shortest
-  paths on a latent grid graph (:mod:`~pullback_geom.geodesics.graph`);
-* :mod:`~pullback_geom.experiments.compare`: every method (ours, geomstats', stochman's) on
-  the same pairs, with the same diagnostics (:func:`compare_geodesics`).
+* boundary values, ``c(0) = p``, ``c(1) = q``: :func:`connecting_geodesic` (a
+  :class:`GeodesicResult`), and its conveniences :func:`geodesic_distance` (lengths) and
+  :func:`log_map` (initial velocities). Methods: minimisers of the discrete curve energy
+  measured in observation space (:mod:`~pullback_geom.geodesics.energy`: ``"lm"``,
+  ``"georce"``, ``"lbfgs"``), shooting on the geodesic ODE (``"shooting"``,
+  ``"multiple"``), the discrete logarithm (``"discrete"``);
+* initial values, ``c(0) = z``, ``c'(0) = v``: :func:`integrate_geodesic` (an
+  :class:`InitialValueResult`) and :func:`exp_map` (end points). Methods: the geodesic ODE
+  by ``"rk4"`` or ``"dopri5"``, the discrete geodesic (``"discrete"``);
+* :func:`discrete_transport`: parallel transport along a curve;
+* distance matrices in deterministic blocks (:func:`pairwise_distances`,
+  :func:`distance_matrix`, :func:`distance_block`), optionally started by shortest paths
+  on a latent grid graph (:mod:`~pullback_geom.geodesics.graph`) or on the points' own
+  graph (:mod:`~pullback_geom.geodesics.knn`), on a Dask cluster
+  (:mod:`~pullback_geom.geodesics.cluster`) and resumable on disk
+  (:mod:`~pullback_geom.geodesics.distance_store`);
+* :mod:`~pullback_geom.geodesics.ensemble`: the ensemble curve energy.
+
+``method="auto"`` chooses by the decoder (:attr:`PullbackMetric.smooth`): the geodesic ODE
+where it is well-posed, the discrete calculus and the energy where the metric jumps.
 """
 
-from ._common import GeodesicConvergenceWarning, GeodesicResult
-from .bvp import BVPResult, multiple_shooting
-from .discrete import DiscreteInfo, discrete_exp, discrete_log, discrete_transport
-from .energy import connecting_geodesic, geodesic_distance
+from ._common import GeodesicConvergenceWarning
+from ._solver import GeodesicResult, InitialValueResult, Registry, Solver
+from .api import connecting_geodesic, exp_map, geodesic_distance, integrate_geodesic, log_map
+from .discrete import discrete_transport
 from .graph import LatentGraph, graph_geodesics, latent_graph
-from .ode import IVPInfo, exp_map, log_map
-from .pairwise import PairwiseInfo, block_slices, distance_block, pairwise_distances
+from .pairwise import (
+    PairwiseResult,
+    block_slices,
+    distance_block,
+    distance_matrix,
+    pairwise_distances,
+)
+from .registry import BOUNDARY_VALUE, INITIAL_VALUE, PAIRWISE_ROUTES
 
 __all__ = [
-    "GeodesicResult",
+    "BOUNDARY_VALUE",
+    "INITIAL_VALUE",
+    "PAIRWISE_ROUTES",
     "GeodesicConvergenceWarning",
-    "connecting_geodesic",
-    "exp_map",
-    "multiple_shooting",
-    "BVPResult",
-    "discrete_exp",
-    "discrete_log",
-    "discrete_transport",
-    "DiscreteInfo",
-    "IVPInfo",
-    "log_map",
-    "geodesic_distance",
-    "pairwise_distances",
-    "distance_block",
-    "block_slices",
-    "PairwiseInfo",
-    "compare_geodesics",
-    "GeodesicComparison",
-    "MethodRow",
-    "COMPARE_METHODS",
+    "GeodesicResult",
+    "InitialValueResult",
     "LatentGraph",
-    "latent_graph",
+    "PairwiseResult",
+    "Registry",
+    "Solver",
+    "block_slices",
+    "connecting_geodesic",
+    "discrete_transport",
+    "distance_block",
+    "distance_matrix",
+    "exp_map",
+    "geodesic_distance",
     "graph_geodesics",
+    "integrate_geodesic",
+    "latent_graph",
+    "log_map",
+    "pairwise_distances",
 ]
-
-#: Names re-exported lazily from :mod:`pullback_geom.experiments.compare`: the one
-#: import that points up the layers, whitelisted by name in tests/test_layers.py.
-_FROM_EXPERIMENTS = ("COMPARE_METHODS", "GeodesicComparison", "MethodRow", "compare_geodesics")
-
-
-def __getattr__(name: str):
-    if name in _FROM_EXPERIMENTS:
-        from ..experiments import compare
-
-        return getattr(compare, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Shared pieces of the geodesic solvers: the result type, the warning, input checks."""
+"""Shared pieces of the geodesic solvers: the warning, input checks, curve utilities."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from torch import Tensor
 
 from .._core.checks import same_shape
 from ..metric import PullbackMetric
+from ._solver import GeodesicResult
 
-__all__ = ["GeodesicConvergenceWarning", "GeodesicResult", "straight_curves"]
+__all__ = ["GeodesicConvergenceWarning", "straight_curves"]
 
 
 def straight_curves(p: Tensor, q: Tensor, n_points: int) -> Tensor:
@@ -28,32 +29,9 @@ class GeodesicConvergenceWarning(RuntimeWarning):
 
 
 @dataclass
-class GeodesicResult:
-    """Connecting geodesics of ``B`` pairs.
-
-    Attributes
-    ----------
-    points : Tensor, shape (B, N, d)
-        The discrete curves, end points included.
-    length : Tensor, shape (B,)
-        Observation-space length of the curve (the decoded latent polygon, each segment
-        refined; see ``refine`` in :func:`connecting_geodesic`).
-    energy : Tensor, shape (B,)
-        Its discrete energy, ``(N - 1) * sum ||f(x_{i+1}) - f(x_i)||^2``.
-    converged : Tensor, shape (B,), bool
-    iterations : Tensor, shape (B,), int
-    """
-
-    points: Tensor
-    length: Tensor
-    energy: Tensor
-    converged: Tensor
-    iterations: Tensor
-
-
-@dataclass
 class CurveSolution:
-    """What every energy method of the ``METHODS`` table returns for ``B`` pairs.
+    """What every energy minimiser (:func:`~pullback_geom.geodesics.energy.energy_solver`)
+    returns for ``B`` curves.
 
     Attributes
     ----------
@@ -78,22 +56,42 @@ class CurveSolution:
     decoded: Tensor | None = None
 
 
-def empty_result(p: Tensor, n_points: int) -> GeodesicResult:
+def empty_result(p: Tensor, n_nodes: int) -> GeodesicResult:
     """The :class:`GeodesicResult` of no pairs: tensors of the right shapes, zero rows."""
     b, d = p.shape
     zeros = p.new_zeros(b)
     return GeodesicResult(
-        p.new_zeros(b, n_points, d),
+        p.new_zeros(b, n_nodes, d),
         zeros,
         zeros.clone(),
         torch.zeros(b, dtype=torch.bool, device=p.device),
         torch.zeros(b, dtype=torch.long, device=p.device),
+        p.new_zeros(b, d),
     )
 
 
+def curve_measures(
+    metric: PullbackMetric, points: Tensor, refine: int = 4
+) -> tuple[Tensor, Tensor]:
+    """Length (refined, see :func:`refined_length`) and discrete energy of curves.
+
+    Parameters
+    ----------
+    points : Tensor, shape (B, N, d)
+
+    Returns
+    -------
+    length, energy : Tensor, shape (B,) each
+    """
+    b, n, d = points.shape
+    decoded = metric.evaluator.embed(points.reshape(-1, d)).reshape(b, n, -1)
+    energy = (n - 1) * decoded.diff(dim=1).square().sum((1, 2))
+    return refined_length(metric, points, refine, node_values=decoded), energy
+
+
 def _pair(metric: PullbackMetric, p, q) -> tuple[Tensor, Tensor, bool]:
-    p, single = metric.check_points(p, "p")
-    q, _ = metric.check_points(q, "q")
+    p, single = metric.evaluator.check_points(p, "p")
+    q, _ = metric.evaluator.check_points(q, "q")
     same_shape(p, q, "p and q")
     return p, q, single
 
@@ -222,7 +220,7 @@ def refined_length(
     # Chunks of pairs bound the decoded points' memory, whatever the number of pairs.
     if b == 0:
         return curve.new_zeros(0)
-    metric.check_points(curve[:1, 0], "curve")  # learns D on first use
+    metric.evaluator.check_points(curve[:1, 0], "curve")  # learns D on first use
     per_chunk = metric.evaluator.rows("value", per_row=m)
     out = []
     with torch.no_grad():
@@ -230,7 +228,7 @@ def refined_length(
             part = curve[i : i + per_chunk]
             fine = spline_points(part, refine) if refine > 1 else part
             if node_values is None:
-                x = metric.embed(fine.reshape(-1, d)).reshape(part.shape[0], m, -1)
+                x = metric.evaluator.embed(fine.reshape(-1, d)).reshape(part.shape[0], m, -1)
             else:
                 nodes = node_values[i : i + per_chunk]
                 x = _with_nodes(metric, fine, nodes, refine)
@@ -269,7 +267,9 @@ def _with_nodes(metric: PullbackMetric, fine: Tensor, nodes: Tensor, refine: int
     if refine == 1:
         return nodes
     inner = fine[:, :-1].reshape(b, n - 1, refine, -1)[:, :, 1:]
-    x_inner = metric.embed(inner.reshape(-1, inner.shape[-1])).reshape(b, n - 1, refine - 1, -1)
+    x_inner = metric.evaluator.embed(inner.reshape(-1, inner.shape[-1])).reshape(
+        b, n - 1, refine - 1, -1
+    )
     x = torch.cat([nodes[:, :-1, None], x_inner], dim=2).reshape(b, -1, big_d)
     return torch.cat([x, nodes[:, -1:]], dim=1)
 

@@ -22,12 +22,14 @@ from torch import Tensor
 
 from .._core.linalg import SingularMetricWarning
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning, _pair, _tolerance, initial_velocity
+from ._common import _tolerance, curve_measures, initial_velocity
+from ._solver import GeodesicResult, Solver
+from .chord import LM
 
-__all__ = ["BVPResult", "multiple_shooting"]
+__all__ = ["MULTIPLE"]
 
 
-class BVPResult(NamedTuple):
+class _Shots(NamedTuple):
     """Geodesics of the boundary value problem, per pair.
 
     Attributes
@@ -99,25 +101,24 @@ def _at_times(curve: Tensor, n: int) -> Tensor:
     return (1 - w) * curve[:, lo] + w * curve[:, lo + 1]
 
 
-def multiple_shooting(
+def _multiple_shooting(
     metric: PullbackMetric,
     p: Tensor,
     q: Tensor,
     *,
-    segments: int = 16,
-    substeps: int = 1,
-    init_curve: Tensor | None = None,
-    max_iter: int = 30,
-    tol: float | None = None,
-    warn: bool = True,
-) -> BVPResult:
+    segments: int,
+    substeps: int,
+    init_curve: Tensor | None,
+    max_iter: int,
+    tol: float | None,
+) -> _Shots:
     """Geodesics from ``p`` to ``q`` by multiple shooting on the geodesic ODE.
 
     Parameters
     ----------
     metric : PullbackMetric
         Its metric should be smooth (smooth activations); see the module docstring.
-    p, q : Tensor, shape (B, d) or (d,)
+    p, q : Tensor, shape (B, d)
     segments : int, default 16
         ``M``, shooting segments on ``[0, 1]``.
     substeps : int, default 1
@@ -127,25 +128,20 @@ def multiple_shooting(
         flow nearly linear, so Gauss–Newton needs ~4 iterations).
     init_curve : Tensor, shape (B, N, d), optional
         Start, its nodes equally spaced in time; default the energy solution with
-        ``2 M + 1`` nodes (:func:`~pullback_geom.geodesics.connecting_geodesic`). States
+        ``2 M + 1`` nodes (the ``"lm"`` method). States
         at the segments' starts are read off it (velocities by central differences).
     max_iter : int, default 30
         Gauss–Newton iterations.
     tol : float, optional
         Residuals accepted, relative to ``1 + |q - p|`` (default ``1e-9`` in float64,
         ``1e-5`` in float32).
-    warn : bool, default True
-        Warn with :class:`GeodesicConvergenceWarning` for pairs that did not reach ``q``.
 
     Returns
     -------
-    BVPResult
+    _Shots
         ``velocity (B, d)``, ``points (B, M * substeps + 1, d)``, ``reached (B,)``,
-        ``error (B,)``, ``iterations (B,)``; unbatched if ``p`` was ``(d,)``.
+        ``error (B,)``, ``iterations (B,)``.
     """
-    from .energy import connecting_geodesic
-
-    p, q, single = _pair(metric, p, q)
     for name, value in (("segments", segments), ("substeps", substeps), ("max_iter", max_iter)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
@@ -154,9 +150,8 @@ def multiple_shooting(
     m = segments
     h = 1.0 / (m * substeps)
     if init_curve is None:
-        init_curve = connecting_geodesic(
-            metric, p, q, n_points=2 * m + 1, refine=1, warn=False
-        ).points
+        options = {**LM.options, "n_points": 2 * m + 1, "refine": 1}
+        init_curve = LM.run(metric, p, q, **options).points
     # States at t_j = j / M: positions and central-difference velocities of the curve at
     # 2 M + 1 equally spaced times. Its nodes are taken to be equally spaced in t, as the
     # energy solution's are (equal steps in observation space, not in latent space).
@@ -249,15 +244,31 @@ def multiple_shooting(
         _, path = _flow(metric, starts.reshape(-1, 2 * d), h, substeps, path=True)
     path = path.reshape(b, m * substeps, d)
     points = torch.cat([p[:, None], path], dim=1)
-    result = BVPResult(starts[:, 0, d:].clone(), points, reached, error, iterations)
-    if warn and not bool(reached.all()):
-        warnings.warn(
-            f"multiple_shooting: {int((~reached).sum())} of {b} pairs did not reach q within "
-            f"{tol:g} (1 + |q - p|) (result.reached says which; on a ReLU decoder the "
-            "geodesic ODE is ill-posed, use the discrete or energy methods)",
-            GeodesicConvergenceWarning,
-            stacklevel=2,
-        )
-    if single:
-        result = BVPResult(*(x[0] for x in result))
-    return result
+    return _Shots(starts[:, 0, d:].clone(), points, reached, error, iterations)
+
+
+def _run(metric: PullbackMetric, p: Tensor, q: Tensor, **options) -> GeodesicResult:
+    shots = _multiple_shooting(metric, p, q, **options)
+    points = shots.points.clone()
+    points[:, -1] = q  # within tol of the flow's end where reached
+    length, energy = curve_measures(metric, points)
+    info = {"error": shots.error}
+    return GeodesicResult(
+        points, length, energy, shots.reached, shots.iterations, shots.velocity, info
+    )
+
+
+#: Multiple shooting on the geodesic ODE (smooth decoders). ``segments``: ``M`` (16);
+#: ``substeps``: RK4 steps per segment (1); ``init_curve``: start curves ``(B, N, d)``,
+#: default the energy solution on ``2 M + 1`` nodes; ``max_iter``: Gauss–Newton iterations
+#: (30); ``tol``: residuals accepted relative to ``1 + |q - p|`` (``1e-9`` in float64,
+#: ``1e-5`` in float32). The curve has ``M * substeps + 1`` nodes; ``info["error"]``: the
+#: largest residual.
+MULTIPLE = Solver(
+    "multiple",
+    _run,
+    {"segments": 16, "substeps": 1, "init_curve": None, "max_iter": 30, "tol": None},
+    smooth_only=True,
+    summary="multiple shooting on the geodesic ODE (RK4 segments, Gauss–Newton)",
+    n_nodes=lambda options: options["segments"] * options["substeps"] + 1,
+)

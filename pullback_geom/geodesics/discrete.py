@@ -28,24 +28,18 @@ pairs; ``DiscreteInfo.converged`` says which.
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .._core.checks import batch_curves, same_shape
+from .._core.checks import batch_curves
 from .._core.linalg import solve_square, spd_cholesky
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning, _pair, _tolerance, below_resolution
+from ._common import _tolerance, below_resolution
+from ._solver import InitialValueResult, Solver
 
-__all__ = [
-    "DiscreteInfo",
-    "discrete_exp",
-    "discrete_log",
-    "discrete_transport",
-    "DISCRETE_STEPS",
-]
+__all__ = ["DISCRETE_EXP", "DISCRETE_STEPS", "discrete_transport"]
 
 #: Default number of steps ``K`` of the discrete geodesics (``K + 1`` nodes).
 DISCRETE_STEPS = 16
@@ -73,7 +67,7 @@ class DiscreteInfo(NamedTuple):
     error: Tensor
 
 
-def _check_steps(n_steps) -> int:
+def check_steps(n_steps) -> int:
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer; got {n_steps!r}")
     return n_steps
@@ -133,7 +127,7 @@ def _next_node(
         return res, torch.linalg.vector_norm(white.squeeze(-1), dim=-1) / scale[rows]
 
     x = 2 * node - prev
-    val_x, jac_x = metric.value_and_jacobian(x)
+    val_x, jac_x = metric.evaluator.value_and_jacobian(x)
     every = torch.arange(b, device=node.device)
     res, err = merit(val_x, every)
     ok = err <= tol
@@ -149,7 +143,7 @@ def _next_node(
         trial = x[act] + alpha[act, None] * newton
         wild = ~torch.isfinite(trial).all(-1) | (trial.abs().amax(-1) > bound[act])
         trial = torch.where(wild[:, None], x[act], trial)
-        val_t, jac_t = metric.value_and_jacobian(trial)
+        val_t, jac_t = metric.evaluator.value_and_jacobian(trial)
         res_t, err_t = merit(val_t, act)
         accept = (err_t < err[act]) & ~wild
         iterations[act] += 1
@@ -168,7 +162,7 @@ def _next_node(
     return x, val_x, jac_x, ok, iterations, err
 
 
-def _discrete_path(
+def discrete_path(
     metric: PullbackMetric,
     start: Tensor,
     first: Tensor,
@@ -198,9 +192,9 @@ def _discrete_path(
     t_prev = torch.zeros(b, d, d, dtype=dtype, device=device)
     t_node = eye.expand(b, d, d).clone()
     with torch.no_grad():
-        val_prev = metric.embed(start)
-        val, jac = metric.value_and_jacobian(first)
-        jac_prev = metric.value_and_jacobian(start)[1] if tangents else None
+        val_prev = metric.evaluator.embed(start)
+        val, jac = metric.evaluator.value_and_jacobian(first)
+        jac_prev = metric.evaluator.value_and_jacobian(start)[1] if tangents else None
         idx = torch.arange(b, device=device)
         prev, node = start, first
         for k in range(1, n_steps):
@@ -230,77 +224,44 @@ def _discrete_path(
     return nodes, DiscreteInfo(alive, iterations, residual), sensitivity
 
 
-def discrete_exp(
+def _run_exp(
     metric: PullbackMetric,
     z: Tensor,
     v: Tensor,
     *,
-    n_steps: int = DISCRETE_STEPS,
-    t: float = 1.0,
-    tol: float | None = None,
-    max_newton: int = 20,
-    return_path: bool = False,
-    return_info: bool = False,
-    warn: bool = True,
-):
-    """Discrete exponential map: the discrete geodesic from ``z`` with velocity ``t v``.
-
-    Each node after the first solves the discrete Euler–Lagrange equation of the path
-    energy ``K sum ||f(c_{k+1}) - f(c_k)||^2`` at the node before it (see the module
-    docstring), so ``discrete_exp(z, discrete_log(z, q)) == q`` to the solvers'
-    tolerances, on any decoder (ReLU included). On a smooth decoder it approximates the
-    continuous exp with an error ``O(1 / K^2)``.
-
-    Parameters
-    ----------
-    metric : PullbackMetric
-    z, v : Tensor, shape (B, d) or (d,)
-        Start points and initial velocities.
-    n_steps : int, default 16
-        ``K``, steps of the discrete geodesic.
-    t : float, default 1
-        Time: the end point is the discrete ``gamma(t)`` (velocity ``t v`` over ``[0, 1]``).
-    tol : float, optional
-        Each node's equation is solved until the tangential residual is below ``tol``
-        times the last decoded step (default ``1e-11`` in float64, ``1e-5`` in float32).
-    max_newton : int, default 20
-        Newton iterations per node.
-    return_path : bool, default False
-        Return all ``K + 1`` nodes, shape (B, K + 1, d), instead of the end point.
-    return_info : bool, default False
-        Also return a :class:`DiscreteInfo`.
-    warn : bool, default True
-        Warn with :class:`GeodesicConvergenceWarning` where a node could not be solved
-        (the discrete geodesic does not extend; those curves are NaN from there on).
-        Before giving up, such a curve is computed again with ``2 K`` and ``4 K`` steps
-        (subsampled to ``K + 1`` nodes): the same geodesic, finer.
-
-    Returns
-    -------
-    Tensor, shape (B, d) or (d,); with ``return_path``, (B, K + 1, d) or (K + 1, d)
-        With ``return_info``, a tuple ``(points, DiscreteInfo)``.
-    """
-    z, single = metric.check_points(z)
-    v, _ = metric.check_points(v, "v")
-    same_shape(z, v, "z and v")
-    n_steps = _check_steps(n_steps)
-    if not (isinstance(t, (int, float)) and 0 < t < float("inf")):
-        raise ValueError(f"t must be a positive finite number; got {t!r}")
+    t: float,
+    path: bool,
+    n_steps: int,
+    tol: float | None,
+    max_newton: int,
+) -> InitialValueResult:
+    """The ``"discrete"`` initial-value method: the discrete geodesic from ``z`` with
+    velocity ``t v`` (see the module docstring); the path has ``n_steps + 1`` nodes."""
+    n_steps = check_steps(n_steps)
+    if isinstance(max_newton, bool) or not isinstance(max_newton, int) or max_newton < 1:
+        raise ValueError(f"max_newton must be a positive integer; got {max_newton!r}")
     tol = _tolerance(z.dtype, tol, 1e-11, 1e-5)
-    nodes, info = _exp_nodes(metric, z, v * t, n_steps, tol, max_newton)
-    if warn and not bool(info.converged.all()):
-        warnings.warn(
-            f"discrete_exp: the discrete geodesic does not extend for "
-            f"{int((~info.converged).sum())} of {z.shape[0]} curves, even with {4 * n_steps} "
-            "steps (a node's equation had no solution near the extrapolated point); their "
-            "points are NaN (return_info=True says which)",
-            GeodesicConvergenceWarning,
-            stacklevel=2,
-        )
-    out = nodes if return_path else nodes[:, -1]
-    if single:
-        out, info = out[0], DiscreteInfo(*(x[0] for x in info))
-    return (out, info) if return_info else out
+    with torch.no_grad():
+        nodes, info = _exp_nodes(metric, z, v * t, n_steps, tol, max_newton)
+    stats = {"iterations": info.iterations, "residual": info.error}
+    return InitialValueResult(nodes[:, -1], info.converged, nodes if path else None, stats)
+
+
+#: The discrete geodesic (Rumpf & Wirth): each node after the first solves the discrete
+#: Euler–Lagrange equation of the path energy at the node before it, so it inverts the
+#: ``"discrete"`` boundary-value method with the same ``n_steps`` on any decoder, ReLU
+#: included; on a smooth decoder it approximates the continuous exp with an error
+#: ``O(1 / K^2)``. ``n_steps``: ``K`` (16); ``tol``: each node's tangential residual
+#: relative to the last decoded step (``1e-11`` in float64, ``1e-5`` in float32);
+#: ``max_newton``: Newton iterations per node (20). A node that cannot be solved is
+#: retried with ``2 K`` and ``4 K`` steps (subsampled) before the curve is given up (NaN).
+#: ``info``: ``iterations`` (Newton, summed over nodes) and ``residual`` per curve.
+DISCRETE_EXP = Solver(
+    "discrete",
+    _run_exp,
+    {"n_steps": DISCRETE_STEPS, "tol": None, "max_newton": 20},
+    summary="the discrete geodesic (Rumpf & Wirth) from the decoder's values and Jacobians",
+)
 
 
 def _exp_nodes(
@@ -334,7 +295,7 @@ def _exp_nodes(
             break
         k = n_steps * refine
         first, started = _first_node(metric, z[idx], v[idx], k, tol, max_newton)
-        sub_nodes, sub, _ = _discrete_path(
+        sub_nodes, sub, _ = discrete_path(
             metric, z[idx], torch.nan_to_num(first), k, tol, max_newton
         )
         ok = sub.converged & started
@@ -359,16 +320,16 @@ def _first_node(
     with the decoder's first derivatives only; with Rumpf & Wirth's plain
     ``c_1 = z + v / K`` the discrete log is a one-sided difference, first-order accurate
     as a tangent vector (13 % off in ``|log|_G`` at ``K = 16`` on a long arc of the
-    sphere). Its inverse, :func:`_velocity`, is explicit.
+    sphere). Its inverse, :func:`first_step_velocity`, is explicit.
     """
-    val, jac = metric.value_and_jacobian(z)
+    val, jac = metric.evaluator.value_and_jacobian(z)
     step = v / n_steps
     behind = val - (jac @ step.unsqueeze(-1)).squeeze(-1)
     first, *_, ok, _, _ = _next_node(metric, z - step, z, behind, val, jac, tol, max_newton)
     return first, ok
 
 
-def _velocity(metric: PullbackMetric, z: Tensor, first: Tensor, n_steps: int) -> Tensor:
+def first_step_velocity(metric: PullbackMetric, z: Tensor, first: Tensor, n_steps: int) -> Tensor:
     """The ``v`` whose :func:`_first_node` is ``first``: ``K G(z)^{-1} J(z)^T (f(c_1) -
     f(z))``, ``K`` times the first decoded step projected on the tangent plane at ``z``.
 
@@ -377,190 +338,13 @@ def _velocity(metric: PullbackMetric, z: Tensor, first: Tensor, n_steps: int) ->
     geomstats' statistics built on the log get the right gradients, ReLU decoders
     included.
     """
-    val, jac = metric.value_and_jacobian(z)
-    rhs = jac.mT @ (metric.embed(first) - val).unsqueeze(-1)
+    val, jac = metric.evaluator.value_and_jacobian(z)
+    rhs = jac.mT @ (metric.evaluator.embed(first) - val).unsqueeze(-1)
     chol = spd_cholesky(jac.mT @ jac, what="metric tensor (discrete log)", stacklevel=4)
     return n_steps * torch.cholesky_solve(rhs, chol).squeeze(-1)
 
 
-def discrete_log(
-    metric: PullbackMetric,
-    p: Tensor,
-    q: Tensor,
-    *,
-    n_steps: int = DISCRETE_STEPS,
-    init_curve="auto",
-    tol: float | None = None,
-    max_shooting: int = 3,
-    max_iter: int = 500,
-    energy_tol: float | None = None,
-    return_path: bool = False,
-    return_info: bool = False,
-    warn: bool = True,
-):
-    """Discrete logarithm: ``K (c_1 - p)`` for the discrete geodesic ``c_0 = p .. c_K = q``.
-
-    The energy-minimising curve with ``K + 1`` nodes
-    (:func:`~pullback_geom.geodesics.connecting_geodesic`) gives ``c_1``; where the
-    discrete exp from it misses ``q`` by more than ``tol (1 + |q - p|)`` (creases of a
-    ReLU decoder, the energy solver's tolerance), ``c_1`` is refined by a Newton method on
-    ``exp(c_1) = q`` (``d`` unknowns; the sensitivity of the discrete exp is propagated
-    along the recursion), so that ``discrete_exp(p, discrete_log(p, q)) == q`` wherever
-    the discrete exp is defined. ``|log_p q|_G(p)`` approximates the distance only where
-    ``G`` is continuous; the length of the returned curve is the distance.
-
-    Parameters
-    ----------
-    metric : PullbackMetric
-    p, q : Tensor, shape (B, d) or (d,)
-    n_steps : int, default 16
-        ``K``: the curve has ``K + 1`` nodes. Use the same ``K`` for :func:`discrete_exp`.
-    init_curve : optional
-        Start of the energy solver (see :func:`connecting_geodesic`).
-    tol : float, optional
-        End-point error accepted, relative to ``1 + |q - p|`` (default ``1e-6`` in
-        float64, ``1e-4`` in float32; the nodes are solved to ``1e-11``, and the discrete
-        exp amplifies an error in ``c_1`` along the curve, by ~1e3 over 16 steps on the
-        bundled models).
-    max_shooting : int, default 3
-        Newton iterations of the refinement. On smooth decoders the energy curve's first
-        step is usually within ``tol`` already; on ReLU decoders the discrete exp is
-        discontinuous in ``c_1`` where a node crosses a crease, and more iterations
-        rarely help (``docs/geomstats.md``).
-    max_iter : int, default 500
-        Iterations of the energy solver.
-    energy_tol : float, optional
-        The energy solver's ``tol`` (default ``1e-16`` in float64, ``1e-7`` in float32: the
-        node errors are about the square root of the relative energy decrease the solver
-        stops at, and the discrete exp amplifies them).
-    return_path : bool, default False
-        Also return the discrete geodesic's nodes ``(B, K + 1, d)`` (the discrete exp of
-        the returned velocity; the energy curve where that does not reach ``q``).
-    return_info : bool, default False
-        Also return a :class:`DiscreteInfo`.
-    warn : bool, default True
-        Warn with :class:`GeodesicConvergenceWarning` where the refinement did not reach
-        ``q`` (the energy curve's first step is returned there).
-
-    Returns
-    -------
-    Tensor, shape (B, d) or (d,)
-        Initial velocities. With ``return_path`` and/or ``return_info`` a tuple
-        ``(velocities, [nodes], [DiscreteInfo])``.
-    """
-    from .energy import connecting_geodesic
-
-    p, q, single = _pair(metric, p, q)
-    n_steps = _check_steps(n_steps)
-    tol = _tolerance(p.dtype, tol, 1e-6, 1e-4)
-    energy_tol = _tolerance(p.dtype, energy_tol, 1e-16, 1e-7, name="energy_tol")
-    b, d = p.shape
-    target = tol * (1 + torch.linalg.vector_norm(q - p, dim=-1))
-    if b == 0:
-        nodes = p.new_zeros(0, n_steps + 1, d)
-        empty = torch.zeros(0, dtype=torch.bool, device=p.device)
-        info = DiscreteInfo(empty, empty.long(), p.new_zeros(0))
-        return _log_out(p, nodes, info, single, return_path, return_info)
-    node_tol = min(1e-11 if p.dtype == torch.float64 else 1e-5, tol)
-    if n_steps == 1:
-        curve = torch.stack([p, q], dim=1)
-    else:
-        # A tight energy tolerance: the node errors are about the square root of the
-        # relative energy decrease the solver stops at.
-        curve = connecting_geodesic(
-            metric,
-            p,
-            q,
-            n_points=n_steps + 1,
-            init_curve=init_curve,
-            tol=energy_tol,
-            max_iter=max_iter,
-            refine=1,
-            warn=False,
-        ).points
-    first = curve[:, 1].clone()
-    # The sensitivities come with the first pass: they cost d x d solves and one more
-    # Jacobian per curve, where a second pass for the pairs left short (on ReLU decoders
-    # a third to a half of them) would decode every node again.
-    shoot = max_shooting > 0
-    nodes, _, sens = _discrete_path(metric, p, first, n_steps, node_tol, 20, tangents=shoot)
-    err = _end_error(nodes, q)
-    done = err <= target
-    iterations = torch.zeros(b, dtype=torch.long, device=p.device)
-    stalled = torch.zeros_like(done)
-    for _ in range(max_shooting):
-        act = (~done & ~stalled).nonzero().squeeze(1)
-        if act.numel() == 0:
-            break
-        iterations[act] += 1
-        good = torch.isfinite(sens[act]).all(-1).all(-1)
-        residual = nodes[act, -1] - q[act]
-        step = torch.zeros_like(residual)
-        # Where the discrete exp had no sensitivity (a node did not solve) the step stays
-        # zero: the trial is rejected and the pair stops.
-        if bool(good.any()):
-            step[good] = solve_square(sens[act][good], -residual[good].unsqueeze(-1)).squeeze(-1)
-        # A trust radius of half the first step keeps Newton out of neighbouring
-        # branches of the discrete exp (across a crease or a conjugate point).
-        radius = 0.5 * torch.linalg.vector_norm(first[act] - p[act], dim=-1)
-        norm = torch.linalg.vector_norm(step, dim=-1).clamp_min(torch.finfo(p.dtype).tiny)
-        step = step * (radius / norm).clamp(max=1.0)[:, None]
-        trial = first[act] + step
-        t_nodes, _, t_sens = _discrete_path(
-            metric, p[act], trial, n_steps, node_tol, 20, tangents=True
-        )
-        t_err = _end_error(t_nodes, q[act])
-        better = t_err < err[act]
-        rows = act[better]
-        first[rows], nodes[rows], sens[rows], err[rows] = (
-            trial[better],
-            t_nodes[better],
-            t_sens[better],
-            t_err[better],
-        )
-        done[act] = err[act] <= target[act]
-        # A Newton step that does not reduce the end-point error has crossed a jump of
-        # the discrete exp (a node crossed a crease): the pair stops. Halving such steps
-        # (up to 20 times) reached q on none of 8 batches of 50-64 pairs on the bundled
-        # ReLU and smooth models, and cost ~25 % of a log on the ReLU one.
-        stalled[act[~better]] = True
-    if not bool(done.all()):
-        # Keep the energy curve's first step where the refinement did not reach q.
-        first = torch.where(done[:, None], first, curve[:, 1])
-        nodes = torch.where(done[:, None, None], nodes, curve)
-        if warn:
-            worst = err[~done]
-            worst = worst[torch.isfinite(worst)]
-            text = f"{float(worst.max()):.3g}" if worst.numel() else "NaN"
-            warnings.warn(
-                f"discrete_log: the discrete exp did not reach q within {tol:g} (1 + |q - p|) "
-                f"for {int((~done).sum())} of {b} pairs (largest end-point error {text}); "
-                "the energy curve's first step is returned there",
-                GeodesicConvergenceWarning,
-                stacklevel=2,
-            )
-    v = _velocity(metric, p, first, n_steps)
-    info = DiscreteInfo(done, iterations, err)
-    return _log_out(v, nodes, info, single, return_path, return_info)
-
-
-def _end_error(nodes: Tensor, q: Tensor) -> Tensor:
-    err = torch.linalg.vector_norm(nodes[:, -1] - q, dim=-1)
-    return torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-
-
-def _log_out(v, nodes, info, single, return_path, return_info):
-    if single:
-        v, nodes, info = v[0], nodes[0], DiscreteInfo(*(x[0] for x in info))
-    if not (return_path or return_info):
-        return v
-    out = (v,) + ((nodes,) if return_path else ()) + ((info,) if return_info else ())
-    return out
-
-
-def discrete_transport(
-    metric: PullbackMetric, curve: Tensor, v: Tensor, *, return_path: bool = False
-) -> Tensor:
+def discrete_transport(metric: PullbackMetric, curve: Tensor, v: Tensor) -> Tensor:
     """Discrete parallel transport of ``v`` along the nodes of ``curve``.
 
     ``v_{k+1} = argmin_w ||J(c_{k+1}) w - J(c_k) v_k|| = G_{k+1}^{-1} J_{k+1}^T J_k v_k``:
@@ -574,27 +358,27 @@ def discrete_transport(
     ----------
     metric : PullbackMetric
     curve : Tensor, shape (B, N, d) or (N, d)
-        Nodes, e.g. a discrete geodesic from :func:`discrete_exp` or :func:`discrete_log`.
+        Nodes, e.g. a discrete geodesic's (``integrate_geodesic(..., method="discrete",
+        path=True).path`` or ``connecting_geodesic(..., method="discrete").points``).
     v : Tensor, shape (B, d) or (d,)
         Tangent vectors at ``curve[:, 0]``.
-    return_path : bool, default False
-        Return the vectors at every node, shape (B, N, d).
 
     Returns
     -------
-    Tensor, shape (B, d) or (d,); with ``return_path``, (B, N, d) or (N, d)
+    Tensor, shape (B, N, d) or (N, d)
+        The transported vectors at every node, ``v`` first; the last is ``v`` moved to
+        ``curve[:, -1]``.
     """
     c, single = batch_curves(curve, metric.latent_dim, "curve")
-    v, _ = metric.check_points(v, "v")
+    v, _ = metric.evaluator.check_points(v, "v")
     b, n, d = c.shape
     if v.shape != (b, d):
         raise ValueError(
             f"v must have shape {(b, d)} for curves {tuple(c.shape)}; got {tuple(v.shape)}"
         )
-    metric.check_dtype_device(c, "curve")
+    metric.evaluator.check_dtype_device(c, "curve")
     if b == 0:
-        out = v.new_zeros(0, n, d) if return_path else v.new_zeros(0, d)
-        return out
+        return v.new_zeros(0, n, d)
     jac = metric.jacobian(c.reshape(b * n, d)).reshape(b, n, -1, d)
     # Transfer matrices G_{k+1}^{-1} J_{k+1}^T J_k for all nodes at once, then a short
     # sequential product of d x d matrices.
@@ -606,5 +390,5 @@ def discrete_transport(
     vectors = [v]
     for k in range(n - 1):
         vectors.append((transfer[:, k] @ vectors[-1].unsqueeze(-1)).squeeze(-1))
-    out = torch.stack(vectors, dim=1) if return_path else vectors[-1]
+    out = torch.stack(vectors, dim=1)
     return out[0] if single else out

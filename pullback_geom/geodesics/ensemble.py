@@ -94,7 +94,7 @@ def _members(members: Sequence[nn.Module]) -> list[PullbackMetric]:
 
 def _decode(metrics: list[PullbackMetric], z: Tensor) -> Tensor:
     """Every member's flattened images, ``(K, B, D)``."""
-    return torch.stack([m.embed(z) for m in metrics])
+    return torch.stack([m.evaluator.embed(z) for m in metrics])
 
 
 def ensemble_curve_energy(
@@ -162,8 +162,8 @@ def ensemble_geodesic(
         raise ValueError(f"n_points must be at least 3; got {n_points}")
     if not weight >= 0:
         raise ValueError(f"weight must be >= 0; got {weight}")
-    p, single = metrics[0].check_points(p, "p")
-    q, _ = metrics[0].check_points(q, "q")
+    p, single = metrics[0].evaluator.check_points(p, "p")
+    q, _ = metrics[0].evaluator.check_points(q, "q")
     same_shape(p, q, "p and q")
     curve = straight_curves(p, q, n_points)
     tol = _tolerance(p.dtype, tol, 1e-10)
@@ -185,7 +185,7 @@ def ensemble_geodesic(
         seg = x[:, None, :, 1:] - x[None, :, :, :-1]
         length = torch.linalg.vector_norm(seg, dim=-1).mean((0, 1)).sum(-1)
         mean_image = PullbackMetric(MeanImage(members), latent_dim=d)
-        mean_image.check_points(p)  # learns the output size, which chunking needs
+        mean_image.evaluator.check_points(p)  # learns the output size, which chunking needs
         mean_length = refined_length(mean_image, curve, 4)
         energy = ensemble_curve_energy(members, curve, weight=weight)
     result = EnsembleGeodesic(curve, length, mean_length, energy, converged, iterations)
@@ -213,7 +213,7 @@ class EnsembleEnergy:
 
     def decode(self, free: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
         b, m, d = free.shape
-        parts = [mt.value_and_jacobian(free.reshape(-1, d)) for mt in self.metrics]
+        parts = [mt.evaluator.value_and_jacobian(free.reshape(-1, d)) for mt in self.metrics]
         k = len(parts)
         val = torch.stack([v for v, _ in parts]).reshape(k, b, m, -1).transpose(0, 1)
         jac = torch.stack([j for _, j in parts]).reshape(k, b, m, -1, d).transpose(0, 1)

@@ -25,6 +25,7 @@ from torch import Tensor
 from .._core.linalg import spd_inverse, spd_solve
 from ..metric import PullbackMetric
 from ._common import CurveSolution
+from .energy import energy_solver
 
 __all__ = ["metric_energy"]
 
@@ -140,8 +141,16 @@ def georce(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> 
             decrease = ea - e[act]
             converged[act] = (decrease <= tol * e[act].abs()) & ~pending
             stuck[act] = pending
-        x = metric.embed(curve.reshape(-1, d)).reshape(b, n_pts, -1)
+        x = metric.evaluator.embed(curve.reshape(-1, d)).reshape(b, n_pts, -1)
         steps = x.diff(dim=1)
         length = torch.linalg.vector_norm(steps, dim=-1).sum(-1)
         energy = t_seg * steps.square().sum((1, 2))
     return CurveSolution(curve, length, energy, converged, iterations, x)
+
+
+GEORCE = energy_solver(
+    "georce",
+    georce,
+    "GEORCE (Rygaard & Hauberg 2025): iterated closed-form optimal control of the "
+    "left-point metric energy",
+)

@@ -115,7 +115,7 @@ def latent_graph(
     -------
     LatentGraph
     """
-    z, _ = metric.check_points(points, "points")
+    z, _ = metric.evaluator.check_points(points, "points")
     d = z.shape[1]
     if d not in (2, 3):
         raise ValueError(
@@ -280,8 +280,8 @@ def graph_geodesics(
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import dijkstra
 
-    a, _ = metric.check_points(a, "a")
-    b, _ = metric.check_points(b, "b")
+    a, _ = metric.evaluator.check_points(a, "a")
+    b, _ = metric.evaluator.check_points(b, "b")
     if paired and a.shape != b.shape:
         raise ValueError(f"paired=True needs a and b of one shape; got {a.shape} and {b.shape}")
     m = graph.nodes.shape[0]
@@ -291,7 +291,7 @@ def graph_geodesics(
     # with incoming edges only, so no path runs through a third point: a distance depends
     # on its two points and the grid, not on which other points share the call.
     with torch.no_grad():
-        emb = metric.embed(pts)
+        emb = metric.evaluator.embed(pts)
         corners = _cell_corners(graph, pts)  # (k, 2^d)
         w = torch.linalg.vector_norm(emb[:, None] - graph.embedded[corners], dim=-1)
     w = _edge_weights([w])

@@ -78,7 +78,7 @@ def knn_graph(
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    z, _ = metric.check_points(z, "z")
+    z, _ = metric.evaluator.check_points(z, "z")
     n = z.shape[0]
     for name, value in (("k", k), ("subdivide", subdivide)):
         if value is None and name == "k":

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ..metric import PullbackMetric
 from ._common import CurveSolution
+from .energy import energy_solver
 
 __all__: list[str] = []
 
@@ -29,7 +30,7 @@ def lbfgs(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> C
 
     def energies(inner: Tensor) -> Tensor:
         c = torch.cat([ends[:, :1], inner, ends[:, 1:]], dim=1)
-        x = metric.embed(c.reshape(-1, d)).reshape(b, n_pts, -1)
+        x = metric.evaluator.embed(c.reshape(-1, d)).reshape(b, n_pts, -1)
         return (n_pts - 1) * x.diff(dim=1).square().sum((1, 2))
 
     opt = torch.optim.LBFGS(
@@ -59,8 +60,13 @@ def lbfgs(metric: PullbackMetric, curve: Tensor, max_iter: int, tol: float) -> C
         scaled = torch.linalg.vector_norm(grad, dim=(1, 2)) * span
         converged = scaled <= tol**0.5 * e.clamp_min(1e-300) + 1e-300
         c = torch.cat([ends[:, :1], free.detach(), ends[:, 1:]], dim=1)
-        x = metric.embed(c.reshape(-1, d)).reshape(b, n_pts, -1)
+        x = metric.evaluator.embed(c.reshape(-1, d)).reshape(b, n_pts, -1)
         steps = x.diff(dim=1)
         length = torch.linalg.vector_norm(steps, dim=-1).sum(-1)
         energy = (n_pts - 1) * steps.square().sum((1, 2))
     return CurveSolution(c, length, energy, converged, iterations, x)
+
+
+LBFGS = energy_solver(
+    "lbfgs", lbfgs, "torch.optim.LBFGS on the chord energy of all pairs summed (a baseline)"
+)

@@ -21,28 +21,31 @@ from torch import Tensor
 from .._core.progress import progress_bar
 from ..metric import PullbackMetric
 from ._common import GeodesicConvergenceWarning
-from .energy import N_POINTS, connecting_geodesic
+from .api import connecting_geodesic
+from .energy import N_POINTS
 from .graph import DISTANCE_GRAPH, START_GRAPH, LatentGraph, graph_geodesics, latent_graph
 from .knn import KNN_GRAPH, KnnGraph, knn_distances, knn_graph
+from .registry import PAIRWISE_ROUTES, resolve
 
 __all__ = [
-    "PairwiseInfo",
+    "PairwiseResult",
     "block_slices",
     "compute_unit",
     "distance_block",
+    "distance_matrix",
     "pairwise_distances",
     "reference_distances",
 ]
 
-ROUTES = ("auto", "graph", "graph+solver", "solver", "knn")
-
 
 @dataclass
-class PairwiseInfo:
-    """How :func:`pairwise_distances` computed its matrix.
+class PairwiseResult:
+    """A distance matrix and how :func:`distance_matrix` computed it.
 
     Attributes
     ----------
+    distances : Tensor, shape (n, n)
+        Symmetric, zero diagonal.
     route : {"graph", "graph+solver", "solver", "knn"}
         ``"graph"``: grid-graph distances only; ``"knn"``: a nearest-neighbour graph's;
         ``"graph+solver"``: graph paths refined by the energy solver; ``"solver"``: the
@@ -55,6 +58,7 @@ class PairwiseInfo:
         Units this call computed: fewer than ``blocks`` when a ``store`` held the others.
     """
 
+    distances: Tensor
     route: str
     converged: Tensor
     blocks: int
@@ -70,16 +74,40 @@ AUTO_SOLVER_PAIRS = 50_000
 AUTO_SOLVER_PAIRS_HIGH_D = 5_000
 
 
+def _check_route_name(route: str) -> None:
+    if route != "auto" and route not in PAIRWISE_ROUTES:
+        choices = ", ".join(map(repr, ["auto", *PAIRWISE_ROUTES]))
+        raise ValueError(f"route must be one of {choices}; got {route!r}")
+
+
 def _resolve_route(route: str, d: int, n_pairs: int = 0) -> str:
-    if route not in ROUTES:
-        raise ValueError(f"route must be one of {ROUTES}; got {route!r}")
-    if route in ("graph", "graph+solver") and d > 3:
+    _check_route_name(route)
+    if route != "auto" and PAIRWISE_ROUTES[route].grid and d > 3:
         raise ValueError(f"route={route!r} needs d <= 3; got d = {d}: use route='solver'")
     if route == "auto":
         if d > 3:
             return "solver" if n_pairs <= AUTO_SOLVER_PAIRS_HIGH_D else "knn"
         return "graph+solver" if n_pairs <= AUTO_SOLVER_PAIRS else "graph"
     return route
+
+
+def _check_options(metric: PullbackMetric, route: str, options: dict, caller: str) -> dict:
+    """The solver options of ``route`` checked before any work: a route without a solver
+    takes none, a solver route (and ``"auto"``, which may become one) takes ``method`` and
+    that method's options. An unknown option is a ``TypeError`` naming it."""
+    _check_route_name(route)
+    if route != "auto" and not PAIRWISE_ROUTES[route].solver:
+        if options:
+            raise TypeError(
+                f"{caller}: route={route!r} runs no geodesic solver, so it takes no solver "
+                f"options; got {', '.join(map(repr, sorted(options)))} (graph_options= "
+                "sets its graph)"
+            )
+        return options
+    options = dict(options)
+    solver = resolve(options.pop("method", "auto"), "curve", metric)
+    solver.with_defaults(options, f"{caller} (route={route!r})")
+    return {"method": solver.name, **options}
 
 
 def _route_graph(
@@ -123,7 +151,7 @@ def distance_block(
     route : {"auto", "graph", "graph+solver", "solver"}, default "auto"
         See :func:`pairwise_distances`; ``"auto"`` decides by the block's own number of
         pairs, so pass the route that :func:`pairwise_distances` reports
-        (``PairwiseInfo.route``) to make blocks match a single-process run.
+        (``PairwiseResult.route``) to make blocks match a single-process run.
     graph : LatentGraph, optional
         For the graph routes; default one built over the block's points. Pass the graph of
         all points (:func:`~pullback_geom.geodesics.graph.latent_graph` with the route's
@@ -133,16 +161,17 @@ def distance_block(
         ``z_rows`` and ``z_cols`` are the same points (a diagonal block): compute only the
         pairs ``i < j``, fill the lower triangle by symmetry and the diagonal with 0.
     **options
-        Passed to :func:`~pullback_geom.geodesics.connecting_geodesic` (``method``,
-        ``n_points``, ``max_iter``, ``tol``).
+        Passed to :func:`~pullback_geom.geodesics.connecting_geodesic` (``method`` and its
+        options, e.g. ``n_points``, ``max_iter``, ``tol``); checked before any work.
 
     Returns
     -------
     dist : Tensor, shape (r, c)
     converged : Tensor, shape (r, c), bool
     """
-    z_rows, _ = metric.check_points(z_rows, "z_rows")
-    z_cols, _ = metric.check_points(z_cols, "z_cols")
+    options = _check_options(metric, route, options, "distance_block")
+    z_rows, _ = metric.evaluator.check_points(z_rows, "z_rows")
+    z_cols, _ = metric.evaluator.check_points(z_cols, "z_cols")
     if upper and z_rows.shape != z_cols.shape:
         raise ValueError(
             f"upper=True needs z_rows and z_cols to be the same points; got shapes "
@@ -151,6 +180,8 @@ def distance_block(
     r, c = z_rows.shape[0], z_cols.shape[0]
     n_pairs = r * (r - 1) // 2 if upper else r * c
     kind = _resolve_route(route, z_rows.shape[1], n_pairs)
+    if not PAIRWISE_ROUTES[kind].solver:
+        options = {}  # "auto" became a route without a solver
     if kind == "knn":
         raise ValueError(
             "route='knn' runs paths through the other points, so a block depends on all of "
@@ -179,6 +210,7 @@ def distance_block(
         if graph is None:
             graph = _route_graph(metric, torch.cat([z_rows, z_cols]), kind, None)
         n_points = options.get("n_points", N_POINTS) if kind == "graph+solver" else None
+        options = {k: v for k, v in options.items() if k != "init_curve"}
         gdist, curves = graph_geodesics(metric, graph, z_rows, z_cols, n_points=n_points)
         if kind == "graph":
             dist[ii, jj] = gdist[ii, jj]
@@ -212,7 +244,15 @@ def reference_distances(metric: PullbackMetric, p: Tensor, q: Tensor) -> Tensor:
     starts = ("straight", "graph") if p.shape[-1] <= 3 else ("straight",)
     lengths = [
         connecting_geodesic(
-            metric, p, q, n_points=64, init_curve=start, refine=8, max_iter=500, warn=False
+            metric,
+            p,
+            q,
+            method="lm",
+            n_points=64,
+            init_curve=start,
+            refine=8,
+            max_iter=500,
+            warn=False,
         ).length.detach()
         for start in starts
     ]
@@ -244,22 +284,41 @@ def block_slices(n: int, block_size: int) -> list[tuple[slice, slice]]:
     ]
 
 
-def pairwise_distances(
+def pairwise_distances(metric: PullbackMetric, z: Tensor, **options) -> Tensor:
+    """The ``n x n`` matrix of geodesic distances between the points ``z``:
+    ``distance_matrix(metric, z, **options).distances``.
+
+    Parameters
+    ----------
+    metric : PullbackMetric
+    z : Tensor, shape (n, d)
+    **options
+        See :func:`distance_matrix`.
+
+    Returns
+    -------
+    Tensor, shape (n, n)
+        Symmetric, zero diagonal.
+    """
+    return distance_matrix(metric, z, **options).distances
+
+
+def distance_matrix(
     metric: PullbackMetric,
     z: Tensor,
     *,
     route: str = "auto",
     block_size: int = 64,
     progress: bool | None = None,
-    return_info: bool = False,
     warn: bool = True,
     graph_options: dict | None = None,
     client=None,
     store: str | os.PathLike | None = None,
     threads_per_task: int = 1,
     **options,
-) -> Tensor | tuple[Tensor, PairwiseInfo]:
-    """The ``n x n`` matrix of geodesic distances between the points ``z``.
+) -> PairwiseResult:
+    """The ``n x n`` matrix of geodesic distances between the points ``z``, with how it
+    was computed.
 
     Each unordered pair is computed once, in work units of a fixed plan (memory is bounded
     by a unit, whatever ``n``): blocks of ``block_size x block_size`` pairs on the solver
@@ -281,7 +340,7 @@ def pairwise_distances(
         decoder, 2 cores). ``"solver"``: the solver from straight lines. ``"auto"``:
         ``"graph+solver"`` up to ``AUTO_SOLVER_PAIRS`` (50,000) pairs, ``"graph"`` above,
         when ``d <= 3``; for ``d > 3``, ``"solver"`` up to ``AUTO_SOLVER_PAIRS_HIGH_D``
-        (5,000) pairs, ``"knn"`` above. ``return_info`` tells which was used.
+        (5,000) pairs, ``"knn"`` above. ``result.route`` tells which was used.
         ``"knn"`` (any ``d``): shortest paths on a graph of the points themselves, edges
         weighed by their decoded segments (:func:`~pullback_geom.geodesics.knn.knn_graph`);
         by default the complete graph (``k=None``: every pair's straight line, and paths
@@ -293,8 +352,6 @@ def pairwise_distances(
         Points per block side (and the chunks of ``store``).
     progress : bool, optional
         A tqdm bar over units; default on when there is more than one.
-    return_info : bool, default False
-        Also return a :class:`PairwiseInfo` (route used, per-pair convergence).
     warn : bool, default True
         Warn with :class:`GeodesicConvergenceWarning` when pairs did not converge.
     graph_options : dict, optional
@@ -316,7 +373,9 @@ def pairwise_distances(
     threads_per_task : int, default 1
         Torch threads of each task on a cluster.
     **options
-        Passed to :func:`~pullback_geom.geodesics.connecting_geodesic`. Above 3
+        Passed to :func:`~pullback_geom.geodesics.connecting_geodesic` on the solver
+        routes (``method`` and its options); checked before any work, and refused on the
+        ``"graph"`` and ``"knn"`` routes, which run no solver. Above 3
         dimensions, ``route="solver", n_points=5, tol=1e-2`` is a coarse solve that stays
         within ~1.3 % of per-pair references at d = 16 (the knn route: ~4 %) for ~1.7 ms a
         pair on 2 cores, ~1 ms with ``jacobian_dtype=torch.bfloat16`` on CPUs with
@@ -324,10 +383,11 @@ def pairwise_distances(
 
     Returns
     -------
-    Tensor, shape (n, n)
-        Symmetric, zero diagonal. With ``return_info``, ``(matrix, info)``.
+    PairwiseResult
+        ``distances (n, n)``, ``route``, ``converged (n, n)``, ``blocks``, ``computed``.
     """
-    z, single = metric.check_points(z, "z")
+    options = _check_options(metric, route, options, "pairwise_distances")
+    z, single = metric.evaluator.check_points(z, "z")
     if single:
         raise ValueError(f"z must have shape (n, d); got {tuple(z.shape)}")
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
@@ -335,6 +395,8 @@ def pairwise_distances(
     n, d = z.shape
     # No points, no graph to build: the solver route gives the empty matrix.
     kind = _resolve_route(route, d, n * (n - 1) // 2) if n else "solver"
+    if not PAIRWISE_ROUTES[kind].solver:
+        options = {}  # "auto" became a route without a solver
     units = _plan(n, block_size, kind)
 
     if store is not None:
@@ -369,7 +431,7 @@ def pairwise_distances(
             progress=show, threads=threads_per_task,
         )  # fmt: skip
     else:
-        desc = "graph strips" if kind in ("graph", "knn") else "geodesic blocks"
+        desc = "geodesic blocks" if PAIRWISE_ROUTES[kind].solver else "graph strips"
         for i in progress_bar(todo, show=show, desc=desc):
             rows, cols = units[i]
             sink(i, rows, cols, *compute_unit(metric, z, rows, cols, kind, graph, options))
@@ -381,7 +443,7 @@ def pairwise_distances(
         bad = int((~conv).triu(1).sum())
         warnings.warn(
             f"pairwise_distances: {bad} of {n * (n - 1) // 2} pairs did not converge "
-            "(see return_info=True); raise max_iter or n_points"
+            "(see distance_matrix(...).converged); raise max_iter or n_points"
             + (
                 "; on the knn route they lie in different components of the graph "
                 "(infinite distance): raise graph_options['k']"
@@ -391,9 +453,7 @@ def pairwise_distances(
             GeodesicConvergenceWarning,
             stacklevel=2,
         )
-    if return_info:
-        return dist, PairwiseInfo(kind, conv, len(units), len(todo))
-    return dist
+    return PairwiseResult(dist, kind, conv, len(units), len(todo))
 
 
 def _plan(n: int, block_size: int, kind: str) -> list[tuple[slice, slice]]:
@@ -403,7 +463,7 @@ def _plan(n: int, block_size: int, kind: str) -> list[tuple[slice, slice]]:
     the columns, so its units are strips of rows against all later columns; the solver
     routes' cost is per pair, so theirs are the blocks of :func:`block_slices`.
     """
-    if kind in ("graph", "knn"):
+    if not PAIRWISE_ROUTES[kind].solver:
         return [(slice(i, min(i + block_size, n)), slice(i, n)) for i in range(0, n, block_size)]
     return block_slices(n, block_size)
 
@@ -422,7 +482,7 @@ def compute_unit(
     A unit whose columns start at its rows (a diagonal block, or a strip) holds a square
     diagonal part: its pairs ``i < j`` are computed and mirrored, its diagonal is 0.
     """
-    if kind in ("graph", "knn"):
+    if not PAIRWISE_ROUTES[kind].solver:
         if kind == "knn":
             block = knn_distances(graph, rows, cols).to(dtype=z.dtype, device=z.device)
             ok = None

@@ -12,11 +12,13 @@
 
 ``space.metric`` is a :class:`PullbackRiemannianMetric`: its metric matrix, Christoffel
 symbols (and their derivatives) and geodesic equation come from the core
-(:class:`~pullback_geom.PullbackMetric`). Its default exp/log solvers are discrete
-geodesic calculus (``method="discrete"``: :func:`pullback_geom.geodesics.discrete_exp`
-and :func:`pullback_geom.geodesics.discrete_log`), right on ReLU decoders whose metric
-jumps; ``"dopri5"``/``"rk4"`` and ``"shooting"``/``"energy"`` select the geodesic ODE or
-the energy solver instead, and ``dist`` is the length of the shortest curve found.
+(:class:`~pullback_geom.PullbackMetric`). Its default exp/log solvers choose by the
+decoder (``method="auto"``, :mod:`pullback_geom.geodesics.registry`): on smooth decoders
+the geodesic ODE (exp by adaptive Dormand–Prince, log by Newton shooting), accurate to the
+solvers' tolerance; on piecewise-linear (ReLU) decoders, whose metric jumps, discrete
+geodesic calculus (``"discrete"``), exact there. Any method of the core's registries can
+be named instead (``exp_options={"method": "rk4"}``, ``log_options={"method": "lm"}``),
+and ``dist`` is the length of the shortest curve the energy solver finds.
 Every geomstats solver can be swapped in, e.g.
 ``space.metric.log_solver = LogODESolver(space)``.
 
@@ -37,15 +39,11 @@ prepare_geomstats()
 
 from .riemannian import PullbackRiemannianMetric, latent_space  # noqa: E402
 from .solvers import (  # noqa: E402
-    EXP_METHODS,
-    LOG_METHODS,
     PullbackExpSolver,
     PullbackLogSolver,
 )
 
 __all__ = [
-    "EXP_METHODS",
-    "LOG_METHODS",
     "GeomstatsBackendError",
     "PullbackExpSolver",
     "PullbackLogSolver",

@@ -125,7 +125,15 @@ class PullbackRiemannianMetric(RiemannianMetric):
         elif not (isinstance(dist_dtype, torch.dtype) and dist_dtype.is_floating_point):
             raise TypeError(f"dist_dtype must be a floating torch.dtype; got {dist_dtype!r}")
         self.dist_dtype = dist_dtype
-        self.dist_options = {"bend_tol": DIST_BEND_TOL, **(dist_options or {})}
+        dist_options = dict(dist_options or {})
+        solver = geodesics.registry.resolve(dist_options.get("method", "auto"), "curve", pullback)
+        # bend_tol where the method takes it (the energy methods); options are checked now.
+        defaults = {"bend_tol": DIST_BEND_TOL} if "bend_tol" in solver.options else {}
+        self.dist_options = {**defaults, **dist_options}
+        solver.with_defaults(
+            {k: v for k, v in self.dist_options.items() if k not in ("method", "warn")},
+            "dist_options",
+        )
         self.transport_steps = transport_steps
         self.exp_solver = exp_solver if exp_solver is not None else PullbackExpSolver(space)
         self.log_solver = log_solver if log_solver is not None else PullbackLogSolver(space)
@@ -277,10 +285,10 @@ class PullbackRiemannianMetric(RiemannianMetric):
                 options = {**_dist_tol(low_dtype), **self.dist_options}
                 if low_dtype != p.dtype:
                     options["warn"] = False  # its unconverged pairs are solved again
-                length, ok = geodesics.geodesic_distance(
-                    pullback, p[low].to(low_dtype), q[low].to(low_dtype),
-                    return_converged=True, **options,
-                )  # fmt: skip
+                solved = geodesics.connecting_geodesic(
+                    pullback, p[low].to(low_dtype), q[low].to(low_dtype), **options
+                )
+                length, ok = solved.length, solved.converged
                 out[low] = length.to(out.dtype)
                 if low_dtype != p.dtype:
                     exact[low[~ok]] = True
@@ -325,12 +333,14 @@ class PullbackRiemannianMetric(RiemannianMetric):
         v, z, w = batch.flat
         with torch.no_grad():
             if end_point is None:
-                nodes = geodesics.discrete_exp(self.pullback, z, w, n_steps=k, return_path=True)
+                nodes = geodesics.integrate_geodesic(
+                    self.pullback, z, w, method="discrete", n_steps=k, path=True
+                ).path
             else:
                 nodes = geodesics.connecting_geodesic(
-                    self.pullback, z, w, n_points=k + 1, refine=1, warn=False
+                    self.pullback, z, w, method="lm", n_points=k + 1, refine=1, warn=False
                 ).points
-            out = geodesics.discrete_transport(self.pullback, nodes, v)
+            out = geodesics.discrete_transport(self.pullback, nodes, v)[:, -1]
         return batch.out(out, (self._space.dim,))
 
     # Curvature: closed forms from the core (Gauss equation), not geomstats' autodiff of
@@ -431,13 +441,17 @@ def latent_space(
         they can also be assigned later, e.g. ``space.metric.log_solver =
         LogODESolver(space)``.
     exp_options, log_options : dict, optional
-        Options of the default solvers, e.g. ``{"method": "dopri5"}`` for exp and
-        ``{"method": "shooting"}`` for log on a smooth decoder.
+        Options of the default solvers: ``method`` (default ``"auto"``: the geodesic ODE
+        on smooth decoders, the discrete calculus on piecewise-linear ones, see
+        :mod:`pullback_geom.geodesics.registry`) and that method's options, e.g.
+        ``{"method": "discrete"}`` for both.
     n_steps : int, optional
-        Steps ``K`` of the discrete geodesics of both default solvers (default 16): the
-        discrete exp inverts the discrete log only with the same ``K``.
+        ``n_steps`` of both default solvers: ``K`` of the discrete geodesics (16; the
+        discrete exp inverts the discrete log only with the same ``K``), the RK4 steps of
+        shooting (50), the path sampling of Dormand–Prince (50).
     dist_options : dict, optional
-        Options of the energy solver behind ``dist`` (default: its own defaults).
+        ``method`` (default ``"auto"``, the energy solver) and its options behind ``dist``
+        (default: ``bend_tol=DIST_BEND_TOL`` and the dtype's ``tol``); checked here.
     dist_dtype : torch.dtype, optional
         Dtype of ``dist``'s solves (default float32; see :class:`PullbackRiemannianMetric`).
     transport_steps : int, default 64

@@ -1,5 +1,6 @@
-"""geomstats' exp and log solvers, backed by the core's geodesics: discrete geodesic
-calculus by default, the geodesic ODE or the curve energy by name."""
+"""geomstats' exp and log solvers, backed by the core's geodesics: any method of the
+core's registries by name, ``"auto"`` by default (the geodesic ODE on smooth decoders, the
+discrete calculus on piecewise-linear ones)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,11 @@ from geomstats.numerics.path import UniformlySampledDiscretePath
 from torch import Tensor
 
 from .. import geodesics
-from ..geodesics._common import below_resolution, initial_velocity
+from ..geodesics._common import below_resolution
 from ..metric import PullbackMetric
 from ._batch import Batch, Path, as_tensor, grad_only_if_needed
 
-__all__ = ["EXP_METHODS", "LOG_METHODS", "PullbackExpSolver", "PullbackLogSolver"]
-
-
-#: exp methods of :class:`PullbackExpSolver` and log methods of :class:`PullbackLogSolver`.
-EXP_METHODS = ("discrete", "dopri5", "rk4")
-LOG_METHODS = ("discrete", "shooting", "energy")
+__all__ = ["PullbackExpSolver", "PullbackLogSolver"]
 
 
 def _path(metric: RiemannianMetric, tangent_vec, base_point, exp: Callable[..., Tensor]) -> Path:
@@ -61,43 +57,50 @@ def _discrete_path(metric: RiemannianMetric, pair: Batch, nodes: Tensor) -> Path
 
 # ---------------------------------------------------------------------------- solvers
 class PullbackExpSolver(ExpSolver):
-    """geomstats exp solver: :func:`pullback_geom.geodesics.exp_map`.
+    """geomstats exp solver: :func:`pullback_geom.geodesics.integrate_geodesic`.
 
     Parameters
     ----------
     space : geomstats Manifold
         A space equipped with a :class:`PullbackRiemannianMetric`.
-    method : {"discrete", "dopri5", "rk4"}, default "discrete"
-        ``"discrete"``: the discrete geodesic of
-        :func:`~pullback_geom.geodesics.discrete_exp` (``n_steps`` steps, the inverse of
-        the default log solver with the same ``n_steps``); it needs only the decoder's
-        values and Jacobians, so it is right on ReLU decoders, where the geodesic ODE is
-        ill-posed, and ``O(1 / n_steps^2)`` from the continuous exp on smooth ones.
-        ``"dopri5"``: the geodesic ODE by adaptive Dormand–Prince (for smooth decoders,
-        accurate to ``rtol``). ``"rk4"``: fixed-step RK4 (no error control). Curves that
-        diverge or do not extend are NaN, with a warning.
-    n_steps : int, optional
-        ``"discrete"``: steps of the discrete geodesic (default 16). ``"rk4"``: steps over
-        ``t in [0, 1]`` (default 50).
+    method : str, default "auto"
+        A key of :data:`pullback_geom.geodesics.INITIAL_VALUE`: ``"dopri5"`` (the geodesic
+        ODE by adaptive Dormand–Prince, accurate to ``rtol``), ``"rk4"`` (fixed steps, no
+        error control), ``"discrete"`` (the discrete geodesic of ``n_steps`` steps, the
+        inverse of the ``"discrete"`` log with the same ``n_steps``; it needs only the
+        decoder's values and Jacobians, so it is right on ReLU decoders, where the
+        geodesic ODE is ill-posed). ``"auto"``: ``"dopri5"`` on smooth decoders,
+        ``"discrete"`` on piecewise-linear ones. Curves that diverge or do not extend are
+        NaN, with a warning.
     **options
-        Passed to :func:`~pullback_geom.geodesics.exp_map` (e.g. ``rtol``, ``atol``).
+        The method's options (e.g. ``n_steps``, ``rtol``), checked here.
     """
 
-    def __init__(
-        self, space, method: str = "discrete", n_steps: int | None = None, **options
-    ) -> None:
-        if method not in EXP_METHODS:
-            raise ValueError(f"method must be one of {EXP_METHODS}; got {method!r}")
+    def __init__(self, space, method: str = "auto", **options) -> None:
         super().__init__(solves_ivp=True)
         self._space = space
-        self.method = method
-        self.n_steps = n_steps
-        self.options = options
+        self._method, self._options = method, {k: v for k, v in options.items() if v is not None}
+        self._resolved: tuple[str, dict] | None = None
+        _check_now(self, geodesics.INITIAL_VALUE, "PullbackExpSolver")
 
-    def _exp(self, pullback: PullbackMetric, z: Tensor, v: Tensor, **kwargs) -> Tensor:
-        return geodesics.exp_map(
-            pullback, z, v, method=self.method, n_steps=self.n_steps, **self.options, **kwargs
-        )
+    def _resolve(self) -> tuple[str, dict]:
+        """The method ``"auto"`` names on the space's decoder, and its checked options
+        (resolved at first use: the space's metric is built after its solvers)."""
+        if self._resolved is None:
+            pullback = _pullback_metric(self._space).pullback
+            solver = geodesics.registry.resolve(self._method, "exp", pullback)
+            solver.with_defaults(self._options, "PullbackExpSolver")
+            self._resolved = solver.name, self._options
+        return self._resolved
+
+    @property
+    def method(self) -> str:
+        """The method in use (``"auto"`` resolved on the space's decoder)."""
+        return self._resolve()[0]
+
+    def _exp(self, pullback: PullbackMetric, z: Tensor, v: Tensor, path: bool = False):
+        method, options = self._resolve()
+        return geodesics.integrate_geodesic(pullback, z, v, method=method, path=path, **options)
 
     def exp(self, tangent_vec, base_point) -> Tensor:
         """Exponential map.
@@ -114,7 +117,7 @@ class PullbackExpSolver(ExpSolver):
         metric = _pullback_metric(self._space)
         pair = Batch(metric, tangent_vec, base_point)
         with grad_only_if_needed(*pair.flat):
-            out = self._exp(metric.pullback, pair.flat[1], pair.flat[0])
+            out = self._exp(metric.pullback, pair.flat[1], pair.flat[0]).point
         return pair.out(out, (self._space.dim,))
 
     def nodes(self, tangent_vec, base_point) -> tuple[Batch, Tensor]:
@@ -122,7 +125,7 @@ class PullbackExpSolver(ExpSolver):
         metric = _pullback_metric(self._space)
         pair = Batch(metric, tangent_vec, base_point)
         with torch.no_grad():
-            nodes = self._exp(metric.pullback, pair.flat[1], pair.flat[0], return_path=True)
+            nodes = self._exp(metric.pullback, pair.flat[1], pair.flat[0], path=True).path
         return pair, nodes
 
     def geodesic_ivp(self, tangent_vec, base_point) -> Path:
@@ -140,14 +143,19 @@ class PullbackExpSolver(ExpSolver):
         callable
             ``path(t)``, ``t`` of shape (T,) -> points of shape (..., T, d).
         """
-        if self.method == "discrete":
-            pair, nodes = self.nodes(tangent_vec, base_point)
-            return _discrete_path(_pullback_metric(self._space), pair, nodes)
-        return _path(_pullback_metric(self._space), tangent_vec, base_point, self._exp)
+        if geodesics.INITIAL_VALUE[self._resolve()[0]].smooth_only:
+
+            def exp(pullback, z, v):
+                return self._exp(pullback, z, v).point
+
+            return _path(_pullback_metric(self._space), tangent_vec, base_point, exp)
+        pair, nodes = self.nodes(tangent_vec, base_point)
+        return _discrete_path(_pullback_metric(self._space), pair, nodes)
 
 
 class PullbackLogSolver(LogSolver):
-    """geomstats log solver: the initial velocity of the geodesic from ``base_point``.
+    """geomstats log solver: the initial velocity of the geodesic from ``base_point``,
+    :func:`pullback_geom.geodesics.connecting_geodesic`'s ``velocity``.
 
     Batched: all pairs are solved together. The result carries no gradient.
 
@@ -155,41 +163,52 @@ class PullbackLogSolver(LogSolver):
     ----------
     space : geomstats Manifold
         A space equipped with a :class:`PullbackRiemannianMetric`.
-    method : {"discrete", "shooting", "energy"}, default "discrete"
-        ``"discrete"``: :func:`~pullback_geom.geodesics.discrete_log`, the inverse of the
-        discrete exp (:class:`PullbackExpSolver`'s default, with the same ``n_steps``):
-        the energy-minimising curve's first step, refined by shooting so that
-        ``exp(log q) == q``; right on any decoder, ReLU included (where a crease makes
-        the discrete exp jump, the round trip can miss: it warns). ``"shooting"``:
-        :func:`~pullback_geom.geodesics.log_map`, Newton shooting on the geodesic ODE
-        (smooth decoders; slow). ``"energy"``: the energy curve's velocity by a
-        one-sided second-order difference, without refinement (``O(1 / n_points^2)``).
-    n_steps : int, optional
-        ``"discrete"``: ``K`` (default 16), the same as the exp solver's.
+    method : str, default "auto"
+        A key of :data:`pullback_geom.geodesics.BOUNDARY_VALUE`: ``"discrete"`` (the
+        discrete logarithm, the inverse of the ``"discrete"`` exp with the same
+        ``n_steps``: the energy-minimising curve's first step, refined by shooting so
+        that ``exp(log q) == q``; right on any decoder, ReLU included, where a crease
+        makes the discrete exp jump the round trip can miss: it warns), ``"shooting"``
+        (Newton shooting on the geodesic ODE, smooth decoders), ``"lm"`` and the other
+        energy methods (the energy curve's velocity by a one-sided second-order
+        difference, ``O(1 / n_points^2)``). ``"auto"``: ``"shooting"`` on smooth
+        decoders, ``"discrete"`` on piecewise-linear ones.
     **options
-        Passed to :func:`~pullback_geom.geodesics.discrete_log` (``tol``,
-        ``max_shooting``, ``init_curve``, ...), :func:`~pullback_geom.geodesics.log_map`
-        (``"shooting"``) or :func:`~pullback_geom.geodesics.connecting_geodesic`
-        (``"energy"``).
+        The method's options, checked here.
     """
 
-    def __init__(
-        self, space, method: str = "discrete", n_steps: int | None = None, **options
-    ) -> None:
-        if method not in LOG_METHODS:
-            raise ValueError(f"method must be one of {LOG_METHODS}; got {method!r}")
+    def __init__(self, space, method: str = "auto", **options) -> None:
         super().__init__(solves_bvp=True)
         self._space = space
-        self.method = method
-        self.n_steps = n_steps
-        if method == "energy":
-            # Many small calls (FrechetMean, k-means): straight starts skip the graph's
-            # build, and 32 nodes keep the one-sided velocity's O(1/N^2) error near 1e-3.
-            options = {"n_points": 32, "init_curve": "straight", **options}
-        self.options = options
+        options = {k: v for k, v in options.items() if v is not None}
+        self.warn = options.pop("warn", True)
+        self._method, self._options = method, options
+        self._resolved: tuple[str, dict] | None = None
+        _check_now(self, geodesics.BOUNDARY_VALUE, "PullbackLogSolver")
 
-    def _solve(self, point, base_point) -> tuple[Batch, Tensor, Tensor | None]:
-        """Velocities ``(B, d)`` and, for ``"discrete"``/``"energy"``, the curves."""
+    def _resolve(self) -> tuple[str, dict]:
+        """The method ``"auto"`` names on the space's decoder, and its checked options
+        (resolved at first use: the space's metric is built after its solvers)."""
+        if self._resolved is None:
+            pullback = _pullback_metric(self._space).pullback
+            solver = geodesics.registry.resolve(self._method, "velocity", pullback)
+            options = self._options
+            if "init_curve" in solver.options and "n_points" in solver.options:
+                # Many small calls (FrechetMean, k-means): straight starts skip the
+                # graph's build, and 32 nodes keep the one-sided velocity's O(1/N^2) error
+                # near 1e-3.
+                options = {"n_points": 32, "init_curve": "straight", **options}
+            solver.with_defaults(options, "PullbackLogSolver")
+            self._resolved = solver.name, options
+        return self._resolved
+
+    @property
+    def method(self) -> str:
+        """The method in use (``"auto"`` resolved on the space's decoder)."""
+        return self._resolve()[0]
+
+    def _solve(self, point, base_point) -> tuple[Batch, Tensor, Tensor]:
+        """Velocities ``(B, d)`` and the curves ``(B, N, d)``."""
         metric = _pullback_metric(self._space)
         pair = Batch(metric, base_point, point)
         p, q = pair.flat
@@ -200,39 +219,30 @@ class PullbackLogSolver(LogSolver):
         step = q - p
         same = below_resolution(step, p)
         v = torch.where(same[:, None], step, torch.zeros_like(p))
-        k = self.n_steps or geodesics.discrete.DISCRETE_STEPS
-        n = k + 1 if self.method == "discrete" else self.options.get("n_points", 32)
+        method, options = self._resolve()
+        solver = geodesics.BOUNDARY_VALUE[method]
+        n = solver.nodes(solver.with_defaults(options, "PullbackLogSolver"))
         t = torch.linspace(0, 1, n, dtype=p.dtype, device=p.device)[None, :, None]
         curves = p[:, None] + t * step[:, None]
         if bool(same.all()):
             return pair, v, curves
         ps, qs = p[~same], q[~same]
-        pull = metric.pullback
         with torch.no_grad():
-            if self.method == "discrete":
-                options = {"warn": False, **self.options}
-                v[~same], curves[~same], info = geodesics.discrete_log(
-                    pull, ps, qs, n_steps=k, return_path=True, return_info=True, **options
-                )
-                if not bool(info.converged.all()) and self.options.get("warn", True):
-                    # One fixed message, so that Python shows it once, not at every step
-                    # of geomstats' iterative estimators.
-                    warnings.warn(
-                        "log: for some pairs the discrete exp of the returned vector does "
-                        "not land on the point (on a ReLU decoder the discrete exp jumps "
-                        "where a node crosses a unit's boundary; docs/geomstats.md); the "
-                        "vector is the energy curve's first step there, and dist is "
-                        "unaffected",
-                        geodesics.GeodesicConvergenceWarning,
-                        stacklevel=4,
-                    )
-            elif self.method == "shooting":
-                v[~same] = geodesics.log_map(pull, ps, qs, **self.options)
-                curves = None
-            else:
-                x = geodesics.connecting_geodesic(pull, ps, qs, **self.options).points
-                v[~same] = initial_velocity(x)
-                curves[~same] = x
+            result = geodesics.connecting_geodesic(
+                metric.pullback, ps, qs, method=method, warn=False, **options
+            )
+        v[~same], curves[~same] = result.velocity, result.points
+        if self.warn and not bool(result.converged.all()):
+            # One fixed message, so that Python shows it once, not at every step of
+            # geomstats' iterative estimators.
+            warnings.warn(
+                f"log: method {method!r} did not converge for some pairs (on a ReLU "
+                "decoder the discrete exp jumps where a node crosses a unit's boundary; "
+                "docs/geomstats.md); the vector is the energy curve's first step there, "
+                "and dist is unaffected",
+                geodesics.GeodesicConvergenceWarning,
+                stacklevel=4,
+            )
         return pair, v, curves
 
     def log(self, point, base_point) -> Tensor:
@@ -252,10 +262,8 @@ class PullbackLogSolver(LogSolver):
         return pair.out(v, (self._space.dim,))
 
     def geodesic_bvp(self, point, base_point) -> Path:
-        """Geodesic from ``base_point`` to ``point``.
-
-        ``"discrete"`` and ``"energy"``: the discrete curve, linearly interpolated in
-        ``t``; ``"shooting"``: the exp of the log.
+        """Geodesic from ``base_point`` to ``point``: the method's curve, linearly
+        interpolated in ``t``.
 
         Parameters
         ----------
@@ -266,17 +274,21 @@ class PullbackLogSolver(LogSolver):
         callable
             ``path(t)``, ``t`` of shape (T,) -> points of shape (..., T, d).
         """
-        metric = _pullback_metric(self._space)
-        if self.method == "shooting":
-            tangent_vec = self.log(point, base_point)
-            n_steps = self.options.get("n_steps", 50)
-
-            def exp(pullback, z, v):
-                return geodesics.exp_map(pullback, z, v, n_steps=n_steps)
-
-            return _path(metric, tangent_vec, base_point, exp)
         pair, _, curves = self._solve(point, base_point)
-        return _discrete_path(metric, pair, curves)
+        return _discrete_path(_pullback_metric(self._space), pair, curves)
+
+
+def _check_now(solver, registry, caller: str) -> None:
+    """Refuse an unknown method or option at construction ("checked here"), not at the
+    first exp or log: resolved now if the space already carries its pullback metric (it
+    does not while that metric builds its default solvers), else a named method's options
+    are checked against its registry entry."""
+    if isinstance(
+        getattr(getattr(solver._space, "metric", None), "pullback", None), PullbackMetric
+    ):
+        solver._resolve()
+    elif solver._method != "auto":
+        registry[solver._method].with_defaults(solver._options, caller)
 
 
 def _pullback_metric(space) -> RiemannianMetric:

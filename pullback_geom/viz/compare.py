@@ -1,5 +1,5 @@
-"""The figure of :func:`~pullback_geom.geodesics.compare_geodesics`: every method's curves
-over the volume element."""
+"""The figure of :func:`~pullback_geom.experiments.compare.compare_geodesics`: every
+method's curves over the volume element."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def comparison_figure(
     title: str | None = None,
     figsize=(8.0, 6.5),
 ) -> Figure:
-    """All methods' curves of a :class:`~pullback_geom.geodesics.GeodesicComparison` over
+    """All methods' curves of a comparison
+    (:class:`~pullback_geom.experiments.compare.GeodesicComparison`) over
     ``log10 sqrt(det G)``.
 
     One colour and dash pattern per method (the legend gives its converged count and
@@ -66,7 +67,7 @@ def comparison_figure(
     metric : PullbackMetric
         With a 2-D latent space.
     comparison : GeodesicComparison
-        From :func:`~pullback_geom.geodesics.compare_geodesics`; curves of shape
+        From :func:`~pullback_geom.experiments.compare.compare_geodesics`; curves of shape
         ``(B, N, 2)``.
     codes : array or Tensor, shape (n, 2), optional
         Data codes drawn as small dots.

@@ -47,7 +47,7 @@ from ..._core.progress import progress_bar
 from ...geodesics._common import GeodesicConvergenceWarning, _pair
 from ...metric import PullbackMetric
 from .diagnostics import diagnose, round_trips
-from .methods import COMPARE_METHODS, RUNNERS, SLOW, default_methods
+from .methods import COMPARE_METHODS, default_methods
 from .table import GeodesicComparison, MethodRow
 
 __all__ = [
@@ -97,9 +97,9 @@ def compare_geodesics(
     agree_rtol : float, default 1e-3
         Relative length difference still counted as agreement.
     method_options : dict of str to dict, optional
-        Options per method: ``lm``/``georce``/``lbfgs`` take those of
-        :func:`connecting_geodesic` (default ``n_points=32``), ``ode`` those of
-        :func:`log_map`, ``geomstats_logode`` those of ``LogODESolver`` (e.g.
+        Options per method, checked before any runs: the core's methods take their
+        registry options (energy methods default to ``n_points=32``),
+        ``geomstats_logode`` those of ``LogODESolver`` (e.g.
         ``n_nodes``), ``geomstats_shooting`` ``maxiter`` (default 30),
         ``geomstats_path`` ``n_nodes`` (default 20), ``stochman`` those of
         ``DecoderManifold.connecting_geodesic``.
@@ -130,6 +130,7 @@ def compare_geodesics(
     unknown = [m for m in names if m not in COMPARE_METHODS]
     if unknown or not names:
         raise ValueError(f"unknown methods {unknown}; choose from {list(COMPARE_METHODS)}")
+    # Each method's options checked before any method runs (a TypeError naming the option).
     if len(set(names)) != len(names):
         raise ValueError(f"methods must not repeat; got {names}")
     if reference is None:
@@ -148,9 +149,15 @@ def compare_geodesics(
     stray = sorted(set(method_options) - set(names))
     if stray:
         raise ValueError(f"method_options for methods that do not run: {stray}")
+    for name, options in method_options.items():
+        COMPARE_METHODS[name].with_defaults(options, "compare_geodesics")
     skipped = {}
     if methods is None:
-        skipped = {m: "slow (minutes per pair): ask for it by name" for m in SLOW}
+        skipped = {
+            name: "slow (minutes per pair): ask for it by name"
+            for name, method in COMPARE_METHODS.items()
+            if method.slow
+        }
     curves, rows, velocities = {}, {}, {}
     for name in progress_bar(names, show=progress, desc="compare", unit="method"):
         t0 = time.perf_counter()
@@ -159,7 +166,8 @@ def compare_geodesics(
                 # Failures are what the table reports; the warnings would only repeat them.
                 warnings.simplefilter("ignore", GeodesicConvergenceWarning)
                 warnings.simplefilter("ignore", SingularMetricWarning)
-                nodes, conv = RUNNERS[name](metric, p, q, method_options.get(name, {}))
+                run = COMPARE_METHODS[name].run
+                nodes, conv = run(metric, p, q, method_options.get(name, {}))
         # A failing method (geomstats' scipy solvers raise anything) is a row, not a
         # crash; the diagnosis below is ours, and its errors are bugs that must surface.
         except Exception as err:  # noqa: BLE001

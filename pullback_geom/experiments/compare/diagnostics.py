@@ -8,8 +8,8 @@ import torch
 from scipy.interpolate import CubicSpline
 from torch import Tensor
 
+from ...geodesics import exp_map
 from ...geodesics._common import extrapolated_length, spline_points
-from ...geodesics.ode import exp_map
 from ...metric import PullbackMetric
 from .table import MethodRow
 

@@ -1,7 +1,9 @@
 """The methods :func:`~pullback_geom.experiments.compare.compare_geodesics` runs, by name:
-ours (energy, ODE shooting, multiple shooting, discrete) and geomstats' and stochman's.
+every boundary-value method of the core's registry
+(:data:`pullback_geom.geodesics.BOUNDARY_VALUE`), and geomstats' and stochman's.
 
-Each runner: ``(metric, p (B, d), q (B, d), options) -> (nodes (B, M, d), converged (B,))``.
+Each entry is a :class:`~pullback_geom.geodesics.Solver` whose ``run`` is
+``(metric, p (B, d), q (B, d), options) -> (nodes (B, M, d), converged (B,))``.
 """
 
 from __future__ import annotations
@@ -10,64 +12,28 @@ from collections.abc import Callable
 
 import torch
 
-from ...geodesics._common import _tolerance
-from ...geodesics.bvp import multiple_shooting
-from ...geodesics.discrete import discrete_log
-from ...geodesics.energy import connecting_geodesic
-from ...geodesics.ode import exp_map, log_map
+from ...geodesics import BOUNDARY_VALUE, Registry, Solver, connecting_geodesic, integrate_geodesic
 
-__all__ = ["COMPARE_METHODS", "RUNNERS", "SLOW", "default_methods"]
-
-#: The methods :func:`compare_geodesics` knows, in table order, with one line each.
-COMPARE_METHODS = {
-    "lm": "built-in energy solver, Levenberg-Marquardt (the default method)",
-    "georce": "built-in energy solver, GEORCE",
-    "lbfgs": "built-in energy solver, L-BFGS",
-    "ode": "ODE shooting: log_map (Newton on the initial velocity), exp_map RK4",
-    "ode_multiple": "ODE multiple shooting (16 RK4 segments, Gauss-Newton, forward-mode "
-    "sensitivities)",
-    "discrete": "discrete geodesic calculus: discrete_log, retraced by discrete_exp",
-    "geomstats_logode": "geomstats LogODESolver (scipy solve_bvp)",
-    "geomstats_shooting": "geomstats LogShootingSolver with ExpODESolver (RK4, 50 steps)",
-    "geomstats_path": "geomstats PathStraightening (20 nodes)",
-    "stochman": "stochman connecting_geodesic (CubicSpline), all pairs in one call",
-}
-
-# geomstats' LogShootingSolver differentiates through every RK4 step of every trial shot:
-# ~55 s per pair on the sphere at 30 iterations, minutes on a neural decoder (327 s
-# measured on the write-up's decoder). Run only when asked for by name.
-SLOW = ("geomstats_shooting",)
+__all__ = ["COMPARE_METHODS", "default_methods"]
 
 
-def _energy_method(name: str) -> Callable:
+def _ours(name: str) -> Callable:
     def run(metric, p, q, opts):
-        kwargs = {"n_points": 32, **opts, "method": name, "warn": False}
-        res = connecting_geodesic(metric, p, q, **kwargs)
+        # The energy methods on 32 nodes: their curves are compared by their lengths.
+        options = BOUNDARY_VALUE[name].options
+        energy = "n_points" in options and "init_curve" in options  # not multiple, discrete
+        defaults = {"n_points": 32} if energy else {}
+        res = connecting_geodesic(metric, p, q, method=name, warn=False, **{**defaults, **opts})
+        # Shooting methods: the curve is the shot the method judged, so "converged" is its
+        # verdict; discrete: the discrete exp of the returned log (it ends at q where it
+        # converged).
         return res.points, res.converged
 
     return run
 
 
-def _ode_shooting(metric, p, q, opts):
-    n_steps = opts.get("n_steps", 50)
-    v = log_map(metric, p, q, warn=False, **opts)
-    # The same RK4 shot log_map judged, so "converged" is exactly its verdict.
-    path = exp_map(metric, p, v, n_steps=n_steps, return_path=True)
-    tol = _tolerance(p.dtype, opts.get("tol"), 1e-9)
-    miss = torch.linalg.vector_norm(path[:, -1] - q, dim=-1)
-    return path, miss <= tol * (1 + torch.linalg.vector_norm(q - p, dim=-1)) * (1 + 1e-6)
-
-
-def _ode_multiple(metric, p, q, opts):
-    res = multiple_shooting(metric, p, q, warn=False, **opts)
-    return res.points, res.reached
-
-
-def _discrete(metric, p, q, opts):
-    # The nodes are the discrete exp of the returned log (they end at q where it
-    # converged): "converged" is the round trip's verdict.
-    _, nodes, info = discrete_log(metric, p, q, return_path=True, return_info=True, **opts)
-    return nodes, info.converged
+def _rk4_path(metric, z, v, n_steps: int = 50):
+    return integrate_geodesic(metric, z, v, method="rk4", n_steps=n_steps, path=True).path
 
 
 def _geomstats_space(metric):
@@ -90,6 +56,7 @@ def _geomstats_logode(metric, p, q, opts):
     from geomstats.numerics.bvp import ScipySolveBVP
     from geomstats.numerics.geodesic import LogODESolver
 
+    opts = {k: v for k, v in opts.items() if v is not None}
     solver = LogODESolver(space, integrator=ScipySolveBVP(save_result=True), **opts)
     t = torch.linspace(0, 1, 65, dtype=torch.float64)
 
@@ -116,7 +83,7 @@ def _geomstats_shooting(metric, p, q, opts):
         v = solver.log(b, a).detach()
         # ExpODESolver with a fixed-step integrator cannot sample its path at several
         # times; the path is our RK4 with the same 50 steps from the same velocity.
-        path = exp_map(metric, a.to(p.dtype), v.to(p.dtype), n_steps=50, return_path=True)
+        path = _rk4_path(metric, a.to(p.dtype), v.to(p.dtype))
         return path, bool(opt.result_.success)
 
     return _per_pair(solve, p, q)
@@ -152,18 +119,45 @@ def _stochman(metric, p, q, opts):
     return nodes, torch.full((len(p),), bool(converged), device=p.device)
 
 
-RUNNERS = {
-    "lm": _energy_method("lm"),
-    "georce": _energy_method("georce"),
-    "lbfgs": _energy_method("lbfgs"),
-    "ode": _ode_shooting,
-    "ode_multiple": _ode_multiple,
-    "discrete": _discrete,
-    "geomstats_logode": _geomstats_logode,
-    "geomstats_shooting": _geomstats_shooting,
-    "geomstats_path": _geomstats_path,
-    "stochman": _stochman,
-}
+#: The methods :func:`compare_geodesics` knows, in table order: ours (the registry's, with
+#: their options), then the libraries'. geomstats' LogShootingSolver differentiates through
+#: every RK4 step of every trial shot: ~55 s per pair on the sphere at 30 iterations,
+#: minutes on a neural decoder (327 s measured on the write-up's decoder), so it is
+#: ``slow``: run only when asked for by name.
+COMPARE_METHODS = Registry(
+    "compare",
+    [
+        *(
+            Solver(name, _ours(name), solver.options, solver.smooth_only, solver.summary)
+            for name, solver in BOUNDARY_VALUE.items()
+        ),
+        Solver(
+            "geomstats_logode",
+            _geomstats_logode,
+            {"n_nodes": 10, "initialization": None, "use_jac": True},
+            summary="geomstats LogODESolver (scipy solve_bvp)",
+        ),
+        Solver(
+            "geomstats_shooting",
+            _geomstats_shooting,
+            {"maxiter": 30},
+            summary="geomstats LogShootingSolver with ExpODESolver (RK4, 50 steps)",
+            slow=True,
+        ),
+        Solver(
+            "geomstats_path",
+            _geomstats_path,
+            {"n_nodes": 20},
+            summary="geomstats PathStraightening (20 nodes)",
+        ),
+        Solver(
+            "stochman",
+            _stochman,
+            {"init_curve": None},
+            summary="stochman connecting_geodesic (CubicSpline), all pairs in one call",
+        ),
+    ],
+)
 
 
 def default_methods() -> list[str]:
@@ -174,4 +168,4 @@ def default_methods() -> list[str]:
     -------
     list of str
     """
-    return [m for m in COMPARE_METHODS if m not in SLOW]
+    return [name for name, method in COMPARE_METHODS.items() if not method.slow]

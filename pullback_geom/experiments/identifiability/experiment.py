@@ -88,7 +88,7 @@ def model_distances(
     return {
         "euclidean": torch.linalg.vector_norm(p - q, dim=-1).double(),
         "geodesic": torch.cat(geo),
-        "chord": _chord(metric.embed, p, q),
+        "chord": _chord(metric.evaluator.embed, p, q),
         "converged": torch.cat(conv),
     }
 
@@ -165,7 +165,7 @@ def ensemble_energy_distances(
         "euclidean": torch.linalg.vector_norm(p - q, dim=-1).double(),
         "geodesic": torch.cat(geo),
         "expected": torch.cat(expected),
-        "chord": _chord(mean_image.embed, p, q),
+        "chord": _chord(mean_image.evaluator.embed, p, q),
         "converged": torch.cat(conv),
     }
 

@@ -60,15 +60,18 @@ def shoot(metric: PullbackMetric, p: Tensor, v: Tensor) -> Tensor:
     A shot that runs off to infinity makes the metric non-finite and the integrator
     raise; the pairs are then shot one by one, so that only the diverging ones are lost.
     """
-    from ...geodesics import exp_map
+    from ...geodesics import integrate_geodesic
+
+    def rk4(p: Tensor, v: Tensor) -> Tensor:
+        return integrate_geodesic(metric, p, v, method="rk4", n_steps=50, path=True).path
 
     try:
-        return exp_map(metric, p, v, return_path=True).detach()
+        return rk4(p, v).detach()
     except ValueError:
         paths = []
         for i in range(len(p)):
             try:
-                paths.append(exp_map(metric, p[i : i + 1], v[i : i + 1], return_path=True))
+                paths.append(rk4(p[i : i + 1], v[i : i + 1]))
             except ValueError:
                 paths.append(torch.full((1, 51, p.shape[-1]), float("nan"), dtype=p.dtype))
         return torch.cat(paths).detach()
@@ -147,10 +150,19 @@ class ReportOptions:
         bad = [f for f in self.formats if f not in ("png", "pdf", "svg")]
         if not self.formats or bad:
             raise ValueError(f"formats must be some of png, pdf, svg; got {self.formats!r}")
-        from ...geodesics.energy import METHODS
+        from ...geodesics import BOUNDARY_VALUE
 
-        if self.solver not in METHODS:
-            raise ValueError(f"solver must be one of {sorted(METHODS)}; got {self.solver!r}")
+        # The energy methods: the report passes them n_points and init_curve.
+        energy = [
+            name
+            for name, method in BOUNDARY_VALUE.items()
+            if "n_points" in method.options and "init_curve" in method.options
+        ]
+        if self.solver not in energy:
+            raise ValueError(
+                f"solver must be an energy method of BOUNDARY_VALUE, one of {energy}; "
+                f"got {self.solver!r}"
+            )
 
 
 class Checkpoint:

@@ -47,7 +47,7 @@ def geodesic_pairs_section(ctx: ReportContext) -> Section:
     if opt.ode:
         from ...geodesics._common import refined_length
 
-        v = log_map(ck.metric, p, q, n_points=opt.n_points, warn=False)
+        v = log_map(ck.metric, p, q, method="shooting", n_points=opt.n_points, warn=False)
         path = shoot(ck.metric, p, v)
         reached = (path[:, -1] - q).norm(dim=-1) <= 1e-3 * (p - q).norm(dim=-1)
         ode_len = refined_length(ck.metric, path, 8).detach()

@@ -1,0 +1,107 @@
+"""The geodesic methods by name: the one place they are listed, and the one rule that
+chooses among them (``method="auto"``).
+
+:data:`BOUNDARY_VALUE` holds the methods that join ``p`` to ``q`` (what
+:func:`~pullback_geom.geodesics.connecting_geodesic`, ``geodesic_distance``, ``log_map``,
+``pairwise_distances``' solver routes and the adapters call); :data:`INITIAL_VALUE` the
+methods that start at ``z`` with velocity ``v`` (``exp_map``, ``integrate_geodesic``).
+
+Adding a method is one module that builds a :class:`~pullback_geom.geodesics._solver.Solver`
+(an energy minimiser: :func:`~pullback_geom.geodesics.energy.energy_solver`) and one line
+below; ``tests/test_solver_contract.py`` then runs it against the shared contract (the
+sphere oracle, bad input, empty batches, dtype and device).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..metric import PullbackMetric
+from ._solver import Registry, Solver
+from .bvp import MULTIPLE
+from .chord import LM
+from .discrete import DISCRETE_EXP
+from .discrete_log import DISCRETE_LOG
+from .georce import GEORCE
+from .lbfgs import LBFGS
+from .ode import DOPRI5, RK4
+from .shooting import SHOOTING
+
+__all__ = ["BOUNDARY_VALUE", "INITIAL_VALUE", "PAIRWISE_ROUTES", "resolve"]
+
+#: Boundary-value methods: ``run(metric, p, q, **options) -> GeodesicResult``.
+BOUNDARY_VALUE = Registry("boundary-value", [LM, GEORCE, LBFGS, SHOOTING, MULTIPLE, DISCRETE_LOG])
+#: Initial-value methods: ``run(metric, z, v, *, t, path, **options) -> InitialValueResult``.
+INITIAL_VALUE = Registry("initial-value", [RK4, DOPRI5, DISCRETE_EXP])
+
+
+class Route(NamedTuple):
+    """A route of :func:`~pullback_geom.geodesics.pairwise_distances`.
+
+    Attributes
+    ----------
+    solver : bool
+        It runs a boundary-value method (and so takes its options).
+    grid : bool
+        It builds a latent grid graph (so ``d <= 3``).
+    """
+
+    solver: bool
+    grid: bool
+
+
+#: Routes of :func:`~pullback_geom.geodesics.pairwise_distances` (besides ``"auto"``):
+#: ``"graph"`` (shortest paths on a fine latent grid graph), ``"graph+solver"`` (a coarse
+#: graph's paths refined by the solver), ``"solver"`` (the solver from straight lines),
+#: ``"knn"`` (shortest paths on a graph of the points themselves).
+PAIRWISE_ROUTES = {
+    "graph": Route(solver=False, grid=True),
+    "graph+solver": Route(solver=True, grid=True),
+    "solver": Route(solver=True, grid=False),
+    "knn": Route(solver=False, grid=False),
+}
+
+#: What ``method="auto"`` picks, by purpose and by whether the decoder is smooth
+#: (:attr:`PullbackMetric.smooth`: no piecewise-linear layer in it).
+#:
+#: * ``"curve"`` (shortest curves and distances): Levenberg–Marquardt on the chord energy,
+#:   right on any decoder (it needs values and Jacobians only).
+#: * ``"velocity"`` (``log_map``, geomstats' ``log``): Newton shooting on the geodesic ODE
+#:   where it is well-posed (the velocity to the solver's tolerance, where the energy
+#:   curve's one-sided difference is ``O(1 / N^2)``); the discrete logarithm on
+#:   piecewise-linear decoders, where the ODE is ill-posed and the discrete calculus is
+#:   exact.
+#: * ``"exp"`` (``exp_map``, geomstats' ``exp``): adaptive Dormand–Prince on smooth
+#:   decoders (accurate to ``rtol``: on the unit sphere within 1e-5 of the great circle,
+#:   where the discrete geodesic is ``O(1 / K^2)`` off, 1.8e-3 at ``K = 16``); the discrete
+#:   geodesic, the inverse of the discrete logarithm, on piecewise-linear ones.
+AUTO = {
+    "curve": {True: "lm", False: "lm"},
+    "velocity": {True: "shooting", False: "discrete"},
+    "exp": {True: "dopri5", False: "discrete"},
+}
+
+
+def resolve(method: str, purpose: str, metric: PullbackMetric) -> Solver:
+    """The solver ``method`` names, ``"auto"`` resolved for ``purpose`` on ``metric``.
+
+    Parameters
+    ----------
+    method : str
+        A key of the purpose's registry, or ``"auto"``.
+    purpose : {"curve", "velocity", "exp"}
+    metric : PullbackMetric
+
+    Returns
+    -------
+    Solver
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, naming the registry's methods.
+    """
+    registry = INITIAL_VALUE if purpose == "exp" else BOUNDARY_VALUE
+    if method == "auto":
+        method = AUTO[purpose][bool(metric.smooth)]
+    return registry[method]
