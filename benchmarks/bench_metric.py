@@ -37,6 +37,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
+from _memory import proc_status_mib, reset_peak_rss  # benchmarks/_memory.py
 from torch import nn
 
 from pullback_geom import PullbackMetric
@@ -146,27 +147,6 @@ def geomstats_space(decoder: nn.Module):
 
 
 # ---------------------------------------------------------------------------- memory
-def _proc_status_mib(key: str) -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def memory_child(n_points: int, mode: str) -> None:
     """Run in a fresh interpreter: peak RSS growth of ``metric_tensor`` on ``n_points``
     (with ``mode="grad"``: and of a backward pass to the decoder's parameters).
@@ -181,8 +161,8 @@ def memory_child(n_points: int, mode: str) -> None:
         metric = metric.detached()
     metric.metric_tensor(torch.randn(64, LATENT))  # load kernels and probe D
     z = torch.randn(n_points, LATENT)
-    reset = _reset_peak_rss()
-    rss_before = _proc_status_mib("VmRSS") if reset else None
+    reset = reset_peak_rss()
+    rss_before = proc_status_mib("VmRSS") if reset else None
     if rss_before is None:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
@@ -190,7 +170,7 @@ def memory_child(n_points: int, mode: str) -> None:
     if mode == "grad":  # the backward pass recomputes each checkpointed chunk
         g.square().sum().backward()
     seconds = time.perf_counter() - start
-    peak = _proc_status_mib("VmHWM") if reset else None
+    peak = proc_status_mib("VmHWM") if reset else None
     source = "VmHWM"
     if peak is None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -134,6 +134,10 @@ def test_boundary_value_methods_take_empty_and_unbatched_points(name):
     assert res.velocity.shape == (0, 2)
     one = connecting_geodesic(SPHERE, p[0], q[0], method=name, warn=False, **cheap)
     assert one.length.shape == () and one.velocity.shape == (2,) and one.points.dim() == 2
+    # the same info, with zero rows
+    assert set(res.info) == set(one.info)
+    for key, value in res.info.items():
+        assert value.shape == (0, *one.info[key].shape) and value.dtype == one.info[key].dtype
     assert log_map(SPHERE, empty, empty, method=name).shape == (0, 2)
 
 
@@ -144,6 +148,10 @@ def test_initial_value_methods_take_empty_and_unbatched_points(name):
     assert exp_map(SPHERE, p[:0], p[:0], method=name, **cheap).shape == (0, 2)
     res = integrate_geodesic(SPHERE, p[0], (q - p)[0], method=name, path=True, **cheap)
     assert res.point.shape == (2,) and res.converged.shape == () and res.path.dim() == 2
+    empty = integrate_geodesic(SPHERE, p[:0], p[:0], method=name, **cheap)
+    assert set(empty.info) == set(res.info)
+    for key, value in empty.info.items():
+        assert value.shape == (0, *res.info[key].shape) and value.dtype == res.info[key].dtype
 
 
 @pytest.mark.parametrize("name", list(BOUNDARY_VALUE))

@@ -71,22 +71,37 @@ def empty_result(p: Tensor, n_nodes: int) -> GeodesicResult:
 
 
 def curve_measures(
-    metric: PullbackMetric, points: Tensor, refine: int = 4
+    metric: PullbackMetric, points: Tensor, refine: int = 4, node_values: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Length (refined, see :func:`refined_length`) and discrete energy of curves.
 
     Parameters
     ----------
     points : Tensor, shape (B, N, d)
+    refine : int, default 4
+    node_values : Tensor, shape (B, N, D), optional
+        The decoded nodes where known; rows with a NaN are decoded here.
 
     Returns
     -------
     length, energy : Tensor, shape (B,) each
     """
     b, n, d = points.shape
-    decoded = metric.evaluator.embed(points.reshape(-1, d)).reshape(b, n, -1)
+    if node_values is None:
+        decoded = metric.evaluator.embed(points.reshape(-1, d)).reshape(b, n, -1)
+    else:
+        decoded = node_values.clone()
+        missing = torch.isnan(decoded).flatten(1).any(-1)
+        if bool(missing.any()):
+            rows = points[missing].reshape(-1, d)
+            decoded[missing] = metric.evaluator.embed(rows).reshape(-1, n, decoded.shape[-1])
     energy = (n - 1) * decoded.diff(dim=1).square().sum((1, 2))
     return refined_length(metric, points, refine, node_values=decoded), energy
+
+
+def error_info(points: Tensor) -> dict[str, Tensor]:
+    """The ``info`` of the shooting and discrete boundary-value methods for no pairs."""
+    return {"error": points.new_zeros(0)}
 
 
 def _pair(metric: PullbackMetric, p, q) -> tuple[Tensor, Tensor, bool]:

@@ -123,6 +123,9 @@ class Solver:
     n_nodes : callable, optional
         ``options -> N``, the nodes of its curves (an empty batch's ``points`` have that
         shape); default ``n_points``, else ``n_steps + 1``.
+    empty_info : callable, optional
+        ``points (0, d) -> info``: the method's ``info`` for an empty batch, the same keys
+        with zero rows (default: no keys).
     """
 
     name: str
@@ -132,6 +135,7 @@ class Solver:
     summary: str = ""
     slow: bool = False
     n_nodes: Callable[[Mapping[str, Any]], int] | None = None
+    empty_info: Callable[[Tensor], dict[str, Tensor]] | None = None
 
     def nodes(self, options: Mapping[str, Any]) -> int:
         """Nodes of this method's curves under ``options`` (defaults filled in)."""

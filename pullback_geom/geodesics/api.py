@@ -45,12 +45,7 @@ def _boundary_value(
     p, q, single = _pair(metric, p, q)
     if p.shape[0] == 0:
         result = empty_result(p, solver.nodes(options))
-        # The info a batch of pairs has (energy methods: the nodes next to the ends; the
-        # shooting and discrete methods: the end-point error), with zero rows.
-        energy = "bend_tol" in solver.options
-        result.info = (
-            {"next_to_ends": p.new_zeros(0, 2, p.shape[1])} if energy else {"error": p.new_zeros(0)}
-        )
+        result.info = solver.empty_info(p) if solver.empty_info else {}
     else:
         result = solver.run(metric, p, q, **options)
     if warn and not bool(result.converged.all()):
@@ -97,8 +92,9 @@ def _initial_value(
     if z.shape[0] == 0:
         n = solver.nodes(options)
         empty = torch.zeros(0, dtype=torch.bool, device=z.device)
+        info = solver.empty_info(z) if solver.empty_info else {}
         result = InitialValueResult(
-            z.clone(), empty, z.new_zeros(0, n, z.shape[1]) if path else None
+            z.clone(), empty, z.new_zeros(0, n, z.shape[1]) if path else None, info
         )
     else:
         result = solver.run(metric, z, v, t=float(t), path=path, **options)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .._core.linalg import SingularMetricWarning
 from ..metric import PullbackMetric
-from ._common import _tolerance, curve_measures, initial_velocity
+from ._common import _tolerance, curve_measures, error_info, initial_velocity
 from ._solver import GeodesicResult, Solver
 from .chord import LM
 
@@ -271,4 +271,5 @@ MULTIPLE = Solver(
     smooth_only=True,
     summary="multiple shooting on the geodesic ODE (RK4 segments, Gauss–Newton)",
     n_nodes=lambda options: options["segments"] * options["substeps"] + 1,
+    empty_info=error_info,
 )

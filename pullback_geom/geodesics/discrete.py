@@ -162,6 +162,25 @@ def _next_node(
     return x, val_x, jac_x, ok, iterations, err
 
 
+class DiscretePath(NamedTuple):
+    """Discrete geodesics of ``B`` curves (:func:`discrete_path`).
+
+    Attributes
+    ----------
+    nodes : Tensor, shape (B, K + 1, d)
+    info : DiscreteInfo
+    sensitivity : Tensor, shape (B, d, d), optional
+        ``d c_K / d c_1``, where asked for.
+    values : Tensor, shape (B, K + 1, D)
+        The decoded nodes (NaN where the nodes are).
+    """
+
+    nodes: Tensor
+    info: DiscreteInfo
+    sensitivity: Tensor | None
+    values: Tensor
+
+
 def discrete_path(
     metric: PullbackMetric,
     start: Tensor,
@@ -170,8 +189,9 @@ def discrete_path(
     tol: float,
     max_newton: int,
     tangents: bool = False,
-) -> tuple[Tensor, DiscreteInfo, Tensor | None]:
-    """Nodes ``c_0 .. c_K`` of the discrete geodesics with ``c_0 = start``, ``c_1 = first``.
+) -> DiscretePath:
+    """Nodes ``c_0 .. c_K`` of the discrete geodesics with ``c_0 = start``, ``c_1 = first``,
+    and their decoded values (the nodes' equations decode them anyway).
 
     With ``tangents``, also ``d c_K / d c_1`` (B, d, d), propagated through the
     linearised recursion ``A_k dc_{k+1} = 2 G_k dc_k - J_k^T J_{k-1} dc_{k-1}``
@@ -195,6 +215,8 @@ def discrete_path(
         val_prev = metric.evaluator.embed(start)
         val, jac = metric.evaluator.value_and_jacobian(first)
         jac_prev = metric.evaluator.value_and_jacobian(start)[1] if tangents else None
+        values = val.new_full((b, n_steps + 1, val.shape[-1]), float("nan"))
+        values[:, 0], values[:, 1] = val_prev, val
         idx = torch.arange(b, device=device)
         prev, node = start, first
         for k in range(1, n_steps):
@@ -204,6 +226,7 @@ def discrete_path(
             iterations[idx] += its
             residual[idx] = torch.maximum(residual[idx], err)
             nodes[idx, k + 1] = x
+            values[idx, k + 1] = val_x
             if tangents:
                 jt = jac.mT
                 rhs = 2 * (jt @ jac) @ t_node - (jt @ jac_prev) @ t_prev
@@ -212,6 +235,7 @@ def discrete_path(
             if not bool(ok.all()):
                 alive[idx[~ok]] = False
                 nodes[idx[~ok], k + 1 :] = float("nan")
+                values[idx[~ok], k + 1 :] = float("nan")
             idx = idx[ok]
             prev, node = node[ok], x[ok]
             val_prev, val, jac = val[ok], val_x[ok], jac_x[ok]
@@ -221,7 +245,7 @@ def discrete_path(
     if tangents:
         sensitivity = torch.full((b, d, d), float("nan"), dtype=dtype, device=device)
         sensitivity[idx] = t_node
-    return nodes, DiscreteInfo(alive, iterations, residual), sensitivity
+    return DiscretePath(nodes, DiscreteInfo(alive, iterations, residual), sensitivity, values)
 
 
 def _run_exp(
@@ -261,6 +285,10 @@ DISCRETE_EXP = Solver(
     _run_exp,
     {"n_steps": DISCRETE_STEPS, "tol": None, "max_newton": 20},
     summary="the discrete geodesic (Rumpf & Wirth) from the decoder's values and Jacobians",
+    empty_info=lambda z: {
+        "iterations": torch.zeros(0, dtype=torch.long, device=z.device),
+        "residual": z.new_zeros(0),
+    },
 )
 
 
@@ -295,7 +323,7 @@ def _exp_nodes(
             break
         k = n_steps * refine
         first, started = _first_node(metric, z[idx], v[idx], k, tol, max_newton)
-        sub_nodes, sub, _ = discrete_path(
+        sub_nodes, sub, _, _ = discrete_path(
             metric, z[idx], torch.nan_to_num(first), k, tol, max_newton
         )
         ok = sub.converged & started

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .._core.linalg import solve_square
 from ..metric import PullbackMetric
-from ._common import _tolerance, curve_measures
+from ._common import _tolerance, curve_measures, error_info
 from ._solver import GeodesicResult, Solver
 from .chord import LM
 from .discrete import DISCRETE_STEPS, check_steps, discrete_path, first_step_velocity
@@ -54,13 +54,16 @@ def _discrete_log(
         # A tight energy tolerance: the node errors are about the square root of the
         # relative energy decrease the solver stops at.
         options = {"n_points": n_steps + 1, "init_curve": init_curve, "tol": energy_tol}
-        curve = LM.run(metric, p, q, **{**LM.options, **options, "max_iter": max_iter}).points
+        # refine=1: only the nodes are used, and the chord lengths decide between a graph
+        # start's solution and the straight start's.
+        options = {**LM.options, **options, "max_iter": max_iter, "refine": 1}
+        curve = LM.run(metric, p, q, **options).points
     first = curve[:, 1].clone()
     # The sensitivities come with the first pass: they cost d x d solves and one more
     # Jacobian per curve, where a second pass for the pairs left short (on ReLU decoders
     # a third to a half of them) would decode every node again.
     shoot = max_shooting > 0
-    nodes, _, sens = discrete_path(metric, p, first, n_steps, node_tol, 20, tangents=shoot)
+    nodes, _, sens, values = discrete_path(metric, p, first, n_steps, node_tol, 20, tangents=shoot)
     err = _end_error(nodes, q)
     done = err <= target
     iterations = torch.zeros(b, dtype=torch.long, device=p.device)
@@ -83,7 +86,7 @@ def _discrete_log(
         norm = torch.linalg.vector_norm(step, dim=-1).clamp_min(torch.finfo(p.dtype).tiny)
         step = step * (radius / norm).clamp(max=1.0)[:, None]
         trial = first[act] + step
-        t_nodes, _, t_sens = discrete_path(
+        t_nodes, _, t_sens, t_values = discrete_path(
             metric, p[act], trial, n_steps, node_tol, 20, tangents=True
         )
         t_err = _end_error(t_nodes, q[act])
@@ -95,6 +98,7 @@ def _discrete_log(
             t_sens[better],
             t_err[better],
         )
+        values[rows] = t_values[better]
         done[act] = err[act] <= target[act]
         # A Newton step that does not reduce the end-point error has crossed a jump of
         # the discrete exp (a node crossed a crease): the pair stops. Halving such steps
@@ -104,9 +108,12 @@ def _discrete_log(
     # Keep the energy curve's first step where the refinement did not reach q.
     first = torch.where(done[:, None], first, curve[:, 1])
     nodes = torch.where(done[:, None, None], nodes, curve)
-    nodes[:, -1] = q  # within tol (1 + |q - p|) of the discrete exp's end where converged
+    # Within tol (1 + |q - p|) of the discrete exp's end where converged: the decoded end
+    # moves by as little, and the energy curves' values are decoded by curve_measures.
+    nodes[:, -1] = q
+    values[~done] = float("nan")
     v = first_step_velocity(metric, p, first, n_steps)
-    length, energy = curve_measures(metric, nodes)
+    length, energy = curve_measures(metric, nodes, node_values=values)
     return GeodesicResult(nodes, length, energy, done, iterations, v, {"error": err})
 
 
@@ -140,4 +147,5 @@ DISCRETE_LOG = Solver(
         "energy_tol": None,
     },
     summary="the discrete logarithm: the energy curve's first step, refined by shooting",
+    empty_info=error_info,
 )

@@ -104,7 +104,13 @@ def energy_solver(
     run = functools.partial(
         solve_energy, minimise=minimise, check_options=dict(check_options or {})
     )
-    return Solver(name, run, {**ENERGY_OPTIONS, **(options or {})}, False, summary)
+    return Solver(
+        name,
+        run,
+        {**ENERGY_OPTIONS, **(options or {})},
+        summary=summary,
+        empty_info=lambda p: {"next_to_ends": p.new_zeros(0, 2, p.shape[1])},
+    )
 
 
 def solve_energy(

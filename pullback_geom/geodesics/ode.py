@@ -288,4 +288,8 @@ DOPRI5 = Solver(
     {"rtol": None, "atol": None, "max_steps": 10_000, "n_steps": 50},
     smooth_only=True,
     summary="the geodesic ODE by adaptive Dormand–Prince 5(4)",
+    empty_info=lambda z: {
+        "steps": torch.zeros(0, dtype=torch.long, device=z.device),
+        "rejected": torch.zeros(0, dtype=torch.long, device=z.device),
+    },
 )

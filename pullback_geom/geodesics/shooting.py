@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .._core.linalg import SingularMetricWarning
 from ..metric import PullbackMetric
-from ._common import _tolerance, curve_measures, initial_velocity, resample_curves
+from ._common import _tolerance, curve_measures, error_info, initial_velocity, resample_curves
 from ._solver import GeodesicResult, Solver
 from .chord import LM
 from .ode import rk4_steps
@@ -41,7 +41,7 @@ def _shooting(
     if isinstance(max_newton, bool) or not isinstance(max_newton, int) or max_newton < 0:
         raise ValueError(f"max_newton must be an integer >= 0; got {max_newton!r}")
     tol = _tolerance(p.dtype, tol, 1e-9)
-    res = LM.run(metric, p, q, **{**LM.options, "n_points": n_points, "refine": 1})
+    res = LM.run(metric, p, q, **{**LM.options, "n_points": n_points})
     x = res.points
     v = initial_velocity(x)
     v0 = v.clone()
@@ -115,4 +115,5 @@ SHOOTING = Solver(
     smooth_only=True,
     summary="Newton shooting on the geodesic ODE from the energy curve's velocity",
     n_nodes=lambda options: options["n_steps"] + 1,
+    empty_info=error_info,
 )
