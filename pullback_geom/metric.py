@@ -10,9 +10,11 @@ import torch
 from torch import Tensor, nn
 
 from ._core.chain import supports_chain
-from ._core.checks import check_finite_output, reference_tensor, same_shape
+from ._core.checks import check_finite_output, same_shape
 from ._core.evaluate import Evaluator
 from ._core.kernels import Decoder, DecoderKernels, GaussianDecoder, infer_latent_dim
+from ._core.memory import parse_bytes
+from ._core.modules import reference_tensor
 from ._core.smoothness import is_smooth
 from ._metric_curvature import CurvatureMixin
 
@@ -29,11 +31,15 @@ class PullbackMetric(CurvatureMixin):
     Parameters
     ----------
     decoder : callable
-        Maps latent points ``(B, d)`` to observations ``(B, *obs)`` (e.g. ``(B, 1, 28, 28)``;
-        flattened internally), or to a tuple of such tensors, e.g. ``(mean, std)`` of a
-        Gaussian decoder: the tuple is concatenated, which gives
-        ``G = J_mean^T J_mean + J_std^T J_std`` (see :meth:`gaussian`). Any torch callable
-        works; ``nn.Module`` parameters fix the dtype and device that points must have.
+        Maps latent points ``(B, d)`` to observations ``(B, *obs)`` (e.g. ``(B, 1, 28, 28)``
+        or ``(B, 3, 64, 64)``; flattened internally), or to a tuple of such tensors, e.g.
+        ``(mean, std)`` of a Gaussian decoder: the tuple is concatenated, which gives
+        ``G = J_mean^T J_mean + J_std^T J_std`` (see :meth:`gaussian`), or to a mapping or
+        an object that holds the observation (see ``output``). Any torch callable works:
+        the parameters of the ``nn.Module`` layers inside it (the decoder itself, or those
+        a bound method, ``functools.partial`` or closure holds) fix the dtype and device
+        that points must have. Layers whose output depends on the batch (BatchNorm) or on
+        chance (dropout) must be in eval mode: ``decoder.eval()``, else a ValueError says so.
     latent_dim : int, optional
         ``d``. When omitted, read from the input layer of an ``nn.Sequential`` decoder, or
         learned from the points of the first call for any other decoder.
@@ -54,6 +60,20 @@ class PullbackMetric(CurvatureMixin):
     chunk_size : int, optional
         Points evaluated at once. Default: as many as keep the largest intermediate near
         128 MiB, so a million points fit in well under 2 GB.
+    output : str, optional
+        The key of a mapping output (a dict, pythae's ``ModelOutput``:
+        ``"reconstruction"``) or the attribute of an object output (diffusers'
+        ``DecoderOutput``: ``"sample"``; a torch ``Distribution``: ``"mean"``) that holds
+        the observation.
+    memory_budget : int or str, optional
+        Bytes a chunk of evaluation may take, e.g. ``"2GB"``: batches are cut so that the
+        decoder's activations (measured once) times the tangents each kernel carries fit.
+        Default: the ``PULLBACK_GEOM_MEMORY_BUDGET`` environment variable, else 512 MiB
+        (at most 1/16 of the machine's memory) on the CPU and a quarter of the free memory
+        on a GPU. A point that does not fit is a ``MemoryError`` naming the budget.
+    dtype, device : optional
+        What a decoder without modules inside (a plain function of tensors) computes in,
+        so that the adapters cast points to it; read from the modules otherwise.
     smooth : bool, optional
         Whether the decoder is twice continuously differentiable, so that the geodesic
         ODE (:func:`~pullback_geom.geodesics.exp_map`) applies; piecewise-linear
@@ -86,13 +106,24 @@ class PullbackMetric(CurvatureMixin):
         ridge: float = 0.0,
         jacobian: str = "auto",
         chunk_size: int | None = None,
+        output: str | None = None,
+        memory_budget: int | str | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
         smooth: bool | None = None,
     ) -> None:
         if not callable(decoder):
             raise TypeError(f"decoder must be callable; got {type(decoder).__name__}")
         if jacobian not in ("auto", "forward", "chain"):
             raise ValueError(f"jacobian must be 'auto', 'forward' or 'chain'; got {jacobian!r}")
-        chainable = isinstance(decoder, nn.Module) and supports_chain(decoder)
+        if output is not None and not isinstance(output, str):
+            raise TypeError(f"output must be a key or attribute name; got {output!r}")
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
+        budget = None if memory_budget is None else parse_bytes(memory_budget)
+        # The chain rule reads an nn.Sequential's tensors; a selected output needs the
+        # decoder called as a whole.
+        chainable = output is None and isinstance(decoder, nn.Module) and supports_chain(decoder)
         auto = jacobian == "auto"
         if auto:
             jacobian = "chain" if chainable else "forward"
@@ -116,12 +147,15 @@ class PullbackMetric(CurvatureMixin):
         if smooth is not None and not isinstance(smooth, bool):
             raise TypeError(f"smooth must be True, False or None; got {type(smooth).__name__}")
         kernels = DecoderKernels(
-            decoder, ridge=float(ridge), method=jacobian, auto=auto, detach=False
+            decoder, ridge=float(ridge), method=jacobian, auto=auto, detach=False, output=output
         )
         self._evaluator = Evaluator(
             kernels,
             latent_dim=latent_dim if latent_dim is not None else infer_latent_dim(decoder),
             chunk_size=None if chunk_size is None else int(chunk_size),
+            memory_budget=budget,
+            dtype=dtype,
+            device=None if device is None else torch.device(device),
         )
         self._smooth = is_smooth(decoder) if smooth is None else smooth
 
@@ -151,7 +185,8 @@ class PullbackMetric(CurvatureMixin):
         """The same metric computing in ``dtype`` on ``device``; this one is unchanged.
 
         An ``nn.Module`` decoder whose parameters differ in dtype or device is deep-copied
-        and converted (``module.to``); otherwise the decoder is shared. The adapters use
+        and converted (``module.to``); otherwise the decoder is shared (a function or
+        closure keeps computing in its own dtype: see :attr:`dtype`). The adapters use
         it to compute in float64 whatever the dtype the model was trained in.
 
         Parameters
@@ -167,7 +202,9 @@ class PullbackMetric(CurvatureMixin):
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating-point torch.dtype; got {dtype!r}")
         ref = reference_tensor(self.decoder)
-        if ref is None:
+        if ref is None or not isinstance(self.decoder, nn.Module):
+            # A closure over modules cannot be converted from outside: it computes in its
+            # modules' dtype, and the adapters cast points to it (metric.dtype).
             return self._derived()
         want_dtype = ref.dtype if dtype is None else dtype
         want_device = ref.device if device is None else torch.device(device)
@@ -186,10 +223,19 @@ class PullbackMetric(CurvatureMixin):
             method=k.method,
             auto=k.auto,
             detach=k.detach or detach,
+            output=k.output,
         )
         new = copy.copy(self)
+        # A converted decoder says its own dtype and device; the same one keeps them.
+        same = decoder is None
         new._evaluator = Evaluator(
-            kernels, latent_dim=old.latent_dim, obs_dim=old.obs_dim, chunk_size=old.chunk_size
+            kernels,
+            latent_dim=old.latent_dim,
+            obs_dim=old.obs_dim,
+            chunk_size=old.chunk_size,
+            memory_budget=old.memory_budget,
+            dtype=old.dtype if same else None,
+            device=old.device if same else None,
         )
         return new
 
@@ -213,6 +259,21 @@ class PullbackMetric(CurvatureMixin):
     def chunk_size(self) -> int | None:
         """Points evaluated at once, if the user chose it."""
         return self._evaluator.chunk_size
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The dtype the decoder computes in (its modules', or ``dtype=``); None if any."""
+        return self._evaluator.dtype
+
+    @property
+    def device(self) -> torch.device | None:
+        """The device the decoder computes on (its modules', or ``device=``); None if any."""
+        return self._evaluator.device
+
+    @property
+    def memory_budget(self) -> int | None:
+        """Bytes a chunk may take, if set on this metric (else the default's)."""
+        return self._evaluator.memory_budget
 
     @property
     def latent_dim(self) -> int | None:

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from . import geodesics
-from ._core.checks import metric_of_model, reference_tensor
+from ._core.checks import metric_of_model
 from ._core.extras import require
 from .metric import PullbackMetric
 
@@ -170,8 +170,8 @@ class DecoderManifold(Manifold):
         """``x`` in the decoder's dtype (when ``cast`` and the decoder has parameters)."""
         if not self.cast or not isinstance(x, Tensor) or not x.is_floating_point():
             return x
-        ref = reference_tensor(self.pullback.decoder)
-        return x if ref is None or ref.dtype == x.dtype else x.to(ref.dtype)
+        dtype = self.pullback.dtype
+        return x if dtype is None or dtype == x.dtype else x.to(dtype)
 
     @staticmethod
     def _points(x: Tensor, name: str = "points") -> Tensor:
@@ -330,8 +330,7 @@ class DecoderManifold(Manifold):
         elif b.shape[0] == 1 and a.shape[0] > 1:
             b = b.expand_as(a)
         dtype = torch.promote_types(a.dtype, b.dtype)
-        ref = reference_tensor(self._pullback64.decoder)
-        work = ref.dtype if ref is not None else torch.float64
+        work = self._pullback64.dtype or torch.float64
         return a.detach().to(work).contiguous(), b.detach().to(work).contiguous(), dtype
 
     def expmap(self, p: Tensor, v: Tensor) -> Tensor:

@@ -100,9 +100,9 @@ def test_decoder_returns_wrong_batch_size():
     # Right on the one-point probe, wrong on larger batches.
     metric = PullbackMetric(lambda z: z[:1] * 2, latent_dim=D)
     for call in (metric.metric_tensor, metric.christoffel_symbols):
-        with pytest.raises(ValueError, match="for a batch of 4 points: it must map"):
+        with pytest.raises(ValueError, match="for a batch of \\d+ points: it must map"):
             call(torch.zeros(4, D, dtype=F64))
-    with pytest.raises(ValueError, match="for a batch of 4 points"):
+    with pytest.raises(ValueError, match="for a batch of \\d+ points"):
         metric.curve_energy(torch.zeros(2, 2, D, dtype=F64))
 
 

@@ -110,12 +110,17 @@ def test_bad_arguments():
 
 
 def test_chunks_of_pairs_give_the_same_curves(monkeypatch):
-    from pullback_geom._core import evaluate
+    from pullback_geom._core.memory import ENV_VAR, activation_bytes
 
     decs = members(3)
     p, q = torch.randn(5, 2, dtype=F64), torch.randn(5, 2, dtype=F64)
     whole = ensemble_geodesic(decs, p, q, n_points=8)
-    monkeypatch.setattr(evaluate, "CHUNK_BUDGET", 8 * 784 * 3 * 3 * 2)  # 2 pairs
+    # A budget of 2 pairs: 8 nodes of 3 members, 3 Jacobian streams (d + 1) each.
+    per_point = activation_bytes(lambda z: decs[0](z).flatten(1), p[:1])
+    monkeypatch.setenv(ENV_VAR, str(2 * 8 * 3 * 3 * per_point + 1))
     chunked = ensemble_geodesic(decs, p, q, n_points=8)
+    rows = PullbackMetric(decs[0])
+    rows.evaluator.check_points(p)
+    assert rows.evaluator.rows("jacobian", per_row=8 * 3) == 2
     torch.testing.assert_close(chunked.points, whole.points)
     torch.testing.assert_close(chunked.length, whole.length)

@@ -240,4 +240,4 @@ def test_activation_is_recorded_and_rebuilt(data, tmp_path, kind):
     assert all(isinstance(dec[1], torch.nn.SiLU) for dec in decoders)
     assert PullbackMetric(decoders[0]).jacobian_method == "chain"
     with pytest.raises(ValueError, match="activation"):
-        TrainConfig(activation="gelu")
+        TrainConfig(activation="swish")

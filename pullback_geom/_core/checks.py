@@ -122,14 +122,3 @@ def metric_of_model(obj):
     """
     method = getattr(obj, "pullback_metric", None)
     return method() if callable(method) else obj
-
-
-def reference_tensor(decoder) -> Tensor | None:
-    """A parameter (else a buffer) of an ``nn.Module`` decoder: its dtype and device are
-    the ones points must have. ``None`` for plain functions and parameter-free modules."""
-    if isinstance(decoder, torch.nn.Module):
-        for t in decoder.parameters():
-            return t
-        for t in decoder.buffers():
-            return t
-    return None

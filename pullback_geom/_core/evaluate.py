@@ -2,9 +2,11 @@
 
 Every solver evaluates the same few kernels of the flat decoder ``f: (B, d) -> (B, D)``
 on batches of any size: values, Jacobians, second derivatives, geodesic accelerations.
-Their largest intermediate is ``(B, D, streams)`` with a number of tangent streams that
-depends on the kernel (:data:`STREAMS`), so a batch is cut into chunks of at most
-:data:`CHUNK_BUDGET` elements of that intermediate.
+Forward mode carries ``streams`` tangents through every layer (:data:`STREAMS`: one
+for values, ``d + 1`` for Jacobians, ...), so a point costs its decoder's activations
+(measured once per decoder, :func:`~pullback_geom._core.memory.activation_bytes`) times
+its streams, and a batch is cut into chunks that fit one memory budget
+(:func:`~pullback_geom._core.memory.memory_budget`).
 
 :class:`Evaluator` is the one place a metric's decoder is evaluated. Each
 :class:`~pullback_geom.PullbackMetric` builds one and hands it out as
@@ -22,14 +24,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .checks import batch_curves, batch_points, check_finite_output, reference_tensor
+from . import memory
+from .checks import batch_curves, batch_points, check_finite_output
 from .kernels import DecoderKernels
+from .modules import batch_dependent_layers, reference_tensor
 
-__all__ = ["CHUNK_BUDGET", "STREAMS", "Evaluator", "chunked", "rows_per_chunk"]
+__all__ = ["MAX_ROWS", "STREAMS", "Evaluator", "chunked", "rows_per_chunk"]
 
-# Elements of the largest intermediate (B x D x streams) evaluated at once; 2**25 float32
-# entries are 128 MiB, so a chunk of the write-up's decoder's metric stays well under 1 GiB.
-CHUNK_BUDGET = 2**25
+#: Points evaluated at once at most, however small the decoder: larger chunks gain
+#: nothing once the matrix products are big.
+MAX_ROWS = 1 << 16
 
 #: Tangent streams of each kernel's largest intermediate, as a function of ``d``: the
 #: value, plus ``d`` Jacobian columns, plus the second derivatives it carries.
@@ -44,16 +48,26 @@ STREAMS: dict[str, Callable[[int], int]] = {
 
 
 def rows_per_chunk(
-    obs_dim: int, latent_dim: int, kind: str, *, per_row: int = 1, chunk_size: int | None = None
+    bytes_per_point: int,
+    latent_dim: int,
+    kind: str,
+    budget: int,
+    *,
+    per_row: int = 1,
+    chunk_size: int | None = None,
 ) -> int:
     """Rows of a batch evaluated at once by kernel ``kind``.
 
     Parameters
     ----------
-    obs_dim, latent_dim : int
-        ``D`` and ``d``.
+    bytes_per_point : int
+        What one decoder pass allocates per point (its activations).
+    latent_dim : int
+        ``d``.
     kind : str
         A key of :data:`STREAMS`.
+    budget : int
+        Bytes a chunk may take.
     per_row : int, default 1
         Points per row: a row that is a curve of ``N`` nodes counts ``N`` times.
     chunk_size : int, optional
@@ -63,15 +77,35 @@ def rows_per_chunk(
     Returns
     -------
     int
-        At least 1; for points (``per_row = 1``) between 64 and 65,536 unless
-        ``chunk_size`` says otherwise.
+        At least 1; at most :data:`MAX_ROWS` points.
+
+    Raises
+    ------
+    MemoryError
+        When one point (``per_row = 1``) does not fit in the budget, naming it and the
+        knobs that raise it.
     """
     if chunk_size is not None:
         return max(1, chunk_size // per_row)
-    rows = CHUNK_BUDGET // (obs_dim * STREAMS[kind](latent_dim) * per_row)
-    if per_row == 1:
-        return int(min(max(rows, 64), 1 << 16))
-    return max(1, int(rows))
+    streams = STREAMS[kind](latent_dim)
+    point = bytes_per_point * streams
+    rows = budget // (point * per_row)
+    if rows < 1 and per_row == 1:
+        raise MemoryError(
+            f"one point needs about {_size(point)} to evaluate its {kind} (the decoder's "
+            f"activations, {_size(bytes_per_point)} a point, times {streams} tangent "
+            f"streams), over the memory budget of {_size(budget)}: raise it with "
+            f"PullbackMetric(..., memory_budget=) or the {memory.ENV_VAR} environment "
+            "variable, or use a smaller decoder"
+        )
+    return int(min(max(rows, 1), max(MAX_ROWS // per_row, 1)))
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
 
 
 def chunked(fn: Callable[..., Tensor], size: int, *xs: Tensor, recompute: bool) -> Tensor:
@@ -128,7 +162,12 @@ class Evaluator:
     latent_dim, obs_dim : int, optional
         ``d`` and ``D`` where known; else learned by the first check.
     chunk_size : int, optional
-        Points per chunk chosen by the user, instead of :data:`CHUNK_BUDGET`.
+        Points per chunk chosen by the user, instead of the memory budget.
+    memory_budget : int, optional
+        Bytes a chunk may take (default
+        :func:`~pullback_geom._core.memory.memory_budget`).
+    dtype, device : optional
+        What the decoder computes in, where no module inside it says so (a closure).
     """
 
     def __init__(
@@ -138,11 +177,21 @@ class Evaluator:
         latent_dim: int | None = None,
         obs_dim: int | None = None,
         chunk_size: int | None = None,
+        memory_budget: int | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.kernels = kernels
         self.latent_dim = latent_dim
         self.obs_dim = obs_dim
         self.chunk_size = chunk_size
+        self.memory_budget = memory_budget
+        ref = reference_tensor(kernels.decoder)
+        self.dtype = dtype if dtype is not None else (None if ref is None else ref.dtype)
+        self.device = device if device is not None else (None if ref is None else ref.device)
+        self._batch_layers = batch_dependent_layers(kernels.decoder)
+        self._activations: int | None = None  # bytes a point, measured at the first check
+        self._seen: Tensor | None = None  # a point of the last check: its dtype and device
 
     # ------------------------------------------------------------------ checks
     def check_points(self, z, name: str = "z") -> tuple[Tensor, bool]:
@@ -169,6 +218,7 @@ class Evaluator:
         """
         z, single = batch_points(z, self.latent_dim, name)
         self.check_dtype_device(z, name)
+        self.check_eval_mode()
         self._probe(z)
         return z, single
 
@@ -188,30 +238,62 @@ class Evaluator:
         """
         c, single = batch_curves(curve, self.latent_dim, name)
         self.check_dtype_device(c, name)
+        self.check_eval_mode()
         self._probe(c.reshape(-1, c.shape[-1]))
         return c, single
 
     def check_dtype_device(self, x: Tensor, name: str) -> None:
-        """Raise a TypeError naming ``name`` if ``x`` differs from the decoder's parameters
-        in dtype or device (decoders without parameters accept any)."""
-        ref = reference_tensor(self.kernels.decoder)
-        if ref is None:
-            return
-        if x.dtype != ref.dtype or x.device != ref.device:
+        """Raise a TypeError naming ``name`` if ``x`` differs in dtype or device from what
+        the decoder computes in (its modules' parameters, or the metric's ``dtype=`` and
+        ``device=``); decoders that say neither accept any."""
+        bad_dtype = self.dtype is not None and x.dtype != self.dtype
+        bad_device = self.device is not None and x.device != self.device
+        if bad_dtype or bad_device:
+            dtype, device = self.dtype or x.dtype, self.device or x.device
             raise TypeError(
                 f"{name} is {x.dtype} on {x.device}, but the decoder's parameters are "
-                f"{ref.dtype} on {ref.device}; convert with {name}.to(dtype={ref.dtype}, "
-                f"device='{ref.device}') or move the decoder"
+                f"{dtype} on {device}; convert with {name}.to(dtype={dtype}, "
+                f"device='{device}') or move the decoder"
             )
 
+    def check_eval_mode(self) -> None:
+        """Raise a ValueError if a BatchNorm or dropout layer of the decoder is in training
+        mode: its output would depend on the other points of the batch, or on chance."""
+        for layer in self._batch_layers:
+            if layer.training:
+                why = (
+                    "normalises each point by the statistics of its batch"
+                    if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+                    else "drops units at random"
+                )
+                raise ValueError(
+                    f"the decoder's {type(layer).__name__} is in training mode: it {why}, "
+                    "so the decoder is not a function of each point and has no metric; "
+                    "call decoder.eval() first"
+                )
+
     def _probe(self, z: Tensor) -> None:
-        """On first use, learn ``D`` (and ``d``) from one decoder call with a clear error."""
+        """On first use, learn ``D`` (and ``d``) from one decoder call with a clear error,
+        and what a point's activations take (:func:`memory.activation_bytes`)."""
+        one = (z[:1] if len(z) else z.new_zeros(1, z.shape[1])).detach()
+        self._seen = one
         if self.obs_dim is not None:
             return
         with torch.no_grad():
-            out = self.kernels.embed(z[:1] if len(z) else z.new_zeros(1, z.shape[1]))
+            out = self.kernels.embed(one)
         self.obs_dim = out.shape[1]
         self.latent_dim = z.shape[1]
+
+    def activation_bytes(self) -> int:
+        """What a point's decoder pass allocates (:func:`memory.activation_bytes`),
+        measured once, at a point of the last check."""
+        if self._activations is None:
+            if self._seen is None:
+                ref = torch.zeros(1, self.latent_dim, dtype=self.dtype, device=self.device)
+            else:
+                ref = self._seen
+            self._activations = memory.activation_bytes(self.kernels.embed, ref)
+        return self._activations
 
     def params_require_grad(self) -> bool:
         """Whether autograd reaches the decoder's parameters through these kernels."""
@@ -228,8 +310,18 @@ class Evaluator:
                 "the metric has not seen points yet: pass them through "
                 "metric.evaluator.check_points before evaluating"
             )
+        if self.chunk_size is not None:
+            return max(1, self.chunk_size // per_row)
+        seen = None if self._seen is None else self._seen.device
+        device = self.device or seen or torch.device("cpu")
+        budget = memory.memory_budget(device, self.memory_budget)
         return rows_per_chunk(
-            self.obs_dim, self.latent_dim, kind, per_row=per_row, chunk_size=self.chunk_size
+            self.activation_bytes(),
+            self.latent_dim,
+            kind,
+            budget,
+            per_row=per_row,
+            chunk_size=self.chunk_size,
         )
 
     def map(self, fn: Callable[..., Tensor], kind: str, *xs: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ mode (:mod:`~pullback_geom._core.derivatives`). The evaluator
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +27,14 @@ from .chain import (
     supports_chain,
 )
 
-__all__ = ["Decoder", "DecoderKernels", "GaussianDecoder", "infer_latent_dim"]
+__all__ = [
+    "COMMON_OUTPUTS",
+    "Decoder",
+    "DecoderKernels",
+    "GaussianDecoder",
+    "infer_latent_dim",
+    "select_output",
+]
 
 Decoder = Callable[[Tensor], "Tensor | Sequence[Tensor]"]
 
@@ -47,13 +54,23 @@ class DecoderKernels:
         mean with a forward-mode std in its curvature terms.
     detach : bool
         Evaluate with the decoder's parameters detached.
+    output : str, optional
+        The key (of a mapping output) or attribute (of an object output) that holds the
+        observation; see :func:`select_output`.
     """
 
     def __init__(
-        self, decoder: Decoder, *, ridge: float, method: str, auto: bool, detach: bool
+        self,
+        decoder: Decoder,
+        *,
+        ridge: float,
+        method: str,
+        auto: bool,
+        detach: bool,
+        output: str | None = None,
     ) -> None:
         self.decoder, self.ridge, self.method = decoder, ridge, method
-        self.auto, self.detach = auto, detach
+        self.auto, self.detach, self.output = auto, detach, output
 
     def embed(self, z: Tensor) -> Tensor:
         """The flattened decoder output (concatenated for tuples, with the ridge block).
@@ -80,6 +97,7 @@ class DecoderKernels:
                 f"{z.dtype} on {z.device}: {err}. Check the latent dimension, and pass points "
                 "in the dtype and on the device the decoder computes in (e.g. z.float())"
             ) from err
+        out = select_output(out, self.output)
         parts = list(out) if isinstance(out, (tuple, list)) else [out]
         flat = []
         for k, part in enumerate(parts):
@@ -180,6 +198,54 @@ class DecoderKernels:
             return part(x).reshape(x.shape[0], -1)
 
         return F.jet(flat, z)
+
+
+#: Where libraries keep a decoder's observation (documented for ``output=``): a mapping's
+#: key (pythae's ``ModelOutput``, dicts) or an object's attribute (diffusers'
+#: ``DecoderOutput.sample``, a torch ``Distribution``'s ``mean``).
+COMMON_OUTPUTS = ("reconstruction", "recon_x", "x_recon", "sample", "mean", "loc", "logits")
+
+
+def select_output(out, output: str | None):
+    """The observation in a decoder's output ``out``.
+
+    Tensors, tuples and lists pass as they are; with ``output``, a mapping's value at that
+    key or an object's attribute of that name. A mapping or an object without ``output``
+    is a TypeError that names the keys or attributes it has and the fix.
+    """
+    if output is not None:
+        if isinstance(out, Mapping):
+            if output not in out:
+                raise ValueError(
+                    f"the decoder's output has no key {output!r}; its keys are "
+                    f"{list(out)}: pass one of them as PullbackMetric(..., output=)"
+                )
+            return out[output]
+        if not hasattr(out, output):
+            raise ValueError(
+                f"the decoder's output ({type(out).__name__}) has no attribute {output!r}: "
+                "pass the key or attribute that holds the observation as "
+                "PullbackMetric(..., output=)"
+            )
+        return getattr(out, output)
+    if isinstance(out, (Tensor, tuple, list)):
+        return out
+    if isinstance(out, Mapping):
+        raise TypeError(
+            f"the decoder returned a mapping with keys {list(out)}: say which holds the "
+            "observation with PullbackMetric(decoder, output=<key>), e.g. output="
+            f"{_guess(list(out))!r}"
+        )
+    have = [name for name in COMMON_OUTPUTS if hasattr(out, name)]
+    raise TypeError(
+        f"the decoder returned a {type(out).__name__}, not a Tensor: say which attribute "
+        "holds the observation with PullbackMetric(decoder, output=<attribute>)"
+        + (f", e.g. output={have[0]!r}" if have else "")
+    )
+
+
+def _guess(keys: list) -> str:
+    return next((k for k in COMMON_OUTPUTS if k in keys), str(keys[0]) if keys else "...")
 
 
 class GaussianDecoder(nn.Module):

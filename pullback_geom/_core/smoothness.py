@@ -15,14 +15,9 @@ explicitly to :class:`~pullback_geom.PullbackMetric`.
 
 from __future__ import annotations
 
-import functools
-import inspect
-import types
-from collections.abc import Iterator
-
 from torch import nn
 
-from .kernels import GaussianDecoder
+from .modules import modules_in
 
 __all__ = ["NONSMOOTH_LAYERS", "is_smooth"]
 
@@ -59,9 +54,6 @@ NONSMOOTH_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Softsign,
 )
 
-# How far to follow wrappers (bound methods, partials, closures) to the modules inside.
-_DEPTH = 3
-
 
 def is_smooth(decoder) -> bool:
     """Whether ``decoder`` is smooth enough (C2) for the geodesic ODE.
@@ -83,49 +75,7 @@ def is_smooth(decoder) -> bool:
     -------
     bool
     """
-    modules = list(_modules_in(decoder, _DEPTH, set()))
+    modules = modules_in(decoder)
     return not any(
         isinstance(layer, NONSMOOTH_LAYERS) for module in modules for layer in module.modules()
     )
-
-
-def _modules_in(obj, depth: int, seen: set[int]) -> Iterator[nn.Module]:
-    """The ``nn.Module`` objects ``obj`` is or wraps, following wrappers ``depth`` deep."""
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, nn.Module):
-        yield obj
-        if isinstance(obj, GaussianDecoder):  # mean and std may be plain functions
-            for part in (obj.mean, obj.std):
-                yield from _modules_in(part, depth, seen)
-        return
-    if depth == 0:
-        return
-    for inner in _wrapped(obj):
-        yield from _modules_in(inner, depth - 1, seen)
-
-
-def _wrapped(obj) -> list:
-    """What a wrapper holds: the objects a decoder built from ``obj`` may call."""
-    if isinstance(obj, (list, tuple)):
-        return list(obj)
-    if isinstance(obj, dict):
-        return list(obj.values())
-    if inspect.ismethod(obj):
-        return [obj.__self__, obj.__func__]
-    if isinstance(obj, functools.partial):
-        return [obj.func, *obj.args, *obj.keywords.values()]
-    if inspect.isfunction(obj):
-        held = []
-        for cell in obj.__closure__ or ():
-            try:
-                held.append(cell.cell_contents)
-            except ValueError:  # a cell not yet filled
-                continue
-        # A function defined at module level reaches its network as a global.
-        held += [obj.__globals__[n] for n in obj.__code__.co_names if n in obj.__globals__]
-        return held
-    if isinstance(obj, (type, types.ModuleType)) or not hasattr(obj, "__dict__"):
-        return []
-    return list(vars(obj).values())  # an object whose method or __call__ is the decoder

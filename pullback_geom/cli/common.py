@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 __all__ = [
+    "add_arch_options",
     "add_orbit_digit_option",
+    "arch_settings",
     "checkpoint_folder",
     "describe_os_error",
     "error",
@@ -140,3 +142,54 @@ def add_orbit_digit_option(parser: argparse.ArgumentParser) -> None:
         help="with --dataset digit-orbit: which of the bundled MNIST test images is rotated "
         "and scaled (default: %(default)s, a 2)",
     )
+
+
+def add_arch_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--arch``, ``--conv-preset``, ``--conv-width`` and ``--conv-norm``, shared by
+    ``train`` and ``identifiability`` (whose help says ``with --seeds:``: ``prefix``)."""
+    from .options import ARCH_NAMES, CONV_NORM_NAMES, CONV_PRESET_NAMES, at_least
+
+    parser.add_argument(
+        "--arch",
+        choices=ARCH_NAMES,
+        default="mlp",
+        help=f"{prefix}the networks: the write-up's MLP (28 x 28 images), or a convolutional "
+        "VAE (Bernoulli; any dataset, mnist-64-rgb included) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--conv-preset",
+        choices=CONV_PRESET_NAMES,
+        default=None,
+        help=f"{prefix}with --arch conv, the decoder: default (Linear, then stride-2 "
+        "ConvTranspose layers with BatchNorm and GELU), georce-mnist8 or georce-celeba32 "
+        "(the MNIST and CelebA decoders of GEORCE's repository; the latter 64 x 64 only) "
+        "(default: default)",
+    )
+    parser.add_argument(
+        "--conv-width",
+        type=at_least(1),
+        default=None,
+        help=f"{prefix}with --arch conv, the first ConvTranspose layer's channels; the others "
+        "keep the preset's ratios (default: the preset's, 64)",
+    )
+    parser.add_argument(
+        "--conv-norm",
+        choices=CONV_NORM_NAMES,
+        default=None,
+        help=f"{prefix}with --arch conv, BatchNorm2d after the hidden convolutions or none "
+        "(default: the preset's; none for georce-mnist8)",
+    )
+
+
+def arch_settings(args: argparse.Namespace) -> dict:
+    """The :class:`~pullback_geom.training.TrainConfig` fields of :func:`add_arch_options`
+    and of ``--dataset`` (the image shape)."""
+    from ..data.datasets import image_shape
+
+    return {
+        "arch": args.arch,
+        "image_shape": image_shape(args.dataset),
+        "conv_preset": args.conv_preset,
+        "conv_width": args.conv_width,
+        "conv_norm": args.conv_norm,
+    }

@@ -8,7 +8,9 @@ import argparse
 from pathlib import Path
 
 from .common import (
+    add_arch_options,
     add_orbit_digit_option,
+    arch_settings,
     checkpoint_folder,
     prepare_out,
     print_rows,
@@ -93,10 +95,12 @@ def _train_seeds(args: argparse.Namespace, folder: Path, device) -> list[str]:
             epochs=args.epochs,
             seed=seed,
             decoders=args.decoders,
+            **arch_settings(args),
         )
-        path = folder / f"{args.model}_seed{seed}"
+        name = args.model if args.arch == "mlp" else f"{args.model}_conv"
+        path = folder / f"{name}_seed{seed}"
         print(
-            f"training {args.model} seed {seed} on {args.dataset} ({args.epochs} epochs) -> {path}",
+            f"training {name} seed {seed} on {args.dataset} ({args.epochs} epochs) -> {path}",
             flush=True,
         )
         train_vae(
@@ -193,6 +197,7 @@ def add_identifiability_parser(sub) -> None:
     parser.add_argument(
         "--decoders", type=at_least(2), default=4, help="with --seeds, ensemble model (default: 4)"
     )
+    add_arch_options(parser, prefix="with --seeds: ")
     parser.add_argument(
         "--dataset",
         choices=DATASET_CHOICES,

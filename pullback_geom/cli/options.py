@@ -16,7 +16,10 @@ from collections.abc import Callable, Sequence
 
 __all__ = [
     "ACTIVATION_NAMES",
+    "ARCH_NAMES",
     "BUNDLED_NAMES",
+    "CONV_NORM_NAMES",
+    "CONV_PRESET_NAMES",
     "DATA_ENV_VAR",
     "DATASET_CHOICES",
     "ENERGY_SOLVERS",
@@ -48,11 +51,17 @@ IDENTIFIABILITY_METRIC_NAMES = (
     "mean", "uncertainty", "fisher-rao", "ensemble", "disagreement", "ensemble-energy",
 )  # fmt: skip
 #: :data:`pullback_geom.data.datasets.DATASET_NAMES`
-DATASET_CHOICES = ("digit-orbit", "fashion-mnist", "mnist")
+DATASET_CHOICES = ("digit-orbit", "fashion-mnist", "mnist", "mnist-64-rgb")
 #: :data:`pullback_geom.data.datasets.ENV_VAR`
 DATA_ENV_VAR = "PULLBACK_GEOM_DATA"
 #: :data:`pullback_geom.vae.ACTIVATIONS`
-ACTIVATION_NAMES = ("relu", "elu", "softplus", "silu", "tanh")
+ACTIVATION_NAMES = ("relu", "elu", "softplus", "silu", "tanh", "gelu")
+#: :data:`pullback_geom.vae.ARCHS`
+ARCH_NAMES = ("mlp", "conv")
+#: :data:`pullback_geom.vae.CONV_PRESETS`
+CONV_PRESET_NAMES = ("default", "georce-mnist8", "georce-celeba32")
+#: :data:`pullback_geom.vae.conv_presets.NORMS`
+CONV_NORM_NAMES = ("batch", "none")
 
 
 def at_least(low: int) -> Callable[[str], int]:

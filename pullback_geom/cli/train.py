@@ -1,11 +1,21 @@
-"""``pullback-geom train``: the VAEs on MNIST, FashionMNIST or the digit orbit."""
+"""``pullback-geom train``: the VAEs on MNIST, FashionMNIST or the digit orbit.
+
+``--arch conv`` trains a convolutional Bernoulli VAE (:class:`~pullback_geom.vae.ConvVAE`)
+instead of the write-up's MLP, also on ``mnist-64-rgb``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .common import add_orbit_digit_option, prepare_out, print_rows, resolve_device
+from .common import (
+    add_arch_options,
+    add_orbit_digit_option,
+    arch_settings,
+    prepare_out,
+    print_rows,
+    resolve_device,
+)
 from .options import (
     ACTIVATION_NAMES,
     DATA_ENV_VAR,
@@ -47,6 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
         gate_quantile=args.gate_quantile,
         gate_width=args.gate_width,
         decoders=args.decoders,
+        **arch_settings(args),
     )
     train, test, dataset = load_splits(
         args.dataset,
@@ -57,9 +68,15 @@ def run_train(args: argparse.Namespace) -> int:
     )
     prepare_out(out)  # after the data, so that a missing dataset leaves no empty folder
     threads = torch.get_num_threads()
+    what = f"{cfg.model} VAE ({cfg.activation})"
+    if cfg.arch == "conv":
+        norm = "BatchNorm" if cfg.conv_norm == "batch" else "no norm"
+        what = (
+            f"{cfg.model} conv VAE ({cfg.conv_preset} preset, width {cfg.conv_width}, "
+            f"{cfg.activation}, {norm}, {'x'.join(map(str, cfg.image_shape))} images)"
+        )
     print(
-        f"pullback_geom train: {args.model} VAE ({args.activation}), d = {args.latent_dim}, "
-        f"{args.dataset} "
+        f"pullback_geom train: {what}, d = {args.latent_dim}, {args.dataset} "
         f"({dataset['train_size']} training / {dataset['test_size']} test images), "
         f"{args.epochs} epoch{'s' * (args.epochs != 1)}, seed {args.seed}, on {device}"
         + (f" ({threads} thread{'s' * (threads != 1)})" if device.type == "cpu" else ""),
@@ -123,9 +140,11 @@ def add_train_parser(sub) -> None:
     """The ``train`` subcommand."""
     train = sub.add_parser(
         "train",
-        help="train the write-up's VAE (Bernoulli), the Gaussian VAE or a decoder ensemble",
+        help="train the write-up's VAE (Bernoulli), the Gaussian VAE, a decoder ensemble or "
+        "a convolutional VAE",
         description="Train a VAE with the architecture of 'Riemannian Geometry in "
-        "Variational Autoencoders' on MNIST or FashionMNIST, saving a resumable checkpoint "
+        "Variational Autoencoders' (or, with --arch conv, a convolutional one) on MNIST or "
+        "FashionMNIST, saving a resumable checkpoint "
         "(model.pt, config.json, latents.pt of the test set) after every epoch, and the "
         "loss history (history.csv, training_curve.png) at the end.",
     )
@@ -137,10 +156,12 @@ def add_train_parser(sub) -> None:
     train.add_argument(
         "--activation",
         choices=ACTIVATION_NAMES,
-        default="relu",
+        default=None,
         help="the decoders' hidden activation: the write-up's relu, or a smooth one, under "
-        "which the metric is smooth and the geodesic ODE well-posed (default: %(default)s)",
+        "which the metric is smooth and the geodesic ODE well-posed (default: relu; with "
+        "--arch conv the preset's, gelu, in encoder and decoder)",
     )
+    add_arch_options(train)
     train.add_argument("--seed", type=at_least(0), default=0, help="default: %(default)s")
     train.add_argument(
         "--data-dir",
@@ -153,7 +174,9 @@ def add_train_parser(sub) -> None:
         choices=DATASET_CHOICES,
         default="mnist",
         help="digit-orbit: one MNIST digit rotated and scaled, rendered without data files "
-        "(a 2-D image manifold with known geodesics; default: %(default)s)",
+        "(a 2-D image manifold with known geodesics); mnist-64-rgb: MNIST resized to "
+        "64 x 64 and repeated over 3 channels, a stand-in for colour images (--arch conv "
+        "only; read from MNIST's files) (default: %(default)s)",
     )
     add_orbit_digit_option(train)
     train.add_argument("--out", default=None, help="default: outputs/train/<model>")

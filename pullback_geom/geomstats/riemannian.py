@@ -7,10 +7,10 @@ import torch
 from geomstats.geometry.euclidean import Euclidean
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 from geomstats.numerics.geodesic import ExpSolver, LogSolver
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import geodesics
-from .._core.checks import metric_of_model, reference_tensor
+from .._core.checks import metric_of_model
 from ..geodesics._common import below_resolution
 from ..metric import PullbackMetric
 from ._batch import Batch, as_tensor, grad_only_if_needed
@@ -115,9 +115,10 @@ class PullbackRiemannianMetric(RiemannianMetric):
         if detach:
             pullback = pullback.detached().to(dtype=dtype)
         self.pullback = pullback
-        ref = reference_tensor(pullback.decoder)
-        self.dtype = dtype if dtype is not None else (ref.dtype if ref is not None else None)
-        self.device = ref.device if ref is not None else None
+        # What the decoder computes in (its modules' dtype, which a closure over modules
+        # keeps whatever was asked): points are cast to it and results back.
+        self.dtype = pullback.dtype if pullback.dtype is not None else dtype
+        self.device = pullback.device
         if dist_dtype is None:
             # self.dtype is None for a decoder without parameters outside a detached
             # copy: dist then computes in the points' dtype.
@@ -268,9 +269,10 @@ class PullbackRiemannianMetric(RiemannianMetric):
         # Coincident points: the solver cannot meet a relative tolerance on a curve
         # shorter than ~sqrt(eps); there the distance is |q - p|_G(p) to first order.
         same = below_resolution(q - p, p)
-        # A decoder without parameters computes in the points' dtype whatever dist_dtype.
-        has_weights = reference_tensor(self.pullback.decoder) is not None
-        low_dtype = (self.dist_dtype or p.dtype) if has_weights else p.dtype
+        # A decoder without parameters computes in the points' dtype whatever dist_dtype,
+        # and a closure over modules in its modules' (it cannot be converted).
+        converts = isinstance(self.pullback.decoder, nn.Module) and self.pullback.dtype
+        low_dtype = (self.dist_dtype or p.dtype) if converts else p.dtype
         # Solved in the metric's own dtype: pairs the lower precision does not resolve,
         # and (below) those whose solve in it did not converge, as its rounding can keep
         # a pair from the tolerance (~1 in 450 float32 pairs at 1e-6 on the ReLU model).

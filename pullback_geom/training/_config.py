@@ -7,7 +7,9 @@ import dataclasses
 import math
 from typing import Any
 
-from ..vae import VAE, check_activation
+from ..vae import ARCHS, VAE, check_activation
+from ..vae.conv import check_image_shape
+from ..vae.conv_presets import resolve_conv
 
 __all__ = ["TrainConfig", "TrainResult"]
 
@@ -21,8 +23,21 @@ class TrainConfig:
     model : {"bernoulli", "gaussian", "ensemble"}
     latent_dim : int, default 2
     hidden : int, default 512
-    activation : {"relu", "elu", "softplus", "silu", "tanh"}, default "relu"
-        The decoders' hidden activation (the write-up's is ReLU).
+    activation : {"relu", "elu", "softplus", "silu", "tanh", "gelu"}, optional
+        The decoders' hidden activation. Default: the write-up's ReLU for ``arch="mlp"``,
+        the preset's (GELU) for ``arch="conv"``.
+    arch : {"mlp", "conv"}, default "mlp"
+        The write-up's MLP networks, or a convolutional VAE
+        (:class:`~pullback_geom.vae.ConvVAE`; Bernoulli models only).
+    image_shape : (C, H, W), default (1, 28, 28)
+        Of the training images; ``(3, 64, 64)`` for ``"mnist-64-rgb"`` (conv only).
+    conv_preset : {"default", "georce-mnist8", "georce-celeba32"}, optional
+        ``arch="conv"``: the decoder's architecture
+        (:data:`~pullback_geom.vae.conv_presets.CONV_PRESETS`); default ``"default"``.
+    conv_width : int, optional
+        ``arch="conv"``: the first ConvTranspose layer's channels; default the preset's.
+    conv_norm : {"batch", "none"}, optional
+        ``arch="conv"``: BatchNorm2d after the hidden convolutions; default the preset's.
     epochs : int, default 30
         Epochs of the VAE objective (stage 1 of the Gaussian model).
     batch_size : int, default 128
@@ -61,7 +76,7 @@ class TrainConfig:
     model: str = "bernoulli"
     latent_dim: int = 2
     hidden: int = 512
-    activation: str = "relu"
+    activation: str | None = None
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
@@ -78,12 +93,18 @@ class TrainConfig:
     gate_quantile: float = 3e-3
     gate_width: float = 1.0
     decoders: int = 4
+    arch: str = "mlp"
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    conv_preset: str | None = None
+    conv_width: int | None = None
+    conv_norm: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in ("bernoulli", "gaussian", "ensemble"):
             raise ValueError(
                 f"model must be 'bernoulli', 'gaussian' or 'ensemble'; got {self.model!r}"
             )
+        self._resolve_architecture()
         for name in ("latent_dim", "hidden", "batch_size", "n_centres", "rbf_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -114,8 +135,45 @@ class TrainConfig:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
 
+    def _resolve_architecture(self) -> None:
+        """Check ``arch`` and its options; fill in the defaults (frozen: by ``__setattr__``
+        of ``object``), so that a run records, and a resumed run compares, what it built."""
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {list(ARCHS)}; got {self.arch!r}")
+        conv = {"conv_preset": self.conv_preset, "conv_width": self.conv_width}
+        conv["conv_norm"] = self.conv_norm
+        if self.arch == "mlp":
+            given = [k for k, v in conv.items() if v is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to arch='conv' only")
+            if tuple(self.image_shape) != (1, 28, 28):
+                raise ValueError(
+                    f"the MLP VAEs take 1 x 28 x 28 images; got image_shape "
+                    f"{tuple(self.image_shape)}: use arch='conv' (--arch conv)"
+                )
+            object.__setattr__(self, "image_shape", (1, 28, 28))
+            object.__setattr__(self, "activation", self.activation or "relu")
+            return
+        if self.model != "bernoulli":
+            raise ValueError(f"arch='conv' trains Bernoulli VAEs only; got model {self.model!r}")
+        object.__setattr__(self, "image_shape", check_image_shape(self.image_shape))
+        opts = resolve_conv(self.conv_preset, self.conv_width, self.activation, self.conv_norm)
+        for key in ("preset", "width", "norm"):
+            object.__setattr__(self, f"conv_{key}", opts[key])
+        object.__setattr__(self, "activation", opts["activation"])
+
     def architecture(self) -> dict[str, Any]:
         """The model's constructor arguments (what ``config.json`` stores)."""
+        if self.arch == "conv":
+            return {
+                "arch": "conv",
+                "latent_dim": self.latent_dim,
+                "image_shape": list(self.image_shape),
+                "preset": self.conv_preset,
+                "width": self.conv_width,
+                "activation": self.activation,
+                "norm": self.conv_norm,
+            }
         arch: dict[str, Any] = {
             "latent_dim": self.latent_dim,
             "hidden": self.hidden,

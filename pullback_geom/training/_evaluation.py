@@ -20,7 +20,8 @@ def encode_images(model: VAE, images: Tensor) -> Tensor:
 
     Parameters
     ----------
-    images : Tensor, shape (N, 28, 28), (N, 1, 28, 28) or (N, 784)
+    images : Tensor, shape (N, 28, 28), (N, 1, 28, 28) or (N, 784); (N, C, H, W) or
+        (N, C H W) for a model of ``(C, H, W)`` images (``model.image_shape``)
 
     Returns
     -------
@@ -46,7 +47,8 @@ def evaluate(model: VAE, images: Tensor, *, seed: int = 0, bernoulli: bool = Fal
 
     Parameters
     ----------
-    images : Tensor, shape (N, 28, 28), (N, 1, 28, 28) or (N, 784)
+    images : Tensor, shape (N, 28, 28), (N, 1, 28, 28) or (N, 784); (N, C, H, W) or
+        (N, C H W) for a model of ``(C, H, W)`` images (``model.image_shape``)
     seed : int, default 0
         Seeds the latent samples, so repeated evaluations agree.
     bernoulli : bool, default False
@@ -57,7 +59,7 @@ def evaluate(model: VAE, images: Tensor, *, seed: int = 0, bernoulli: bool = Fal
     device = _device_of(model)
     total = 0.0
     for i in range(0, len(images), EVAL_BATCH):
-        x = to_unit_float(images[i : i + EVAL_BATCH]).to(device)
+        x = to_unit_float(images[i : i + EVAL_BATCH], shape=model.image_shape).to(device)
         z, kl = model.sample_latent(x, gen)
         nll = model.bernoulli_nll(x, z) if bernoulli else model.reconstruction_nll(x, z)
         total += float((nll + kl).sum())

@@ -51,7 +51,8 @@ def train_vae(
     ----------
     cfg : TrainConfig
     train_images : Tensor, shape (N, 28, 28), (N, 1, 28, 28) or (N, 784)
-        ``uint8`` or floats in [0, 1].
+        ``uint8`` or floats in [0, 1]; of ``cfg.image_shape`` (e.g. (N, 3, 64, 64)) for
+        conv models.
     test_images : Tensor, shape (M, 28, 28), optional
         For the test negative ELBO (after each epoch) and the stored latent codes.
     test_labels : Tensor, shape (M,), optional
@@ -92,7 +93,7 @@ def train_vae(
     """
     say = log or (lambda _: None)
     device = torch.device(device)
-    x = to_unit_float(train_images).contiguous().to(device)
+    x = to_unit_float(train_images, shape=cfg.image_shape).contiguous().to(device)
     folder = Path(out) if out is not None else None
     if folder is not None and not resume and (folder / "config.json").exists():
         raise FileExistsError(

@@ -89,6 +89,7 @@ def check_resumable(saved: dict[str, Any], cfg: TrainConfig, folder: Path) -> No
     # Runs saved before a field existed used its default, or for the gate, none.
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     defaults["gate_points"] = 0
+    defaults["activation"] = "relu"  # the MLP's, before the conv VAEs made it optional
     differ = [
         f"{k}: saved {saved.get(k, defaults[k])!r}, now {v!r}"
         for k, v in now.items()

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from torch import Tensor
 
 from .checkpoint import read_latents, read_weights
+from .conv import ConvVAE
 from .ensemble import EnsembleVAE
 from .models import VAE, BernoulliVAE, GaussianVAE
 
@@ -26,8 +27,16 @@ MODELS: dict[str, type[VAE]] = {
 }
 
 
+#: ``architecture["arch"]`` values: the write-up's MLP (the default) and the conv VAEs
+ARCHS = ("mlp", "conv")
+
+
 def build_model(kind: str, architecture: dict[str, Any]) -> VAE:
     """A fresh, untrained model from its name and ``architecture`` dict.
+
+    ``architecture["arch"]`` picks the networks: ``"mlp"`` (the default, also for
+    checkpoints written before the key existed) or ``"conv"`` (:class:`ConvVAE`, Bernoulli
+    models only).
 
     Raises
     ------
@@ -37,9 +46,22 @@ def build_model(kind: str, architecture: dict[str, Any]) -> VAE:
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}; choose one of {sorted(MODELS)}")
     arch = dict(architecture)
+    name = arch.pop("arch", "mlp")
+    if name not in ARCHS:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {list(ARCHS)}")
+    if name == "conv":
+        if kind != "bernoulli":
+            raise ValueError(f"conv VAEs are Bernoulli models; got model {kind!r}")
+        try:
+            return ConvVAE(**arch)
+        except TypeError as err:
+            raise ValueError(f"cannot build a conv model from {architecture}: {err}") from None
     shape = arch.pop("image_shape", [1, 28, 28])
     if list(shape) != [1, 28, 28]:
-        raise ValueError(f"only 28 x 28 single-channel images are supported; got {shape}")
+        raise ValueError(
+            f"the MLP VAEs take 28 x 28 single-channel images; got {shape} (conv VAEs, "
+            "'arch': 'conv', take others)"
+        )
     try:
         return MODELS[kind](**arch)
     except TypeError as err:
@@ -57,7 +79,7 @@ def load(path: str | os.PathLike) -> VAE:
 
     Returns
     -------
-    BernoulliVAE, GaussianVAE or EnsembleVAE
+    BernoulliVAE, GaussianVAE, EnsembleVAE or ConvVAE
         In eval mode, float32, on the CPU.
 
     Raises

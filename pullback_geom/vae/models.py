@@ -90,6 +90,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
     "silu": nn.SiLU,
     "tanh": nn.Tanh,
+    "gelu": nn.GELU,
 }
 
 
@@ -119,11 +120,13 @@ class VAE(nn.Module):
     ----------
     latent_dim : int, default 2
     hidden : int, default 512
-    activation : {"relu", "elu", "softplus", "silu", "tanh"}, default "relu"
+    activation : {"relu", "elu", "softplus", "silu", "tanh", "gelu"}, default "relu"
         The decoder's hidden activation (the write-up's ReLU; the encoder keeps ReLU).
     """
 
     kind: ClassVar[str] = ""
+    #: ``(C, H, W)`` of the images the model encodes and decodes
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE
     #: the ``kind`` values :meth:`pullback_metric` accepts; the first is its default
     metric_kinds: ClassVar[tuple[str, ...]] = ()
 
@@ -294,7 +297,7 @@ class VAE(nn.Module):
 
     def _images(self, x: Tensor) -> Tensor:
         ref = self._reference()
-        x = to_unit_float(x, ref.dtype)
+        x = to_unit_float(x, ref.dtype, self.image_shape)
         if x.dtype != ref.dtype or x.device != ref.device:
             raise TypeError(
                 f"images are {x.dtype} on {x.device}, but the model is {ref.dtype} on "

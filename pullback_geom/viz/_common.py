@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from torch import Tensor
 
-from .._core.checks import NonFiniteOutputError, reference_tensor
+from .._core.checks import NonFiniteOutputError
+from .._core.modules import reference_tensor
 from ..metric import PullbackMetric
 
 Extent = tuple[float, float, float, float]

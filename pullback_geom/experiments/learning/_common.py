@@ -6,7 +6,6 @@ import torch
 from torch import Tensor
 
 from ... import geomstats as pg_geomstats
-from ..._core.checks import reference_tensor
 from ...metric import PullbackMetric
 
 F64 = torch.float64
@@ -73,5 +72,4 @@ def space_or_default(metric: PullbackMetric, space):
 
 
 def decoder_dtype(metric: PullbackMetric) -> torch.dtype:
-    ref = reference_tensor(metric.decoder)
-    return ref.dtype if ref is not None else F64
+    return metric.dtype or F64

@@ -204,7 +204,8 @@ class Checkpoint:
             imgs, self.image_source = load_test_images(dataset, options.data_dir)
             n = min(len(imgs.images), len(self.codes))
             if torch.equal(imgs.labels[:n], self.labels[:n].cpu()):
-                self.images = to_unit_float(imgs.images[:n]).to(options.device)
+                images = to_unit_float(imgs.images[:n], shape=self.model.image_shape)
+                self.images = images.to(options.device)
             else:
                 self.image_source = "none (the images' labels do not match the codes')"
         except (FileNotFoundError, ValueError) as err:  # not found, unknown or corrupt

@@ -87,7 +87,7 @@ def geodesic_pairs_section(ctx: ReportContext) -> Section:
         )
     ends = None
     if ck.images is not None:
-        ends = ck.images[idx.reshape(-1)].reshape(len(idx), 2, 28, 28)
+        ends = ck.images[idx.reshape(-1)].reshape(len(idx), 2, *ck.model.image_shape)
     fig = viz.geodesics_figure(
         ck.metric,
         curves,
