@@ -27,7 +27,7 @@ from .lbfgs import LBFGS
 from .ode import DOPRI5, RK4
 from .shooting import SHOOTING
 
-__all__ = ["BOUNDARY_VALUE", "INITIAL_VALUE", "PAIRWISE_ROUTES", "resolve"]
+__all__ = ["BOUNDARY_VALUE", "INITIAL_VALUE", "PAIRWISE_ROUTES", "registry_for", "resolve"]
 
 #: Boundary-value methods: ``run(metric, p, q, **options) -> GeodesicResult``.
 BOUNDARY_VALUE = Registry("boundary-value", [LM, GEORCE, LBFGS, SHOOTING, MULTIPLE, DISCRETE_LOG])
@@ -103,7 +103,12 @@ def resolve(method: str, purpose: str, metric: PullbackMetric) -> Solver:
     ValueError
         For an unknown method, naming the registry's methods.
     """
-    registry = INITIAL_VALUE if purpose == "exp" else BOUNDARY_VALUE
     if method == "auto":
         method = AUTO[purpose][bool(metric.smooth)]
-    return registry[method]
+    return registry_for(purpose)[method]
+
+
+def registry_for(purpose: str) -> Registry:
+    """The registry of ``purpose``'s methods: initial values for ``"exp"``, boundary
+    values for ``"curve"`` and ``"velocity"``."""
+    return INITIAL_VALUE if purpose == "exp" else BOUNDARY_VALUE

@@ -56,7 +56,49 @@ def _discrete_path(metric: RiemannianMetric, pair: Batch, nodes: Tensor) -> Path
 
 
 # ---------------------------------------------------------------------------- solvers
-class PullbackExpSolver(ExpSolver):
+class _RegistryMethod:
+    """A method of the core's registries for one purpose, named now and resolved on the
+    space's decoder at first use (the space's metric is built after its solvers), its
+    options checked against the method's."""
+
+    _purpose: str  # "exp" or "velocity", see geodesics.registry.resolve
+    _caller: str
+
+    def _name_method(self, space, method: str, options: dict) -> None:
+        self._space = space
+        self._method, self._options = method, {k: v for k, v in options.items() if v is not None}
+        self._resolved: tuple[str, dict] | None = None
+        # Refuse an unknown method or option now ("checked here"), not at the first exp or
+        # log: resolved if the space already carries its pullback metric (it does not
+        # while that metric builds its default solvers), else a named method's options are
+        # checked against its registry entry.
+        if isinstance(getattr(getattr(space, "metric", None), "pullback", None), PullbackMetric):
+            self._resolve()
+        elif method != "auto":
+            registry = geodesics.registry.registry_for(self._purpose)
+            registry[method].with_defaults(self._options, self._caller)
+
+    def _defaults(self, solver: geodesics.Solver) -> dict:
+        """Options this adapter gives the method beneath the caller's."""
+        return {}
+
+    def _resolve(self) -> tuple[str, dict]:
+        """The method ``"auto"`` names on the space's decoder, and its checked options."""
+        if self._resolved is None:
+            pullback = _pullback_metric(self._space).pullback
+            solver = geodesics.registry.resolve(self._method, self._purpose, pullback)
+            options = {**self._defaults(solver), **self._options}
+            solver.with_defaults(options, self._caller)
+            self._resolved = solver.name, options
+        return self._resolved
+
+    @property
+    def method(self) -> str:
+        """The method in use (``"auto"`` resolved on the space's decoder)."""
+        return self._resolve()[0]
+
+
+class PullbackExpSolver(_RegistryMethod, ExpSolver):
     """geomstats exp solver: :func:`pullback_geom.geodesics.integrate_geodesic`.
 
     Parameters
@@ -76,27 +118,11 @@ class PullbackExpSolver(ExpSolver):
         The method's options (e.g. ``n_steps``, ``rtol``), checked here.
     """
 
+    _purpose, _caller = "exp", "PullbackExpSolver"
+
     def __init__(self, space, method: str = "auto", **options) -> None:
-        super().__init__(solves_ivp=True)
-        self._space = space
-        self._method, self._options = method, {k: v for k, v in options.items() if v is not None}
-        self._resolved: tuple[str, dict] | None = None
-        _check_now(self, geodesics.INITIAL_VALUE, "PullbackExpSolver")
-
-    def _resolve(self) -> tuple[str, dict]:
-        """The method ``"auto"`` names on the space's decoder, and its checked options
-        (resolved at first use: the space's metric is built after its solvers)."""
-        if self._resolved is None:
-            pullback = _pullback_metric(self._space).pullback
-            solver = geodesics.registry.resolve(self._method, "exp", pullback)
-            solver.with_defaults(self._options, "PullbackExpSolver")
-            self._resolved = solver.name, self._options
-        return self._resolved
-
-    @property
-    def method(self) -> str:
-        """The method in use (``"auto"`` resolved on the space's decoder)."""
-        return self._resolve()[0]
+        ExpSolver.__init__(self, solves_ivp=True)
+        self._name_method(space, method, options)
 
     def _exp(self, pullback: PullbackMetric, z: Tensor, v: Tensor, path: bool = False):
         method, options = self._resolve()
@@ -153,7 +179,7 @@ class PullbackExpSolver(ExpSolver):
         return _discrete_path(_pullback_metric(self._space), pair, nodes)
 
 
-class PullbackLogSolver(LogSolver):
+class PullbackLogSolver(_RegistryMethod, LogSolver):
     """geomstats log solver: the initial velocity of the geodesic from ``base_point``,
     :func:`pullback_geom.geodesics.connecting_geodesic`'s ``velocity``.
 
@@ -177,35 +203,20 @@ class PullbackLogSolver(LogSolver):
         The method's options, checked here.
     """
 
+    _purpose, _caller = "velocity", "PullbackLogSolver"
+
     def __init__(self, space, method: str = "auto", **options) -> None:
-        super().__init__(solves_bvp=True)
-        self._space = space
-        options = {k: v for k, v in options.items() if v is not None}
-        self.warn = options.pop("warn", True)
-        self._method, self._options = method, options
-        self._resolved: tuple[str, dict] | None = None
-        _check_now(self, geodesics.BOUNDARY_VALUE, "PullbackLogSolver")
+        LogSolver.__init__(self, solves_bvp=True)
+        warn = options.pop("warn", None)  # None, like any option left unset: the default
+        self.warn = True if warn is None else warn
+        self._name_method(space, method, options)
 
-    def _resolve(self) -> tuple[str, dict]:
-        """The method ``"auto"`` names on the space's decoder, and its checked options
-        (resolved at first use: the space's metric is built after its solvers)."""
-        if self._resolved is None:
-            pullback = _pullback_metric(self._space).pullback
-            solver = geodesics.registry.resolve(self._method, "velocity", pullback)
-            options = self._options
-            if "init_curve" in solver.options and "n_points" in solver.options:
-                # Many small calls (FrechetMean, k-means): straight starts skip the
-                # graph's build, and 32 nodes keep the one-sided velocity's O(1/N^2) error
-                # near 1e-3.
-                options = {"n_points": 32, "init_curve": "straight", **options}
-            solver.with_defaults(options, "PullbackLogSolver")
-            self._resolved = solver.name, options
-        return self._resolved
-
-    @property
-    def method(self) -> str:
-        """The method in use (``"auto"`` resolved on the space's decoder)."""
-        return self._resolve()[0]
+    def _defaults(self, solver: geodesics.Solver) -> dict:
+        if "init_curve" in solver.options and "n_points" in solver.options:
+            # Many small calls (FrechetMean, k-means): straight starts skip the graph's
+            # build, and 32 nodes keep the one-sided velocity's O(1/N^2) error near 1e-3.
+            return {"n_points": 32, "init_curve": "straight"}
+        return {}
 
     def _solve(self, point, base_point) -> tuple[Batch, Tensor, Tensor]:
         """Velocities ``(B, d)`` and the curves ``(B, N, d)``."""
@@ -276,19 +287,6 @@ class PullbackLogSolver(LogSolver):
         """
         pair, _, curves = self._solve(point, base_point)
         return _discrete_path(_pullback_metric(self._space), pair, curves)
-
-
-def _check_now(solver, registry, caller: str) -> None:
-    """Refuse an unknown method or option at construction ("checked here"), not at the
-    first exp or log: resolved now if the space already carries its pullback metric (it
-    does not while that metric builds its default solvers), else a named method's options
-    are checked against its registry entry."""
-    if isinstance(
-        getattr(getattr(solver._space, "metric", None), "pullback", None), PullbackMetric
-    ):
-        solver._resolve()
-    elif solver._method != "auto":
-        registry[solver._method].with_defaults(solver._options, caller)
 
 
 def _pullback_metric(space) -> RiemannianMetric:
