@@ -230,15 +230,11 @@ def _resolve_bent(
         rows = idx[shorter]
         if rows.numel() == 0:
             continue
-        take = shorter.nonzero().squeeze(1)
-        # Cloned, not written in place: the lengths may be in an autograd graph.
-        result.points = result.points.clone()
-        result.points[rows] = again.points[take, ::2]
-        for name in ("length", "energy", "converged", "iterations", "velocity"):
-            value = getattr(result, name).clone()
-            value[rows] = getattr(again, name)[take].to(value.dtype)
-            setattr(result, name, value)
-        result.info["next_to_ends"][rows] = again.points[take][:, [1, -2]]
+        better = again.select(shorter)
+        next_to_ends = better.points[:, [1, -2]]
+        better.points = better.points[:, ::2]  # every other node: the coarse node count
+        result = _with_rows(result, rows, better)
+        result.info["next_to_ends"][rows] = next_to_ends
     return result
 
 
@@ -272,10 +268,17 @@ def _no_longer_than_straight(
     again = solved(straight[worse])
     old_length, old_converged = result.length[worse], result.converged[worse]
     take = (again.length < old_length) & (again.converged | ~old_converged)
-    keep = worse[take]
+    return _with_rows(result, worse[take], again.select(take))
+
+
+def _with_rows(result: GeodesicResult, rows: Tensor, other: GeodesicResult) -> GeodesicResult:
+    """``result`` with its ``rows`` taken from ``other`` (one row each), ``info`` kept.
+
+    Each field is cloned, not written in place: the lengths may be in an autograd graph.
+    """
     for name in ("points", "length", "energy", "converged", "iterations", "velocity"):
-        value = getattr(result, name).clone()  # lengths may be in an autograd graph
-        value[keep] = getattr(again, name)[take].to(value.dtype)
+        value = getattr(result, name).clone()
+        value[rows] = getattr(other, name).to(value.dtype)
         setattr(result, name, value)
     return result
 
