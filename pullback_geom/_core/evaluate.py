@@ -192,6 +192,7 @@ class Evaluator:
         self._batch_layers = batch_dependent_layers(kernels.decoder)
         self._activations: int | None = None  # bytes a point, measured at the first check
         self._seen: Tensor | None = None  # a point of the last check: its dtype and device
+        self._budget: tuple[torch.device, int] | None = None  # (device, bytes), read once
 
     # ------------------------------------------------------------------ checks
     def check_points(self, z, name: str = "z") -> tuple[Tensor, bool]:
@@ -312,17 +313,23 @@ class Evaluator:
             )
         if self.chunk_size is not None:
             return max(1, self.chunk_size // per_row)
-        seen = None if self._seen is None else self._seen.device
-        device = self.device or seen or torch.device("cpu")
-        budget = memory.memory_budget(device, self.memory_budget)
         return rows_per_chunk(
             self.activation_bytes(),
             self.latent_dim,
             kind,
-            budget,
+            self._chunk_budget(),
             per_row=per_row,
             chunk_size=self.chunk_size,
         )
+
+    def _chunk_budget(self) -> int:
+        """The memory budget on the device evaluated on, read once per device: ``rows``
+        runs at every kernel call (each RK4 stage), and a GPU's free memory is a sync."""
+        seen = None if self._seen is None else self._seen.device
+        device = self.device or seen or torch.device("cpu")
+        if self._budget is None or self._budget[0] != device:
+            self._budget = device, memory.memory_budget(device, self.memory_budget)
+        return self._budget[1]
 
     def map(self, fn: Callable[..., Tensor], kind: str, *xs: Tensor) -> Tensor:
         """``fn`` on chunks of ``xs`` (rows first), sized for kernel ``kind``."""
