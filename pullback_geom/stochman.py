@@ -436,7 +436,7 @@ class _Dist2(torch.autograd.Function):
         metric = manifold._pullback64
         with torch.no_grad():
             solved = geodesics.connecting_geodesic(
-                metric, a, b, method="lm", n_points=num_points, bend_tol=bend_tol,
+                metric, a, b, method="auto", n_points=num_points, bend_tol=bend_tol,
                 warn=False, tol=geodesics.energy.DISTANCE_TOL,
             )  # fmt: skip
             # The nodes next to each end on the curve each length comes from.

@@ -55,7 +55,7 @@ def test_the_choices_spelled_out_in_the_cli_mirror_the_registries():
         if "init_curve" in solver.options and "n_points" in solver.options
     ]
     assert list(options.ENERGY_SOLVERS) == energy
-    assert sorted(options.ENERGY_SOLVERS) == ["georce", "lbfgs", "lm"]
+    assert sorted(options.ENERGY_SOLVERS) == ["georce", "lbfgs", "lm", "newton-cg"]
     assert "shooting" not in options.ENERGY_SOLVERS
     assert not hasattr(options, "COMPARE_METHOD_NAMES")
     assert not hasattr(options, "ENERGY_SOLVER_NAMES")

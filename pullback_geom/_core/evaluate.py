@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from . import memory
 from .checks import batch_curves, batch_points, check_finite_output
 from .kernels import DecoderKernels
+from .linearise import Linearisation
 from .modules import batch_dependent_layers, reference_tensor
 
 __all__ = ["MAX_ROWS", "STREAMS", "Evaluator", "chunked", "rows_per_chunk"]
@@ -40,6 +41,9 @@ MAX_ROWS = 1 << 16
 STREAMS: dict[str, Callable[[int], int]] = {
     "value": lambda d: 1,
     "jacobian": lambda d: d + 1,
+    # A recorded forward pass and its recorded backward (Linearisation): the saved
+    # activations, their gradients and what the double backward saves, ~4 passes' worth.
+    "linear": lambda d: 4,
     "acceleration": lambda d: d + 5,
     "christoffel": lambda d: 1 + d + d * d,
     "hessian": lambda d: 1 + d + d * d,
@@ -386,6 +390,12 @@ class Evaluator:
             ]
             value, jac = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         return value, check_finite_output(jac, "Jacobian")
+
+    def linearise(self, z: Tensor) -> Linearisation:
+        """The decoder linearised at ``z`` (B, d): ``f(z)``, ``J v`` and ``J^T u`` without
+        forming ``J`` (:class:`~pullback_geom._core.linearise.Linearisation`), recorded in
+        chunks sized for kind ``"linear"``; ``z`` must be checked and non-empty."""
+        return Linearisation(self.kernels.embed, z, self.rows("linear"))
 
     def jacobian(self, z: Tensor) -> Tensor:
         """``J(z)``: (B, d) -> (B, D, d)."""

@@ -13,6 +13,9 @@ name in :mod:`~pullback_geom.geodesics.registry`:
   :class:`InitialValueResult`) and :func:`exp_map` (end points). Methods: the geodesic ODE
   by ``"rk4"`` or ``"dopri5"``, the discrete geodesic (``"discrete"``);
 * :func:`discrete_transport`: parallel transport along a curve;
+* :func:`frechet_mean`: weighted Fréchet means of one or many sets of points, by one
+  joint solve over the mean and the geodesics to every point
+  (:mod:`~pullback_geom.geodesics.frechet`);
 * distance matrices in deterministic blocks (:func:`pairwise_distances`,
   :func:`distance_matrix`, :func:`distance_block`), optionally started by shortest paths
   on a latent grid graph (:mod:`~pullback_geom.geodesics.graph`) or on the points' own
@@ -29,6 +32,7 @@ from ._common import GeodesicConvergenceWarning
 from ._solver import GeodesicResult, InitialValueResult, Registry, Solver
 from .api import connecting_geodesic, exp_map, geodesic_distance, integrate_geodesic, log_map
 from .discrete import discrete_transport
+from .frechet import FrechetResult, frechet_mean
 from .graph import LatentGraph, graph_geodesics, latent_graph
 from .pairwise import (
     PairwiseResult,
@@ -43,6 +47,7 @@ __all__ = [
     "BOUNDARY_VALUE",
     "INITIAL_VALUE",
     "PAIRWISE_ROUTES",
+    "FrechetResult",
     "GeodesicConvergenceWarning",
     "GeodesicResult",
     "InitialValueResult",
@@ -56,6 +61,7 @@ __all__ = [
     "distance_block",
     "distance_matrix",
     "exp_map",
+    "frechet_mean",
     "geodesic_distance",
     "graph_geodesics",
     "integrate_geodesic",

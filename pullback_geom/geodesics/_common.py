@@ -311,3 +311,23 @@ def resample_curves(curves: Tensor, n_points: int) -> Tensor:
     w = ((target - s0) / (s1 - s0).clamp_min(torch.finfo(s.dtype).tiny)).clamp(0, 1)[..., None]
     idx = k[..., None].expand(-1, -1, curves.shape[-1])
     return (1 - w) * curves.gather(1, idx - 1) + w * curves.gather(1, idx)
+
+
+def jacobian_dtype_option(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``dtype`` as a floating ``torch.dtype`` (names such as ``"bfloat16"`` accepted)."""
+    if dtype is None:
+        return None
+    resolved = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ValueError(
+            f"jacobian_dtype must be a floating torch dtype or its name (e.g. 'bfloat16'); "
+            f"got {dtype!r}"
+        )
+    return resolved
+
+
+def trailing_dim(points) -> int | None:
+    """The last axis' size of ``points`` (``d`` of a batch), or None where unknown: what
+    ``method="auto"`` reads before the points are checked."""
+    shape = getattr(points, "shape", None)
+    return int(shape[-1]) if shape is not None and len(shape) > 0 else None

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .._core.checks import same_shape
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning, _pair, empty_result
+from ._common import GeodesicConvergenceWarning, _pair, empty_result, trailing_dim
 from ._solver import GeodesicResult, InitialValueResult, Solver
 from .registry import resolve
 
@@ -40,7 +40,7 @@ def _boundary_value(
     warn: bool,
     options: dict,
 ) -> GeodesicResult:
-    solver = resolve(method, purpose, metric)
+    solver = resolve(method, purpose, metric, trailing_dim(p))
     options = solver.with_defaults(options, caller)
     p, q, single = _pair(metric, p, q)
     if p.shape[0] == 0:

@@ -84,6 +84,7 @@ def energy_solver(
     *,
     options: Mapping[str, Any] | None = None,
     check_options: Mapping[str, Callable[[Any], Any]] | None = None,
+    chunk_kind: str = "jacobian",
 ) -> Solver:
     """A boundary-value :class:`~pullback_geom.geodesics._solver.Solver` of the energy family.
 
@@ -100,9 +101,15 @@ def energy_solver(
     check_options : mapping, optional
         For each own option, a function that checks (and may convert) its value before any
         work.
+    chunk_kind : str, default "jacobian"
+        The evaluator kernel (:data:`~pullback_geom._core.evaluate.STREAMS`) whose memory
+        a curve's node costs the minimiser: it sizes the chunks of pairs solved at once.
     """
     run = functools.partial(
-        solve_energy, minimise=minimise, check_options=dict(check_options or {})
+        solve_energy,
+        minimise=minimise,
+        check_options=dict(check_options or {}),
+        chunk_kind=chunk_kind,
     )
     return Solver(
         name,
@@ -120,6 +127,7 @@ def solve_energy(
     *,
     minimise: Minimiser,
     check_options: Mapping[str, Callable[[Any], Any]],
+    chunk_kind: str = "jacobian",
     n_points: int,
     refine: int,
     init_curve: Tensor | LatentGraph | str | None,
@@ -175,7 +183,7 @@ def solve_energy(
         curve = torch.cat([p[:, None], curve[:, 1:-1], q[:, None]], dim=1)
 
     def solved(start: Tensor) -> GeodesicResult:
-        pairs_per_chunk = metric.evaluator.rows("jacobian", per_row=start.shape[1])
+        pairs_per_chunk = metric.evaluator.rows(chunk_kind, per_row=start.shape[1])
         parts = []
         for i in range(0, start.shape[0], pairs_per_chunk):
             sol = minimise(metric, start[i : i + pairs_per_chunk].detach(), max_iter, tol, **extra)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .._core.progress import progress_bar
 from ..metric import PullbackMetric
-from ._common import GeodesicConvergenceWarning
+from ._common import GeodesicConvergenceWarning, trailing_dim
 from .api import connecting_geodesic
 from .energy import N_POINTS
 from .graph import DISTANCE_GRAPH, START_GRAPH, LatentGraph, graph_geodesics, latent_graph
@@ -91,7 +91,7 @@ def _resolve_route(route: str, d: int, n_pairs: int = 0) -> str:
     return route
 
 
-def _check_options(metric: PullbackMetric, route: str, options: dict, caller: str) -> dict:
+def _check_options(metric: PullbackMetric, route: str, options: dict, caller: str, z=None) -> dict:
     """The solver options of ``route`` checked before any work: a route without a solver
     takes none, a solver route (and ``"auto"``, which may become one) takes ``method`` and
     that method's options. An unknown option is a ``TypeError`` naming it."""
@@ -105,7 +105,7 @@ def _check_options(metric: PullbackMetric, route: str, options: dict, caller: st
             )
         return options
     options = dict(options)
-    solver = resolve(options.pop("method", "auto"), "curve", metric)
+    solver = resolve(options.pop("method", "auto"), "curve", metric, trailing_dim(z))
     solver.with_defaults(options, f"{caller} (route={route!r})")
     return {"method": solver.name, **options}
 
@@ -169,7 +169,7 @@ def distance_block(
     dist : Tensor, shape (r, c)
     converged : Tensor, shape (r, c), bool
     """
-    options = _check_options(metric, route, options, "distance_block")
+    options = _check_options(metric, route, options, "distance_block", z_rows)
     z_rows, _ = metric.evaluator.check_points(z_rows, "z_rows")
     z_cols, _ = metric.evaluator.check_points(z_cols, "z_cols")
     if upper and z_rows.shape != z_cols.shape:
@@ -386,7 +386,7 @@ def distance_matrix(
     PairwiseResult
         ``distances (n, n)``, ``route``, ``converged (n, n)``, ``blocks``, ``computed``.
     """
-    options = _check_options(metric, route, options, "pairwise_distances")
+    options = _check_options(metric, route, options, "pairwise_distances", z)
     z, single = metric.evaluator.check_points(z, "z")
     if single:
         raise ValueError(f"z must have shape (n, d); got {tuple(z.shape)}")

@@ -13,6 +13,18 @@ its learning tools and solvers to run on a learned latent space:
 3. **TangentPCA** (:func:`_patch_tangent_pca`): scikit-learn's ``svd_flip`` rejects torch
    tensors; a version that takes them, same sign convention, replaces it in
    ``geomstats.learning.pca`` only.
+4. **FrechetMean** (:func:`_patch_frechet_mean`): geomstats picks the estimator by the
+   metric in ``FrechetMean.__new__`` (the circle, linear and elastic means); on a latent
+   space its gradient descent needs a geodesic solve per step and stops on an absolute
+   criterion that fits no single scale (5-15 s for 50 codes on the bundled models). The
+   pullback metric is added to that choice: ``FrechetMean(space)`` is a
+   :class:`~pullback_geom.geomstats.learning.PullbackFrechetMean`, the joint solver by
+   default, geomstats' gradient descent by name (``method="default"``).
+5. **RiemannianKMeans** (:func:`_patch_kmeans`): its ``fit`` calls ``dist`` once per
+   centre and fits one ``FrechetMean`` per cluster, a Python loop over batched solvers;
+   on a latent space with a joint ``mean_estimator`` it runs
+   :func:`~pullback_geom.geomstats.learning.kmeans_fit` (the same steps, one batched
+   ``dist`` and one joint solve for all clusters), elsewhere geomstats' own.
 
 :func:`prepare_geomstats` applies them all; it is idempotent.
 """
@@ -162,8 +174,47 @@ def _patch_tangent_pca() -> None:
         pca.svd_flip = _svd_flip_for_tensors(pca.svd_flip)
 
 
+def _patch_frechet_mean() -> None:
+    """Make ``FrechetMean(space)`` on a latent space the joint solver (see above). Idempotent."""
+    from geomstats.learning.frechet_mean import FrechetMean
+
+    from .learning import PullbackFrechetMean, uses_pullback_metric
+
+    original = FrechetMean.__new__
+    if getattr(original, "_pullback_geom_patched", False):
+        return
+
+    def __new__(cls, space, **kwargs):
+        if cls is FrechetMean and uses_pullback_metric(space):
+            cls = PullbackFrechetMean
+        return original(cls, space, **kwargs)
+
+    __new__._pullback_geom_patched = True  # type: ignore[attr-defined]
+    FrechetMean.__new__ = staticmethod(__new__)
+
+
+def _patch_kmeans() -> None:
+    """Make ``RiemannianKMeans.fit`` batched on a latent space (see above). Idempotent."""
+    from geomstats.learning.kmeans import RiemannianKMeans
+
+    from .learning import kmeans_fit, uses_joint_mean
+
+    original = RiemannianKMeans.fit
+    if getattr(original, "_pullback_geom_patched", False):
+        return
+
+    @functools.wraps(original)
+    def fit(self, X):
+        return kmeans_fit(self, X) if uses_joint_mean(self) else original(self, X)
+
+    fit._pullback_geom_patched = True  # type: ignore[attr-defined]
+    RiemannianKMeans.fit = fit
+
+
 def prepare_geomstats() -> None:
     """Import geomstats with the PyTorch backend and apply the patches above. Idempotent."""
     _import_geomstats()
     _keep_geomstats_dtype()
     _patch_tangent_pca()
+    _patch_frechet_mean()
+    _patch_kmeans()

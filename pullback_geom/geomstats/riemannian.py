@@ -340,7 +340,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
                 ).path
             else:
                 nodes = geodesics.connecting_geodesic(
-                    self.pullback, z, w, method="lm", n_points=k + 1, refine=1, warn=False
+                    self.pullback, z, w, method="auto", n_points=k + 1, refine=1, warn=False
                 ).points
             out = geodesics.discrete_transport(self.pullback, nodes, v)[:, -1]
         return batch.out(out, (self._space.dim,))

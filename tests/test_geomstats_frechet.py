@@ -1,0 +1,156 @@
+"""geomstats' ``FrechetMean`` and ``RiemannianKMeans`` run the joint Fréchet mean on a
+latent space, unchanged user code; geomstats' gradient descent stays reachable by name."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+# isort: off
+# The adapter must be imported before geomstats: it selects geomstats' pytorch backend.
+import pullback_geom.geomstats as pg_geomstats
+from geomstats.learning.frechet_mean import FrechetMean, GradientDescent
+from geomstats.learning.kmeans import RiemannianKMeans
+# isort: on
+
+from pullback_geom import PullbackMetric
+from pullback_geom.geomstats.learning import JointFrechetMean, PullbackFrechetMean
+from pullback_geom.surfaces import InverseStereographic
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny batches: extra intra-op threads only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sphere_space():
+    return pg_geomstats.latent_space(PullbackMetric(InverseStereographic(), latent_dim=2))
+
+
+def tanh_space():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(2, 24), nn.Tanh(), nn.Linear(24, 6)).double()
+    return pg_geomstats.latent_space(PullbackMetric(net.requires_grad_(False)))
+
+
+def cloud(n: int = 8) -> Tensor:
+    g = torch.Generator().manual_seed(2)
+    return torch.tensor([0.2, -0.1], dtype=F64) + 0.6 * torch.randn(n, 2, generator=g, dtype=F64)
+
+
+def frechet_function(space, mean: Tensor, x: Tensor) -> float:
+    """The Fréchet function measured by the adapter's ``dist``, the same for every mean."""
+    return float(space.metric.dist(mean, x).square().mean())
+
+
+def test_frechet_mean_of_a_latent_space_is_the_joint_solver():
+    space = sphere_space()
+    estimator = FrechetMean(space)
+    assert isinstance(estimator, PullbackFrechetMean) and estimator.method == "joint"
+    assert isinstance(estimator.optimizer, JointFrechetMean)
+    # A ring of 20 points at 0.6 rad about a known centre (rotated copies about its axis).
+    c = torch.tensor([0.3, -0.5, -0.4], dtype=F64)
+    c = c / c.norm()
+    u = torch.linalg.cross(c, torch.tensor([0.0, 0.0, 1.0], dtype=F64))
+    u = u / u.norm()
+    v = torch.linalg.cross(c, u)
+    phi = torch.arange(20, dtype=F64) * 2 * math.pi / 20
+    ring = math.cos(0.6) * c + math.sin(0.6) * (
+        torch.cos(phi)[:, None] * u + torch.sin(phi)[:, None] * v
+    )
+    x = ring[:, :2] / (1 - ring[:, 2:])
+    # The criterion is on the energy: the mean's error scales as sqrt(tol).
+    mean = estimator.set(tol=1e-13).fit(x).estimate_
+    assert mean.shape == (2,) and mean.dtype == F64
+    assert float((mean - c[:2] / (1 - c[2])).norm()) < 1e-6
+    assert estimator.result_ is not None and bool(estimator.result_.converged)
+    # points in float32 come back in float32
+    assert estimator.fit(x.float()).estimate_.dtype == torch.float32
+
+
+def test_joint_mean_is_no_worse_than_geomstats_gradient_descent():
+    space = tanh_space()
+    x = cloud()
+    joint = FrechetMean(space).fit(x)
+    descent = FrechetMean(space, method="default")
+    assert isinstance(descent.optimizer, GradientDescent)  # geomstats' own, by name
+    descent.set(init_point=x.mean(0), epsilon=1e-10, max_iter=64).fit(x)
+    assert descent.result_ is None
+    ours, theirs = (frechet_function(space, e.estimate_, x) for e in (joint, descent))
+    assert ours <= theirs * (1 + 1e-4)
+    assert ours < frechet_function(space, x.mean(0), x)
+    # weights reach the solver: a point of weight 2 is that point twice
+    weights = torch.ones(8, dtype=F64)
+    weights[0] = 2
+    weighted = FrechetMean(space).fit(x, weights=weights).estimate_
+    twice = FrechetMean(space).fit(torch.cat([x, x[:1]])).estimate_
+    torch.testing.assert_close(weighted, twice, rtol=0, atol=1e-6)
+
+
+def two_clusters(n: int = 6) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(8)
+    centers = torch.tensor([[0.8, 0.2], [-0.7, -0.3]], dtype=F64)
+    x = centers.repeat_interleave(n, 0) + 0.08 * torch.randn(2 * n, 2, generator=g, dtype=F64)
+    return x, torch.arange(2).repeat_interleave(n)
+
+
+class Counting:
+    """Counts the calls of a function it wraps."""
+
+    def __init__(self, fn) -> None:
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def test_kmeans_runs_batched_steps_and_keeps_geomstats_attributes(monkeypatch):
+    import pullback_geom.geomstats.learning as learning
+
+    space = tanh_space()
+    x, labels = two_clusters()
+    dist = Counting(space.metric.dist)
+    solve = Counting(learning.frechet_mean)
+    monkeypatch.setattr(space.metric, "dist", dist)
+    monkeypatch.setattr(learning, "frechet_mean", solve)
+    kmeans = RiemannianKMeans(space, n_clusters=2, init=x[[0, -1]].clone()).fit(x)
+    assert torch.equal(torch.as_tensor(kmeans.labels_), labels)
+    assert kmeans.cluster_centers_.shape == (2, 2) and kmeans.init_cluster_centers_.shape == (2, 2)
+    assert float(kmeans.inertia_) > 0
+    # Each iteration: one joint solve for both clusters, one dist for the assignment and
+    # one for the centres' move (geomstats: two per centre and a mean per cluster).
+    assert solve.calls >= 1 and dist.calls == 1 + 2 * solve.calls
+    # Each centre is its cluster's Fréchet mean.
+    for i in range(2):
+        alone = FrechetMean(space).fit(x[labels == i]).estimate_
+        torch.testing.assert_close(kmeans.cluster_centers_[i], alone, rtol=0, atol=1e-5)
+    assert torch.equal(torch.as_tensor(kmeans.predict(x)), labels)
+
+
+def test_kmeans_with_a_gradient_descent_mean_runs_geomstats_loop(monkeypatch):
+    import pullback_geom.geomstats.learning as learning
+
+    space = tanh_space()
+    x, labels = two_clusters(4)
+    kmeans = RiemannianKMeans(space, n_clusters=2, init=x[[0, -1]].clone())
+    kmeans.mean_estimator = FrechetMean(space, method="default").set(max_iter=8)
+    solve = Counting(learning.frechet_mean)
+    monkeypatch.setattr(learning, "frechet_mean", solve)
+    kmeans.fit(x)
+    assert torch.equal(torch.as_tensor(kmeans.labels_), labels)
+    assert solve.calls == 0
+
+
+def test_an_unknown_method_names_the_choices():
+    with pytest.raises(ValueError, match="joint"):
+        FrechetMean(sphere_space(), method="newton")
