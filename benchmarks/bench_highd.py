@@ -60,7 +60,15 @@ def _errors(length: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
     return float(err.median()), float(err.max())
 
 
-def bench(path: str, n_pairs: int, repeat: int, number: int, methods: list[str]) -> list:
+def bench(
+    path: str,
+    n_pairs: int,
+    repeat: int,
+    number: int,
+    methods: list[str],
+    methods_100: list[str],
+    path_pairs: int,
+) -> list:
     model = vae.load(path)
     metric = model.pullback_metric()
     codes = vae.load_latents(path).codes.float()
@@ -79,26 +87,19 @@ def bench(path: str, n_pairs: int, repeat: int, number: int, methods: list[str])
         f"{float(((straight - ref) / ref).median()):.1%} (median)"
     )
     rows = []
-    for method in methods:
-        for label, options in (
-            ("default nodes", {}),
-            ("100 nodes, tol 1e-4", {"n_points": 100, "tol": 1e-4}),
-        ):
-            res, sec = _best_of(
-                lambda m=method, o=options: connecting_geodesic(
-                    metric, p, q, method=m, warn=False, **o
-                ),
-                repeat,
-                number,
-            )
-            rows.append(
-                (
-                    f"{method} ({label})",
-                    sec / n_pairs,
-                    *_errors(res.length, ref),
-                    f"{int(res.converged.sum())}/{n_pairs}",
-                )
-            )
+    protocol = {"n_points": 100, "tol": 1e-4}
+    runs = [(m, "default nodes", {}) for m in methods]
+    runs += [(m, "100 nodes, tol 1e-4", protocol) for m in methods_100]
+    for method, label, options in runs:
+        res, sec = _best_of(
+            lambda m=method, o=options: connecting_geodesic(
+                metric, p, q, method=m, warn=False, **o
+            ),
+            repeat,
+            number,
+        )
+        converged = f"{int(res.converged.sum())}/{n_pairs}"
+        rows.append((f"{method} ({label})", sec / n_pairs, *_errors(res.length, ref), converged))
     try:
         from pullback_geom.stochman import DecoderManifold
 
@@ -118,11 +119,13 @@ def bench(path: str, n_pairs: int, repeat: int, number: int, methods: list[str])
     except ImportError:
         print("stochman not installed: skipped")
     try:
+        if path_pairs < 1:
+            raise ImportError  # not asked for
         from pullback_geom.geomstats import latent_space  # before geomstats: its backend
 
         geodesic = importlib.import_module("geomstats.numerics.geodesic")
         solver = geodesic.PathStraightening(latent_space(metric), n_nodes=100)
-        k = 2
+        k = path_pairs
         lengths, start = [], time.perf_counter()
         for i in range(k):
             geo = solver.geodesic_bvp(p[i : i + 1].double(), q[i : i + 1].double())
@@ -132,14 +135,14 @@ def bench(path: str, n_pairs: int, repeat: int, number: int, methods: list[str])
         length = torch.stack(lengths)
         rows.append(
             (
-                "geomstats PathStraightening (100 nodes, 2 pairs, once)",
+                f"geomstats PathStraightening (100 nodes, {k} pairs, once)",
                 sec,
                 *_errors(length, ref[:k]),
                 "-",
             )
         )
     except ImportError:
-        print("geomstats not installed: skipped")
+        print("geomstats PathStraightening: not asked for (--path-pairs 0) or not installed")
     try:
         importlib.import_module("georce")
         print("GEORCE's JAX package is importable, but its API is not wired here: skipped")
@@ -165,6 +168,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="protocol: 5")
     parser.add_argument("--number", type=int, default=5, help="protocol: 5")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(BOUNDARY_VALUE))
+    parser.add_argument(
+        "--methods-100",
+        nargs="*",
+        default=None,
+        choices=list(BOUNDARY_VALUE),
+        help="methods timed at the protocol's 100 nodes (default: --methods)",
+    )
+    parser.add_argument(
+        "--path-pairs",
+        type=int,
+        default=2,
+        help="pairs for geomstats' PathStraightening, one at a time (0: skip; ~6 min a "
+        "pair at d = 8)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -174,7 +191,10 @@ def main() -> None:
         f"{args.repeat} x {args.number}"
     )
     for path in args.checkpoint:
-        bench(path, args.pairs, args.repeat, args.number, args.methods)
+        methods_100 = args.methods if args.methods_100 is None else args.methods_100
+        bench(
+            path, args.pairs, args.repeat, args.number, args.methods, methods_100, args.path_pairs
+        )
 
 
 if __name__ == "__main__":

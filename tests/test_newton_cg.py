@@ -131,3 +131,15 @@ def test_newton_cg_solves_long_curves_of_a_large_decoder_within_its_budget():
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["finite"]
     assert result["growth"] < all_jacobians / 3, result
+
+
+@pytest.mark.parametrize(
+    ("d", "expected"), [(2, "lm"), (7, "lm"), (8, "newton-cg"), (32, "newton-cg")]
+)
+def test_auto_solves_curves_matrix_free_from_eight_latent_dimensions(d, expected):
+    from pullback_geom.geodesics.registry import resolve
+
+    metric = PullbackMetric(tanh_mlp(d, 5))  # a Sequential: d known up front
+    assert resolve("auto", "curve", metric).name == expected
+    closure = PullbackMetric(lambda z: z.sin())  # d unknown until points are seen
+    assert resolve("auto", "curve", closure, latent_dim=d).name == expected

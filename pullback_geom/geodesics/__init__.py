@@ -7,8 +7,8 @@ name in :mod:`~pullback_geom.geodesics.registry`:
   :class:`GeodesicResult`), and its conveniences :func:`geodesic_distance` (lengths) and
   :func:`log_map` (initial velocities). Methods: minimisers of the discrete curve energy
   measured in observation space (:mod:`~pullback_geom.geodesics.energy`: ``"lm"``,
-  ``"georce"``, ``"lbfgs"``), shooting on the geodesic ODE (``"shooting"``,
-  ``"multiple"``), the discrete logarithm (``"discrete"``);
+  the matrix-free ``"newton-cg"``, ``"georce"``, ``"lbfgs"``), shooting on the geodesic
+  ODE (``"shooting"``, ``"multiple"``), the discrete logarithm (``"discrete"``);
 * initial values, ``c(0) = z``, ``c'(0) = v``: :func:`integrate_geodesic` (an
   :class:`InitialValueResult`) and :func:`exp_map` (end points). Methods: the geodesic ODE
   by ``"rk4"`` or ``"dopri5"``, the discrete geodesic (``"discrete"``);
@@ -25,7 +25,8 @@ name in :mod:`~pullback_geom.geodesics.registry`:
 * :mod:`~pullback_geom.geodesics.ensemble`: the ensemble curve energy.
 
 ``method="auto"`` chooses by the decoder (:attr:`PullbackMetric.smooth`): the geodesic ODE
-where it is well-posed, the discrete calculus and the energy where the metric jumps.
+where it is well-posed, the discrete calculus and the energy where the metric jumps; and
+for shortest curves by the latent dimension (``"lm"`` below 8, ``"newton-cg"`` from 8).
 """
 
 from ._common import GeodesicConvergenceWarning

@@ -34,6 +34,13 @@ MAX_FACTOR_TRIES = 16
 #: blocks: measured by ``benchmarks/bench_geodesics.py --dims-only`` (dense wins at d = 2,
 #: where its one LAPACK call beats m small ones).
 DENSE_MAX_UNKNOWNS = 64
+#: An accepted step whose actual decrease of ``S`` is below this fraction of the decrease
+#: it predicted raises the damping (fourfold, as a rejection does) instead of lowering it:
+#: on a ReLU decoder the Gauss–Newton model breaks at the creases a long step crosses, and
+#: undamped steps then creep along them for tens of iterations. On the bundled model (192
+#: pairs, 8 draws of 24 test codes, graph starts) iterations fell from 1418 to 1281, the
+#: median length error stayed 7.5e-4 and the 90th percentile went from 4.4e-3 to 4.2e-3.
+POOR_GAIN = 0.25
 
 
 class CurveProblem(Protocol):
@@ -204,9 +211,11 @@ def levenberg_marquardt(problem: CurveProblem, free: Tensor, max_iter: int, tol:
             values_t = problem.decode_values(trial, idx)
             obj_t = problem.objective((values_t,), idx)
             accept = obj_t <= obj
+            obj_before = obj
             obj = torch.where(accept, obj_t, obj)
             done = accept & (predicted <= tol * obj.clamp_min(1e-300))
-            lam = torch.where(accept, (lam / 3).clamp_min(1e-9), lam * 4)
+            good = accept & (obj_before - obj_t >= POOR_GAIN * predicted)
+            lam = torch.where(good, (lam / 3).clamp_min(1e-9), lam * 4)
             stuck = ~accept & (lam > MAX_DAMPING)
             trusted = accept
             iterations[idx] += 1

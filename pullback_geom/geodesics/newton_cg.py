@@ -35,7 +35,7 @@ from ..metric import PullbackMetric
 from ._common import CurveSolution, jacobian_dtype_option
 from .chord import ChordEnergy
 from .energy import energy_solver
-from .lm import MAX_DAMPING, MAX_FACTOR_TRIES
+from .lm import MAX_DAMPING, MAX_FACTOR_TRIES, POOR_GAIN
 
 __all__ = ["NEWTON_CG"]
 
@@ -251,9 +251,10 @@ def newton_cg(
             values_t = problem.decode_values(trial, idx)
             obj_t = problem.objective((values_t,), idx)
             accept = obj_t <= obj[idx]
+            good = accept & (obj[idx] - obj_t >= POOR_GAIN * predicted)
             obj[idx] = torch.where(accept, obj_t, obj[idx])
             done = accept & solved_cg & (predicted <= tol * obj[idx].clamp_min(1e-300))
-            lam[idx] = torch.where(accept, (lam[idx] / 3).clamp_min(1e-9), lam[idx] * 4)
+            lam[idx] = torch.where(good, (lam[idx] / 3).clamp_min(1e-9), lam[idx] * 4)
             stuck = ~accept & (lam[idx] > MAX_DAMPING)
             trusted[idx] = accept
             iterations[idx] += 1
