@@ -24,13 +24,7 @@ latent_space = pg_geomstats.latent_space
 PullbackLogSolver = pg_geomstats.PullbackLogSolver
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny batches: extra intra-op threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def symmetric_cloud(space, center: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .._core.linalg import block_tridiagonal_cholesky
 from ..metric import PullbackMetric
+from .chord import chord_laplacian
 from .lm import MAX_DAMPING, MAX_FACTOR_TRIES
 
 __all__ = ["JointChords", "solve"]
@@ -63,12 +64,8 @@ class JointChords:
         for part in rows.split(size):
             val, jac = ev.value_and_jacobian(nodes[part].reshape(-1, d))
             val, jt = val.reshape(len(part), m, -1), jac.mT.reshape(len(part), m, d, -1)
-            # 2 f_k - f_k-1 - f_k+1, i.e. -(1/2) dS/df_k, with the mean and end as neighbours.
-            lap = 2 * val
-            lap[:, 1:] -= val[:, :-1]
-            lap[:, :-1] -= val[:, 1:]
-            lap[:, 0] -= self.mean_values[owner[part]]
-            lap[:, -1] -= self.end_values[part]
+            # -(1/2) dS/df_k, with the mean and the end point as the neighbours beyond.
+            lap = chord_laplacian(val, self.mean_values[owner[part]], self.end_values[part])
             self.values[part] = val
             self.diag[part] = 2 * (jt @ jt.mT)
             self.couple[part] = jt[:, :-1] @ jt[:, 1:].mT

@@ -17,13 +17,27 @@ from ._common import CurveSolution, jacobian_dtype_option
 from .energy import energy_solver
 from .lm import levenberg_marquardt
 
-__all__ = ["ChordEnergy", "LM"]
+__all__ = ["ChordEnergy", "LM", "chord_laplacian"]
 
 #: Unknowns ``m d`` up to which the Gauss–Newton blocks come from one product of all the
 #: nodes' Jacobians (all ``m^2`` blocks) rather than two products of the ``2 m - 1`` used
 #: (one thread, ``m = 14``, ``D = 784``: one product 16 ms against 26 ms at ``d = 8``
 #: for 64 pairs, 19 ms against 13 ms at ``d = 16`` for 16 pairs).
 GRAM_ONE_PRODUCT = 160
+
+
+def chord_laplacian(values: Tensor, first: Tensor | None, last: Tensor | None) -> Tensor:
+    """``2 x_k - x_k-1 - x_k+1`` along the free nodes' values ``(b, m, D)``, i.e.
+    ``-(1/2) dS/dx_k``, with ``first`` and ``last`` ``(b, D)`` the neighbours beyond the
+    ends (``None``: zero, the chain Laplacian of a step with fixed ends)."""
+    lap = 2 * values
+    lap[:, 1:] -= values[:, :-1]
+    lap[:, :-1] -= values[:, 1:]
+    if first is not None:
+        lap[:, 0] -= first
+    if last is not None:
+        lap[:, -1] -= last
+    return lap
 
 
 class ChordEnergy:
@@ -56,12 +70,7 @@ class ChordEnergy:
         val, jt = val.reshape(b, m, -1), jac.mT.reshape(b, m, d, -1)
         ends = self.ends[idx]
         ar = torch.arange(m, device=val.device)
-        # 2 x_k - x_{k-1} - x_{k+1}, i.e. -(1/2) dS/dx_k before the Jacobian.
-        lap = 2 * val
-        lap[:, 1:] -= val[:, :-1]
-        lap[:, :-1] -= val[:, 1:]
-        lap[:, 0] -= ends[:, 0]
-        lap[:, -1] -= ends[:, 1]
+        lap = chord_laplacian(val, ends[:, 0], ends[:, 1])
         if m * d <= GRAM_ONE_PRODUCT:
             # One product of all the nodes' Jacobians gives the diagonal blocks G_k and
             # the couplings J_k^T J_{k+1} (faster than two products of strided slices in

@@ -16,15 +16,23 @@ factorised, stop as not converged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from .._core.linalg import block_tridiagonal_cholesky, block_tridiagonal_solve
 
-__all__ = ["CurveProblem", "LMResult", "damped_tridiagonal_step", "levenberg_marquardt"]
+__all__ = [
+    "CurveProblem",
+    "LMResult",
+    "block_factor",
+    "damped_factor",
+    "damped_tridiagonal_step",
+    "levenberg_marquardt",
+]
 
 #: Damping beyond which a pair counts as stuck (the step is then ~1e-11 of a Gauss–Newton one).
 MAX_DAMPING = 1e8
@@ -116,35 +124,68 @@ def damped_tridiagonal_step(
         False where the system could not be factorised (non-finite entries).
     """
     b, m, d, _ = base.shape
-    eye = torch.eye(d, dtype=base.dtype, device=base.device)
-    scale = base.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30) / 2
-    dense = m * d <= DENSE_MAX_UNKNOWNS
-    if dense:
+    if m * d <= DENSE_MAX_UNKNOWNS:
         ar = torch.arange(m, device=base.device)
         blocks = base.new_zeros(b, m, m, d, d)
         blocks[:, ar[:-1], ar[1:]] = -couple
         blocks[:, ar[1:], ar[:-1]] = -couple.mT
-    solved = torch.zeros(b, dtype=torch.bool, device=base.device)
-    for _ in range(MAX_FACTOR_TRIES):
-        damped = base + (lam * scale)[:, None, None, None] * eye
-        if dense:
+
+        def dense(damped: Tensor) -> tuple[Tensor, Tensor]:
             blocks[:, ar, ar] = damped
             mat = blocks.permute(0, 1, 3, 2, 4).reshape(b, m * d, m * d)
             chol, info = torch.linalg.cholesky_ex(mat)
-            solved = (info == 0) & torch.isfinite(chol).all((1, 2))
-        else:
-            chol_d, chol_l, solved = block_tridiagonal_cholesky(damped, -couple.mT)
-        if bool(solved.all()):
-            break
-        lam = torch.where(solved, lam, lam * 10)
-    if dense:
-        rhs = -grad.reshape(b, m * d, 1)
-        step = torch.cholesky_solve(rhs, chol).reshape(b, m, d)
+            return chol, (info == 0) & torch.isfinite(chol).all((1, 2))
+
+        chol, solved, lam, _ = damped_factor(base, lam, dense)
+        step = torch.cholesky_solve(-grad.reshape(b, m * d, 1), chol).reshape(b, m, d)
     else:
+        (chol_d, chol_l), solved, lam, _ = damped_factor(base, lam, block_factor(couple))
         step = block_tridiagonal_solve(chol_d, chol_l, -grad)
     step = torch.where(solved[:, None, None], step, torch.zeros_like(step))
     predicted = -(step * grad).sum((1, 2))
     return step, predicted, lam, solved
+
+
+def block_factor(couple: Tensor) -> Callable[[Tensor], tuple[tuple[Tensor, Tensor], Tensor]]:
+    """The block Cholesky factorisation of damped diagonal blocks with these couplings
+    (``-couple`` above the diagonal), for :func:`damped_factor`."""
+
+    def factorise(damped: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
+        chol_d, chol_l, solved = block_tridiagonal_cholesky(damped, -couple.mT)
+        return (chol_d, chol_l), solved
+
+    return factorise
+
+
+def damped_factor(
+    base: Tensor, lam: Tensor, factorise: Callable[[Tensor], tuple[Any, Tensor]]
+) -> tuple[Any, Tensor, Tensor, Tensor]:
+    """``factorise`` the Gauss–Newton matrices damped by ``lam * scale * I`` (``scale``
+    half the mean diagonal of ``base``), growing ``lam`` tenfold where a matrix is not
+    positive definite, at most :data:`MAX_FACTOR_TRIES` times.
+
+    Parameters
+    ----------
+    base : Tensor, shape (B, m, d, d)
+        The diagonal blocks.
+    lam : Tensor, shape (B,)
+    factorise : callable
+        ``damped diagonal blocks (B, m, d, d) -> (factor, solved (B,) bool)``.
+
+    Returns
+    -------
+    factor, solved : the last factorisation and where it succeeded
+    lam : Tensor, shape (B,)
+    scale : Tensor, shape (B,)
+    """
+    eye = torch.eye(base.shape[-1], dtype=base.dtype, device=base.device)
+    scale = base.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30) / 2
+    for _ in range(MAX_FACTOR_TRIES):
+        factor, solved = factorise(base + (lam * scale)[:, None, None, None] * eye)
+        if bool(solved.all()):
+            break
+        lam = torch.where(solved, lam, lam * 10)
+    return factor, solved, lam, scale
 
 
 def levenberg_marquardt(problem: CurveProblem, free: Tensor, max_iter: int, tol: float) -> LMResult:

@@ -29,13 +29,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._core.linalg import block_tridiagonal_cholesky, block_tridiagonal_solve
+from .._core.linalg import block_tridiagonal_solve
 from .._core.linearise import Linearisation
 from ..metric import PullbackMetric
 from ._common import CurveSolution, jacobian_dtype_option
-from .chord import ChordEnergy
+from .chord import ChordEnergy, chord_laplacian
 from .energy import energy_solver
-from .lm import MAX_DAMPING, MAX_FACTOR_TRIES, POOR_GAIN
+from .lm import MAX_DAMPING, POOR_GAIN, block_factor, damped_factor
 
 __all__ = ["NEWTON_CG"]
 
@@ -43,28 +43,12 @@ __all__ = ["NEWTON_CG"]
 CG_RTOL = 0.1
 
 
-def _laplacian(y: Tensor) -> Tensor:
-    """``2 y_k - y_k-1 - y_k+1`` along the nodes (axis 1), zero beyond both ends."""
-    out = 2 * y
-    out[:, 1:] -= y[:, :-1]
-    out[:, :-1] -= y[:, 1:]
-    return out
-
-
 class _Preconditioner:
     """The damped block-tridiagonal Gauss–Newton matrices of ``B`` pairs, factorised."""
 
     def __init__(self, base: Tensor, couple: Tensor, lam: Tensor) -> None:
-        d = base.shape[-1]
-        eye = torch.eye(d, dtype=base.dtype, device=base.device)
-        self.scale = base.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30) / 2
-        for _ in range(MAX_FACTOR_TRIES):
-            damped = base + (lam * self.scale)[:, None, None, None] * eye
-            self.chol_d, self.chol_l, self.solved = block_tridiagonal_cholesky(damped, -couple.mT)
-            if bool(self.solved.all()):
-                break
-            lam = torch.where(self.solved, lam, lam * 10)
-        self.lam = lam
+        factor, self.solved, self.lam, self.scale = damped_factor(base, lam, block_factor(couple))
+        self.chol_d, self.chol_l = factor
 
     def solve(self, r: Tensor) -> Tensor:
         out = block_tridiagonal_solve(self.chol_d, self.chol_l, r)
@@ -81,7 +65,7 @@ class _DampedGaussNewton:
     def __call__(self, rows: Tensor, v: Tensor) -> Tensor:
         b, m, d = v.shape
         jv = self.lin.jvp(v.reshape(-1, d)).reshape(b, m, -1)
-        hv = self.lin.vjp(_laplacian(jv).reshape(b * m, -1)).reshape(v.shape)
+        hv = self.lin.vjp(chord_laplacian(jv, None, None).reshape(b * m, -1)).reshape(v.shape)
         return hv + self.shift[rows, None, None] * v
 
 
@@ -208,9 +192,8 @@ def newton_cg(
             fresh = refresh.nonzero().squeeze(1)
             if fresh.numel():
                 rows = idx[fresh]
-                lap = _laplacian(values[rows])
-                lap[:, 0] -= problem.ends[rows, 0]
-                lap[:, -1] -= problem.ends[rows, 1]
+                ends = problem.ends[rows]
+                lap = chord_laplacian(values[rows], ends[:, 0], ends[:, 1])
                 base[rows], couple[rows], grad[fresh] = _gauss_newton_blocks(
                     metric, free[rows], lap, node_rows, jacobian_dtype
                 )
@@ -225,9 +208,7 @@ def newton_cg(
                 lin = metric.evaluator.linearise(free[idx[old]].reshape(-1, d))
                 val = lin.value.reshape(old.numel(), m, -1)
                 ends = problem.ends[idx[old]]
-                lap = _laplacian(val)
-                lap[:, 0] -= ends[:, 0]
-                lap[:, -1] -= ends[:, 1]
+                lap = chord_laplacian(val, ends[:, 0], ends[:, 1])
                 grad[old] = lin.vjp(lap.reshape(-1, lap.shape[-1])).reshape(-1, m, d)
             precond = _Preconditioner(base[idx], couple[idx], lam[idx])
             lam[idx] = precond.lam
