@@ -7,18 +7,22 @@ on this ReLU model; ``DecoderManifold(model)``):
 * ``dist`` against a dense reference: the core's energy solver with 64 nodes, from a
   straight and from a graph start, the shorter kept (lengths refined 8x);
 * the round trip ``|exp_p(log_p q) - q| <= 1e-4 (1 + |p - q|)``, geomstats and stochman;
-* geomstats' ``FrechetMean`` (its defaults) on 50 codes of one class, and
-  ``RiemannianKMeans`` (k = 3) on 150 codes of three classes (the discrete exp and log
-  named explicitly, also on the smooth model): time, and the norm of the
-  Fréchet mean's Riemannian gradient ``-2 sum_i G^{-1} grad dist^2`` (finite differences
-  of the core's distances) against its norm at the Euclidean mean.
+* geomstats' ``FrechetMean`` on 50 codes of one class, the joint solver (the default on a
+  latent space) beside geomstats' gradient descent (``method="default"``, the discrete exp
+  and log named explicitly), on both bundled models: time, and the norm of the Fréchet
+  mean's Riemannian gradient ``-2 sum_i G^{-1} grad dist^2`` (finite differences of the
+  core's distances) against its norm at the Euclidean mean;
+* ``RiemannianKMeans`` (k = 3) on 150 codes of three classes from five random starts
+  (joint), and geomstats' own loop from the first (skip it with ``--no-descent``): time,
+  cluster sizes, adjusted Rand index against the digits, inertia.
 
 * the ODE family against the energy solver on the bundled smooth (SiLU) and ReLU models
   (``--ode``): multiple shooting reaching ``q`` within ``1e-5 (1 + |p - q|)``, its length
   against ``connecting_geodesic``'s, and the energy curves' scale-free geodesic-equation
   residual (``compare_geodesics``' diagnostic).
 
-    python benchmarks/bench_learned_manifold.py [--quick] [--ode] [--kmeans-seed 0]
+    python benchmarks/bench_learned_manifold.py [--quick] [--ode] [--kmeans-seeds 0 1 2 3 4]
+        [--no-descent]
 """
 
 from __future__ import annotations
@@ -82,31 +86,61 @@ def frechet_gradient_norm(metric, codes: torch.Tensor, point: torch.Tensor) -> f
 
 
 def frechet_report(name: str, digit: int, codes, labels) -> None:
-    """geomstats' FrechetMean (defaults) on 50 codes of ``digit`` of a bundled model."""
-    # The discrete solvers, as before method="auto" (which picks them on the ReLU model
-    # but the geodesic ODE on the smooth one): the same figures for both models.
+    """geomstats' ``FrechetMean`` on 50 codes of ``digit`` of a bundled model: the joint
+    solver (``FrechetMean(space)``, the default on a latent space) beside geomstats'
+    gradient descent (``method="default"``, the discrete exp and log as before
+    ``method="auto"``), each measured by the same Fréchet function."""
     discrete = {"method": "discrete"}
     space = pg_geomstats.latent_space(
         vae.load_default(name), exp_options=discrete, log_options=discrete
     )
     metric = space.metric.pullback
     cloud = codes[labels == digit][:50]
-    mean, t_mean = _timed(lambda: FrechetMean(space).fit(cloud).estimate_)
-    at_mean = frechet_gradient_norm(metric, cloud, mean)
+    joint, t_joint = _timed(lambda: FrechetMean(space).fit(cloud).estimate_)
+    descent, t_descent = _timed(lambda: FrechetMean(space, method="default").fit(cloud).estimate_)
     at_euclid = frechet_gradient_norm(metric, cloud, cloud.mean(0))
     # F on a ring of radius 0.03 around the mean: on a ReLU decoder F has kinks, so the
     # gradient need not vanish at its minimum; the ring says whether it is one.
     angle = torch.linspace(0, 2 * math.pi, 13, dtype=F64)[:-1]
-    ring = mean + 0.03 * torch.stack([angle.cos(), angle.sin()], -1)
-    f = frechet_function(metric, cloud, torch.cat([mean[None], cloud.mean(0, keepdim=True)]))
-    ring_min = frechet_function(metric, cloud, ring).min()
-    print(
-        f"FrechetMean, {name} model, 50 codes of digit {digit}: {t_mean:.1f} s; Riemannian "
-        f"gradient norm {at_mean:.3g} at the mean, {at_euclid:.3g} at the Euclidean mean "
-        f"(ratio {at_mean / at_euclid:.3f}; target <= 0.01, < 60 s); F(mean) "
-        f"{(f[0] / ring_min - 1):+.1e} relative to F's minimum on a ring of radius 0.03, "
-        f"F(Euclidean mean) {(f[1] / f[0] - 1):+.1e} relative to F(mean)"
-    )
+    f_euclid = frechet_function(metric, cloud, cloud.mean(0, keepdim=True))[0]
+    for label, mean, t in (("joint", joint, t_joint), ("gradient descent", descent, t_descent)):
+        at_mean = frechet_gradient_norm(metric, cloud, mean)
+        ring = mean + 0.03 * torch.stack([angle.cos(), angle.sin()], -1)
+        f = frechet_function(metric, cloud, mean[None])[0]
+        ring_min = frechet_function(metric, cloud, ring).min()
+        print(
+            f"FrechetMean ({label}), {name} model, 50 codes of digit {digit}: {t:.2f} s; "
+            f"Riemannian gradient norm {at_mean:.3g} at the mean, {at_euclid:.3g} at the "
+            f"Euclidean mean (ratio {at_mean / at_euclid:.1e}); F(mean) "
+            f"{(f / ring_min - 1):+.1e} relative to F's minimum on a ring of radius 0.03, "
+            f"F(Euclidean mean) {(f_euclid / f - 1):+.1e} relative to F(mean)"
+        )
+
+
+def kmeans_report(space, three: torch.Tensor, truth: torch.Tensor, seeds, descent: bool) -> None:
+    """``RiemannianKMeans(space, 3)`` on 150 codes from each random start (geomstats draws
+    the initial centres with the random module), joint and, with ``descent``, geomstats'
+    own loop with its gradient-descent means from the first start."""
+    from sklearn.metrics import adjusted_rand_score
+
+    runs = [("joint", seed) for seed in seeds]
+    if descent:
+        runs.append(("gradient descent", seeds[0]))
+    for label, seed in runs:
+        random.seed(seed)
+        kmeans = RiemannianKMeans(space, n_clusters=3)
+        if label != "joint":
+            kmeans.mean_estimator = FrechetMean(space, method="default").set(
+                max_iter=100, init_step_size=1.0
+            )
+        _, t = _timed(lambda k=kmeans: k.fit(three))
+        sizes = torch.bincount(torch.as_tensor(kmeans.labels_), minlength=3).tolist()
+        ari = adjusted_rand_score(truth.tolist(), torch.as_tensor(kmeans.labels_).tolist())
+        print(
+            f"RiemannianKMeans ({label}) k = 3, 150 codes of digits 0, 1, 7, "
+            f"random.seed({seed}): {t:.1f} s, clusters of {sizes}, ARI {ari:.3f}, inertia "
+            f"{float(kmeans.inertia_):.1f} (target <= 15 s)"
+        )
 
 
 def ode_family(name: str, n: int) -> None:
@@ -135,7 +169,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16 pairs, no statistics")
     parser.add_argument("--ode", action="store_true", help="only the ODE family, 128 pairs")
     parser.add_argument(
-        "--kmeans-seed", type=int, default=0, help="random.seed before k-means (default: 0)"
+        "--kmeans-seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3, 4],
+        help="random.seed before each k-means run (default: 0 1 2 3 4)",
+    )
+    parser.add_argument(
+        "--no-descent",
+        action="store_true",
+        help="skip geomstats' gradient-descent k-means (~90 s from seed 0, ~500 s from 1)",
     )
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -191,16 +234,8 @@ def main() -> None:
         for digit in (1, 3):
             frechet_report(name, digit, lat.codes.to(F64), lat.labels)
     three = torch.cat([codes[labels == c][:50] for c in (0, 1, 7)])
-    # geomstats draws k-means' initial centres with the random module: seeded, so that the
-    # time (which the start decides, see docs/geomstats.md) is the same run to run.
-    random.seed(args.kmeans_seed)
-    kmeans = RiemannianKMeans(space, n_clusters=3)
-    _, t_km = _timed(lambda: kmeans.fit(three))
-    sizes = torch.bincount(torch.as_tensor(kmeans.labels_), minlength=3).tolist()
-    print(
-        f"RiemannianKMeans k = 3, 150 codes of digits 0, 1, 7, random.seed({args.kmeans_seed}): "
-        f"{t_km:.1f} s, clusters of {sizes} (target < 60 s)"
-    )
+    truth = torch.arange(3).repeat_interleave(50)
+    kmeans_report(space, three, truth, args.kmeans_seeds, not args.no_descent)
 
 
 if __name__ == "__main__":

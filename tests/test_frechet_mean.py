@@ -202,7 +202,31 @@ def test_dtypes_are_kept_and_agree(dtype):
     for name in ("mean", "curves", "lengths", "value", "gradient_norm"):
         assert getattr(result, name).dtype == dtype
     reference = frechet_mean(PullbackMetric(small_mlp(nn.Tanh)), x.double(), n_points=8)
-    # float32 stops at its own default tol (1e-6): the mean to ~1e-3 of the cloud's spread
+    # float32 stops at its own default tol (1e-7): the mean to ~1e-3 of the cloud's spread
     torch.testing.assert_close(result.mean.double(), reference.mean, rtol=0, atol=3e-3)
     with pytest.raises(TypeError, match="x is"):
         frechet_mean(metric, x.to(torch.float64 if dtype == torch.float32 else torch.float32))
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU])
+def test_a_result_warm_starts_its_own_problem(activation):
+    metric = PullbackMetric(small_mlp(activation))
+    x = cloud()
+    cold = frechet_mean(metric, x, n_points=10)
+    warm = frechet_mean(metric, x, mean=cold.mean, init_curve=cold.curves, n_points=10)
+    assert bool(cold.converged) and bool(warm.converged)
+    # From its own solution a converged problem has nothing left to do.
+    assert int(warm.iterations) <= 2 < int(cold.iterations)
+    torch.testing.assert_close(warm.mean, cold.mean, rtol=0, atol=1e-6)
+    # Rows of NaN (points that had no curve) are started as "auto": on the smooth decoder
+    # the same solution (a ReLU decoder's curves may settle in another local minimum).
+    partial = cold.curves.clone()
+    partial[::2] = float("nan")
+    again = frechet_mean(metric, x, mean=cold.mean, init_curve=partial, n_points=10)
+    assert bool(again.converged)
+    if activation is nn.Tanh:
+        torch.testing.assert_close(again.mean, cold.mean, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="init_curve must have shape"):
+        frechet_mean(metric, x, init_curve=cold.curves[:, :5], n_points=10)
+    with pytest.raises(TypeError, match="init_curve is"):
+        frechet_mean(metric, x, init_curve=cold.curves.float(), n_points=10)

@@ -35,6 +35,7 @@ PullbackLogSolver = pg_geomstats.PullbackLogSolver
 DIST_TOL_FLOAT64 = pg_geomstats.riemannian.DIST_TOL_FLOAT64
 DIST_TOL_FLOAT32 = pg_geomstats.riemannian.DIST_TOL_FLOAT32
 DIST_BEND_TOL = pg_geomstats.riemannian.DIST_BEND_TOL
+DIST_BASIN_TOL = pg_geomstats.riemannian.DIST_BASIN_TOL
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -461,10 +462,11 @@ def test_dist_is_the_length_of_the_shortest_curve_on_a_relu_decoder():
     p, q = 1.5 * torch.randn(2, 6, 2, generator=g, dtype=F64)
     dist = space.metric.dist(p, q)
     assert space.metric.dist_dtype == torch.float32
-    assert space.metric.dist_options == {"bend_tol": DIST_BEND_TOL}
+    defaults = {"bend_tol": DIST_BEND_TOL, "basin_tol": DIST_BASIN_TOL}
+    assert space.metric.dist_options == defaults
     low = space.metric.pullback.to(dtype=torch.float32)
     want = geodesic_distance(
-        low, p.float(), q.float(), tol=DIST_TOL_FLOAT32, bend_tol=DIST_BEND_TOL, warn=False
+        low, p.float(), q.float(), tol=DIST_TOL_FLOAT32, warn=False, **defaults
     )
     torch.testing.assert_close(dist, want.double(), rtol=1e-10, atol=0)
     # float32 solves at that tolerance against float64 ones at the solver's own default.

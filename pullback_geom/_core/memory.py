@@ -102,6 +102,13 @@ class _Allocations(TorchDispatchMode):
         super().__init__()
         self.bytes = 0
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in dynamo's disable unless told not to,
+        # which imports torch._dynamo (and sympy): ~1 s at a process's first metric call.
+        # Nothing is ever compiled under this mode.
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         inputs = {id(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, Tensor)}

@@ -51,11 +51,13 @@ MAX_ITER = 200
 #: Decoded points per segment of the lengths in :attr:`FrechetResult.value`: the energy
 #: solvers' ``refine`` (:func:`~pullback_geom.geodesics._common.refined_length`).
 REFINE = 4
-#: Default ``tol`` in float32 (float64: 1e-10, the energy solvers'). A relative decrease
-#: of 1e-6 is still well above float32's rounding of a sum of squared chords (~1e-7
-#: relative), so accepted steps are real; below it a step's acceptance is decided by
-#: rounding and the damping can run away before the test is met.
-TOL_FLOAT32 = 1e-6
+#: Default ``tol`` in float32 (float64: 1e-10, the energy solvers'). Below float32's
+#: rounding floor of the sum (~1.6e-6 of it on the bundled ReLU model), where a set stops
+#: when an accepted step leaves the sum unchanged (:data:`~pullback_geom.geodesics._joint.
+#: STALL_EPS`); smooth decoders reach it: at 1e-6 the gradient at the mean of 50 codes of
+#: the bundled smooth model was up to 1.6e-3 of its value at the Euclidean mean, at 1e-7
+#: below 4e-5.
+TOL_FLOAT32 = 1e-7
 
 
 @dataclass
@@ -78,6 +80,11 @@ class FrechetResult:
         points of zero weight.
     value : Tensor, shape (k,)
         The Fréchet function at the mean, ``sum_i w_i lengths_i^2 / sum_i w_i``.
+    velocity : Tensor, shape (k, n, d)
+        The discrete logarithm at the mean of each point, the initial velocity of its curve
+        (:func:`~pullback_geom.geodesics.discrete.first_step_velocity`, see
+        ``gradient_norm``); NaN for points of zero weight. What tangent PCA at the mean
+        needs, with no second round of logarithms.
     gradient_norm : Tensor, shape (k,)
         ``|grad F(m)|_G(m)``, the Riemannian norm of the Fréchet function's gradient
         ``-2 sum_i w_i v_i / sum_i w_i``, with ``v_i`` the discrete logarithm at the mean
@@ -94,6 +101,7 @@ class FrechetResult:
     curves: Tensor
     lengths: Tensor
     value: Tensor
+    velocity: Tensor
     gradient_norm: Tensor
     iterations: Tensor
     converged: Tensor
@@ -108,7 +116,7 @@ def frechet_mean(
     n_points: int = N_POINTS,
     max_iter: int = MAX_ITER,
     tol: float | None = None,
-    init_curve: str = "auto",
+    init_curve: str | Tensor = "auto",
 ) -> FrechetResult:
     """Weighted Fréchet mean of points, by one joint Levenberg–Marquardt solve over the
     mean and the discrete geodesics to every point (see the module docstring).
@@ -139,7 +147,11 @@ def frechet_mean(
         whichever of the two has the lower chord energy). ``"auto"``: ``"graph"`` in 2-D
         and 3-D, else ``"straight"``. On ReLU decoders straight starts leave some curves
         in longer local minima (bundled model, 50 codes of a digit 7: Fréchet function
-        56.3 from straight starts, 49.4 from the graph's).
+        56.3 from straight starts, 49.4 from the graph's). Or curves, a Tensor of shape
+        ``(n, N, d)`` or ``(k, n, N, d)`` (e.g. an earlier result's ``curves``, with
+        ``mean`` its mean: a warm start): their interior nodes are the start, their end
+        nodes are replaced by the start mean and the point, and rows holding NaN are
+        started as ``"auto"``.
 
     Returns
     -------
@@ -159,9 +171,17 @@ def frechet_mean(
         raise TypeError(f"metric must be a PullbackMetric; got {type(metric).__name__}")
     _check_count(n_points, "n_points", 3)
     _check_count(max_iter, "max_iter", 1)
-    if init_curve not in ("auto", "graph", "straight"):
-        raise ValueError(f"init_curve must be 'auto', 'graph' or 'straight'; got {init_curve!r}")
+    given_curves = None
+    if isinstance(init_curve, Tensor):
+        given_curves, init_curve = init_curve, "auto"
+    elif init_curve not in ("auto", "graph", "straight"):
+        raise ValueError(
+            f"init_curve must be 'auto', 'graph', 'straight' or a Tensor of curves; "
+            f"got {init_curve!r}"
+        )
     x, w, start, single = _check_inputs(metric, x, weights, mean)
+    if given_curves is not None:
+        given_curves = _check_curves(metric, given_curves, x.shape, single, n_points)
     tol = _tolerance(x.dtype, tol, 1e-10, TOL_FLOAT32)
     k, n, d = x.shape
     member = w > 0
@@ -180,6 +200,9 @@ def frechet_mean(
     start, nodes = _initial_state(
         metric, start, given, owner, x[owner, index], w[owner, index], n_points, init_curve
     )
+    if given_curves is not None:
+        warm = given_curves[owner, index, 1:-1]
+        nodes = torch.where(torch.isfinite(warm).all((1, 2))[:, None, None], warm, nodes)
     means, nodes, iterations, converged = solve(problem, start, nodes, ~trivial, max_iter, tol)
     converged |= trivial
 
@@ -198,9 +221,14 @@ def frechet_mean(
     all_curves[owner, index] = curves
     lengths = x.new_full((k, n), float("nan"))
     lengths[owner, index] = length.to(x.dtype)
-    result = FrechetResult(means, all_curves, lengths, value, norm, iterations, converged)
+    velocities = x.new_full((k, n, d), float("nan"))
+    velocities[owner, index] = velocity.to(x.dtype)
+    result = FrechetResult(
+        means, all_curves, lengths, value, velocities, norm, iterations, converged
+    )
     if single:
-        for name in ("mean", "curves", "lengths", "value", "gradient_norm", "iterations"):
+        names = ("mean", "curves", "lengths", "value", "velocity", "gradient_norm", "iterations")
+        for name in names:
             setattr(result, name, getattr(result, name)[0])
         result.converged = result.converged[0]
     return result
@@ -249,6 +277,21 @@ def _initial_state(
         energy = both.reshape(2, p, n_points, -1).diff(dim=2).square().sum((2, 3))
     nodes = torch.where((energy[0] < energy[1])[:, None, None], paths, straight)
     return start, nodes[:, 1:-1]
+
+
+def _check_curves(
+    metric: PullbackMetric, curves: Tensor, shape: torch.Size, single: bool, n_points: int
+) -> Tensor:
+    """``init_curve`` given as curves, as ``(k, n, N, d)``."""
+    k, n, d = shape
+    expected = (n, n_points, d) if single else (k, n, n_points, d)
+    if tuple(curves.shape) != expected:
+        raise ValueError(
+            f"init_curve must have shape {expected} (one curve of n_points = {n_points} "
+            f"nodes per point); got {tuple(curves.shape)}"
+        )
+    metric.evaluator.check_dtype_device(curves, "init_curve")
+    return curves.reshape(k, n, n_points, d)
 
 
 def _check_count(value, name: str, least: int) -> None:

@@ -37,11 +37,12 @@ from ._compat import GeomstatsBackendError, prepare_geomstats
 
 prepare_geomstats()
 
-from .riemannian import PullbackRiemannianMetric, latent_space  # noqa: E402
+from .riemannian import PullbackRiemannianMetric  # noqa: E402
 from .solvers import (  # noqa: E402
     PullbackExpSolver,
     PullbackLogSolver,
 )
+from .space import latent_space  # noqa: E402
 
 __all__ = [
     "GeomstatsBackendError",

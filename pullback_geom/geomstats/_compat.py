@@ -12,7 +12,10 @@ its learning tools and solvers to run on a learned latent space:
    float32 and float64 tensors.
 3. **TangentPCA** (:func:`_patch_tangent_pca`): scikit-learn's ``svd_flip`` rejects torch
    tensors; a version that takes them, same sign convention, replaces it in
-   ``geomstats.learning.pca`` only.
+   ``geomstats.learning.pca`` only. And without a ``base_point``, on a latent space with a
+   joint ``mean_estimator``, ``_fit`` takes the tangent vectors from the joint Fréchet
+   solve's curves (:func:`~pullback_geom.geomstats.learning.tangent_pca_fit`) instead of
+   fitting the mean and then solving every logarithm again.
 4. **FrechetMean** (:func:`_patch_frechet_mean`): geomstats picks the estimator by the
    metric in ``FrechetMean.__new__`` (the circle, linear and elastic means); on a latent
    space its gradient descent needs a geodesic solve per step and stops on an absolute
@@ -168,10 +171,23 @@ def _svd_flip_for_tensors(original: Callable) -> Callable:
 
 
 def _patch_tangent_pca() -> None:
-    """Let geomstats' ``TangentPCA`` run on the PyTorch backend (see above). Idempotent."""
+    """Let geomstats' ``TangentPCA`` run on the PyTorch backend, and on a latent space from
+    the joint solve's velocities (see above). Idempotent."""
     pca = require("geomstats.learning.pca", "geomstats", "pullback_geom.geomstats")
     if not getattr(pca.svd_flip, "_pullback_geom_patched", False):
         pca.svd_flip = _svd_flip_for_tensors(pca.svd_flip)
+    original = pca.TangentPCA._fit
+    if getattr(original, "_pullback_geom_patched", False):
+        return
+
+    from .learning import tangent_pca_fit
+
+    @functools.wraps(original)
+    def _fit(self, X, base_point=None):
+        return tangent_pca_fit(self, original, X, base_point)
+
+    _fit._pullback_geom_patched = True  # type: ignore[attr-defined]
+    pca.TangentPCA._fit = _fit
 
 
 def _patch_frechet_mean() -> None:

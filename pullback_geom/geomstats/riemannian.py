@@ -1,22 +1,20 @@
-"""``PullbackRiemannianMetric``: a core metric as a geomstats ``RiemannianMetric``, and
-:func:`latent_space`, the manifold that carries it."""
+"""``PullbackRiemannianMetric``: a core metric as a geomstats ``RiemannianMetric`` (the
+manifold that carries it: :func:`~pullback_geom.geomstats.space.latent_space`)."""
 
 from __future__ import annotations
 
 import torch
-from geomstats.geometry.euclidean import Euclidean
 from geomstats.geometry.riemannian_metric import RiemannianMetric
 from geomstats.numerics.geodesic import ExpSolver, LogSolver
 from torch import Tensor, nn
 
 from .. import geodesics
-from .._core.checks import metric_of_model
 from ..geodesics._common import below_resolution
 from ..metric import PullbackMetric
 from ._batch import Batch, as_tensor, grad_only_if_needed
 from .solvers import PullbackExpSolver, PullbackLogSolver
 
-__all__ = ["PullbackRiemannianMetric", "latent_space"]
+__all__ = ["PullbackRiemannianMetric"]
 
 
 #: :meth:`PullbackRiemannianMetric.dist`'s solver tolerance in float64, measured in
@@ -26,6 +24,10 @@ DIST_TOL_FLOAT64 = geodesics.energy.DISTANCE_TOL
 #: (:func:`~pullback_geom.geodesics.geodesic_distance`), measured in
 #: :data:`pullback_geom.geodesics.energy.BEND_TOL`.
 DIST_BEND_TOL = geodesics.energy.BEND_TOL
+#: :meth:`PullbackRiemannianMetric.dist`'s ``basin_tol``: pairs whose solutions from a
+#: graph start and from a straight one differ by more than it are solved again, measured
+#: in :data:`pullback_geom.geodesics.energy.BASIN_TOL`.
+DIST_BASIN_TOL = geodesics.energy.BASIN_TOL
 #: Dtype of :meth:`PullbackRiemannianMetric.dist`'s solves when the metric computes in
 #: float64: a length needs none of the float64 nodes a logarithm does. On the bundled ReLU
 #: model float32 solves at ``DIST_TOL_FLOAT32`` give the float64 lengths to within 5e-6
@@ -72,7 +74,8 @@ class PullbackRiemannianMetric(RiemannianMetric):
     dist_options : dict, optional
         Options of :func:`~pullback_geom.geodesics.connecting_geodesic` for :meth:`dist`
         (default: its defaults, 16 nodes, lengths refined 4x, a graph start
-        in 2-D and 3-D, ``bend_tol=DIST_BEND_TOL``, ``tol=DIST_TOL_FLOAT32`` in float32 and
+        in 2-D and 3-D, ``bend_tol=DIST_BEND_TOL``, ``basin_tol=DIST_BASIN_TOL``,
+        ``tol=DIST_TOL_FLOAT32`` in float32 and
         ``DIST_TOL_FLOAT64`` in float64; on the bundled ReLU model 3.2e-4 median and
         4.9e-3 largest relative error against a dense reference).
     dist_dtype : torch.dtype, optional
@@ -128,8 +131,13 @@ class PullbackRiemannianMetric(RiemannianMetric):
         self.dist_dtype = dist_dtype
         dist_options = dict(dist_options or {})
         solver = geodesics.registry.resolve(dist_options.get("method", "auto"), "curve", pullback)
-        # bend_tol where the method takes it (the energy methods); options are checked now.
-        defaults = {"bend_tol": DIST_BEND_TOL} if "bend_tol" in solver.options else {}
+        # bend_tol and basin_tol where the method takes them (the energy methods); options
+        # are checked now.
+        defaults = (
+            {"bend_tol": DIST_BEND_TOL, "basin_tol": DIST_BASIN_TOL}
+            if "bend_tol" in solver.options
+            else {}
+        )
         self.dist_options = {**defaults, **dist_options}
         solver.with_defaults(
             {k: v for k, v in self.dist_options.items() if k not in ("method", "warn")},
@@ -249,7 +257,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
     # Distances are lengths of energy-minimising curves, not geomstats' |log_a b|_G(a):
     # on a decoder whose metric jumps (ReLU), G at the start point says nothing about
     # the length (|log|_G was -45 % to +103 % off on the bundled ReLU model).
-    def dist(self, point_a, point_b) -> Tensor:
+    def dist(self, point_a, point_b, **overrides) -> Tensor:
         """Geodesic distance: the observation-space length of the shortest curve.
 
         :func:`~pullback_geom.geodesics.connecting_geodesic` with ``dist_options``,
@@ -259,6 +267,9 @@ class PullbackRiemannianMetric(RiemannianMetric):
         ----------
         point_a, point_b : array-like, shape (..., d)
             Broadcast against each other.
+        **overrides
+            Options replacing ``dist_options`` for this call (k-means passes
+            ``bend_tol=None``).
 
         Returns
         -------
@@ -269,10 +280,7 @@ class PullbackRiemannianMetric(RiemannianMetric):
         # Coincident points: the solver cannot meet a relative tolerance on a curve
         # shorter than ~sqrt(eps); there the distance is |q - p|_G(p) to first order.
         same = below_resolution(q - p, p)
-        # A decoder without parameters computes in the points' dtype whatever dist_dtype,
-        # and a closure over modules in its modules' (it cannot be converted).
-        converts = isinstance(self.pullback.decoder, nn.Module) and self.pullback.dtype
-        low_dtype = (self.dist_dtype or p.dtype) if converts else p.dtype
+        low_dtype = self.solve_dtype(p.dtype)
         # Solved in the metric's own dtype: pairs the lower precision does not resolve,
         # and (below) those whose solve in it did not converge, as its rounding can keep
         # a pair from the tolerance (~1 in 450 float32 pairs at 1e-6 on the ReLU model).
@@ -281,10 +289,8 @@ class PullbackRiemannianMetric(RiemannianMetric):
         with torch.no_grad():
             out = self.pullback.norm(p, q - p) if p.shape[0] else p.new_zeros(0)
             if low.numel():
-                # Converted at each call (a copy of the decoder's weights), so that it is
-                # always the decoder this metric computes with.
-                pullback = self.pullback.to(dtype=low_dtype)
-                options = {**_dist_tol(low_dtype), **self.dist_options}
+                pullback = self.pullback_in(low_dtype)
+                options = {**_dist_tol(low_dtype), **self.dist_options, **overrides}
                 if low_dtype != p.dtype:
                     options["warn"] = False  # its unconverged pairs are solved again
                 solved = geodesics.connecting_geodesic(
@@ -295,11 +301,27 @@ class PullbackRiemannianMetric(RiemannianMetric):
                 if low_dtype != p.dtype:
                     exact[low[~ok]] = True
             if bool(exact.any()):
-                options = {**_dist_tol(p.dtype), **self.dist_options}
+                options = {**_dist_tol(p.dtype), **self.dist_options, **overrides}
                 out[exact] = geodesics.geodesic_distance(
                     self.pullback, p[exact], q[exact], **options
                 )
         return pair.out(out, ())
+
+    def solve_dtype(self, points_dtype: torch.dtype) -> torch.dtype:
+        """The dtype the solvers behind :meth:`dist` and the Fréchet means run in for
+        points of ``points_dtype``: :attr:`dist_dtype` where the decoder can be converted
+        to it (a module), else ``points_dtype`` (a decoder without parameters computes in
+        the points' dtype, and a closure over modules in its modules')."""
+        converts = isinstance(self.pullback.decoder, nn.Module) and self.pullback.dtype
+        return (self.dist_dtype or points_dtype) if converts else points_dtype
+
+    def pullback_in(self, dtype: torch.dtype) -> PullbackMetric:
+        """The pullback metric computing in ``dtype`` (see :meth:`solve_dtype`).
+
+        Converted at each call (a copy of the decoder's weights where the dtype differs),
+        so that it is always the decoder this metric computes with.
+        """
+        return self.pullback.to(dtype=dtype)
 
     def squared_dist(self, point_a, point_b) -> Tensor:
         """Squared geodesic distance, shape (...,); see :meth:`dist`."""
@@ -409,91 +431,3 @@ class PullbackRiemannianMetric(RiemannianMetric):
         with grad_only_if_needed(*batch.flat):
             out = self.pullback.sectional_curvature(*batch.flat)
         return batch.out(out, ())
-
-
-def latent_space(
-    metric: PullbackMetric,
-    *,
-    dim: int | None = None,
-    dtype: torch.dtype | None = None,
-    detach: bool = True,
-    exp_solver: ExpSolver | None = None,
-    log_solver: LogSolver | None = None,
-    exp_options: dict | None = None,
-    log_options: dict | None = None,
-    n_steps: int | None = None,
-    dist_options: dict | None = None,
-    dist_dtype: torch.dtype | None = None,
-    transport_steps: int = 64,
-) -> Euclidean:
-    """The latent space ``R^d`` as a geomstats manifold with the decoder's pullback metric.
-
-    Parameters
-    ----------
-    metric : PullbackMetric, or a model with a ``pullback_metric()`` method (a VAE)
-    dim : int, optional
-        ``d``; needed only when the core cannot infer it (``metric.latent_dim is None``).
-    dtype : torch.dtype, optional
-        Dtype of the core computations; default float64 (see
-        :class:`PullbackRiemannianMetric`).
-    detach : bool, default True
-        Keep autograd graphs away from the decoder's parameters.
-    exp_solver, log_solver : geomstats solvers, optional
-        Replace the defaults (:class:`PullbackExpSolver`, :class:`PullbackLogSolver`);
-        they can also be assigned later, e.g. ``space.metric.log_solver =
-        LogODESolver(space)``.
-    exp_options, log_options : dict, optional
-        Options of the default solvers: ``method`` (default ``"auto"``: the geodesic ODE
-        on smooth decoders, the discrete calculus on piecewise-linear ones, see
-        :mod:`pullback_geom.geodesics.registry`) and that method's options, e.g.
-        ``{"method": "discrete"}`` for both.
-    n_steps : int, optional
-        ``n_steps`` of both default solvers: ``K`` of the discrete geodesics (16; the
-        discrete exp inverts the discrete log only with the same ``K``), the RK4 steps of
-        shooting (50), the path sampling of Dormand–Prince (50).
-    dist_options : dict, optional
-        ``method`` (default ``"auto"``, the energy solver) and its options behind ``dist``
-        (default: ``bend_tol=DIST_BEND_TOL`` and the dtype's ``tol``); checked here.
-    dist_dtype : torch.dtype, optional
-        Dtype of ``dist``'s solves (default float32; see :class:`PullbackRiemannianMetric`).
-    transport_steps : int, default 64
-        Steps of the curves along which ``parallel_transport`` transports.
-
-    Returns
-    -------
-    geomstats.geometry.euclidean.Euclidean
-        ``Euclidean(d, equip=False)`` equipped with :class:`PullbackRiemannianMetric`
-        as ``space.metric``.
-    """
-    metric = metric_of_model(metric)
-    if not isinstance(metric, PullbackMetric):
-        raise TypeError(
-            f"metric must be a PullbackMetric or a model with a pullback_metric() method "
-            f"(for a VAE: latent_space(model) or latent_space(model.pullback_metric())); "
-            f"got {type(metric).__name__}"
-        )
-    d = dim if dim is not None else metric.latent_dim
-    if d is None:
-        raise ValueError(
-            "the latent dimension is unknown: pass latent_dim= to PullbackMetric or dim= here"
-        )
-    space = Euclidean(dim=d, equip=False)
-    space.equip_with_metric(
-        PullbackRiemannianMetric,
-        pullback=metric,
-        dtype=dtype,
-        detach=detach,
-        exp_solver=exp_solver,
-        log_solver=log_solver,
-        dist_options=dist_options,
-        dist_dtype=dist_dtype,
-        transport_steps=transport_steps,
-    )
-    steps = {} if n_steps is None else {"n_steps": n_steps}
-    if exp_solver is None:
-        options = {**steps, **(exp_options or {})}
-        space.metric.exp_solver = PullbackExpSolver(space, **options)
-    if log_solver is None:
-        options = {**steps, **(log_options or {})}
-        space.metric.log_solver = PullbackLogSolver(space, **options)
-    return space
