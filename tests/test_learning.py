@@ -223,8 +223,8 @@ def test_bad_input_errors():
         learning.class_frechet_means(metric, z, y[:5])
     with pytest.raises(ValueError, match="labels must be integers"):
         learning.class_frechet_means(metric, z, y.double())
-    with pytest.raises(ValueError, match="rel_tol must be positive"):
-        learning.class_frechet_means(metric, z, y, rel_tol=0.0)
+    with pytest.raises(ValueError, match="max_iter must be an integer >= 1"):
+        learning.class_frechet_means(metric, z, y, max_iter=0)
     with pytest.raises(ValueError, match="n_clusters"):
         learning.kmeans_comparison(metric, z, y, n_clusters=7)
     with pytest.raises(ValueError, match="init must have n_clusters = 2 rows"):

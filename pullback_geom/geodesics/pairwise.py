@@ -25,6 +25,7 @@ from .api import connecting_geodesic
 from .energy import N_POINTS
 from .graph import DISTANCE_GRAPH, START_GRAPH, LatentGraph, graph_geodesics, latent_graph
 from .knn import KNN_GRAPH, KnnGraph, knn_distances, knn_graph
+from .reference import reference_distances
 from .registry import PAIRWISE_ROUTES, resolve
 
 __all__ = [
@@ -223,40 +224,6 @@ def distance_block(
         dist = dist + dist.T
         conv = conv & conv.T
     return dist, conv
-
-
-def reference_distances(metric: PullbackMetric, p: Tensor, q: Tensor) -> Tensor:
-    """Dense per-pair reference distances: the energy solver with 64 nodes (lengths refined
-    8x), from a straight and, for d <= 3, a graph start; the shorter kept.
-
-    What distance matrices are checked against (``pullback-geom distances``, the
-    benchmarks): slow, a few tens of milliseconds a pair, and free of the plan's shortcuts.
-
-    Parameters
-    ----------
-    metric : PullbackMetric
-    p, q : Tensor, shape (B, d)
-
-    Returns
-    -------
-    Tensor, shape (B,)
-    """
-    starts = ("straight", "graph") if p.shape[-1] <= 3 else ("straight",)
-    lengths = [
-        connecting_geodesic(
-            metric,
-            p,
-            q,
-            method="lm",
-            n_points=64,
-            init_curve=start,
-            refine=8,
-            max_iter=500,
-            warn=False,
-        ).length.detach()
-        for start in starts
-    ]
-    return torch.stack(lengths).amin(0)
 
 
 def block_slices(n: int, block_size: int) -> list[tuple[slice, slice]]:

@@ -10,6 +10,7 @@ from geomstats.learning.frechet_mean import FrechetMean
 from geomstats.learning.kmeans import RiemannianKMeans
 from torch import Tensor
 
+from ...geodesics.frechet import MAX_ITER
 from ...metric import PullbackMetric
 from ._common import (
     F64,
@@ -51,13 +52,16 @@ def class_frechet_means(
     labels,
     *,
     space=None,
-    max_iter: int = 32,
-    rel_tol: float = 1e-3,
+    max_iter: int = MAX_ITER,
 ) -> ClassMeans:
     """geomstats ``FrechetMean`` of each class's codes, and the Euclidean means.
 
-    The gradient descent starts at the Euclidean mean (geomstats' default start, the
-    first point, needs more iterations).
+    All classes in one batched joint solve (the optimizer of ``FrechetMean(space)`` on a
+    latent space, :class:`~pullback_geom.geomstats.learning.JointFrechetMean`: each class
+    a set, weighted by membership), started as
+    :func:`~pullback_geom.geodesics.frechet_mean` starts: at the class's Euclidean mean
+    or, in 2-D and 3-D, at its code of lowest Fréchet function on the latent graph where
+    that is lower (a ReLU decoder's Fréchet function has local minima).
 
     Parameters
     ----------
@@ -67,14 +71,9 @@ def class_frechet_means(
     space : optional
         A space from :func:`learning_space` / :func:`~pullback_geom.geomstats.latent_space`
         (to pick the solvers); default ``learning_space(metric)``.
-    max_iter : int, default 32
-        Gradient-descent iterations per class.
-    rel_tol : float, default 1e-3
-        Stop when the mean log vector is shorter than ``rel_tol`` times the class's RMS
-        spread (``|z - m|`` measured by ``G`` at the Euclidean mean ``m``). geomstats'
-        own criterion is absolute (``|mean log|_G^2 <= epsilon * d``), which fits no
-        single scale: pullback distances on an MNIST decoder are in the tens, and the
-        energy log solver's ~1e-3 relative error then keeps it from ever being met.
+    max_iter : int, default 200
+        Levenberg–Marquardt iterations of the joint solve (it stops earlier, per class, by
+        its tolerance).
 
     Returns
     -------
@@ -85,19 +84,11 @@ def class_frechet_means(
     y = check_labels(labels, z.shape[0])
     space = space_or_default(metric, space)
     classes = torch.unique(y)
-    riem, eucl = [], []
-    if not rel_tol > 0:
-        raise ValueError(f"rel_tol must be positive; got {rel_tol}")
-    for c in classes:
-        pts = z[y == c]
-        start = pts.mean(0)
-        eucl.append(start)
-        g = torch.as_tensor(space.metric.metric_matrix(start), dtype=F64)
-        spread = torch.einsum("ni,ij,nj->n", pts - start, g, pts - start).mean()
-        epsilon = float(rel_tol**2 * spread.clamp_min(1e-300) / d)
-        fm = FrechetMean(space).set(max_iter=max_iter, epsilon=epsilon, init_point=start)
-        riem.append(torch.as_tensor(fm.fit(pts).estimate_, dtype=F64).detach())
-    riemannian, euclidean = torch.stack(riem), torch.stack(eucl)
+    member = (y[None] == classes[:, None]).to(F64)  # (K, n)
+    euclidean = (member @ z) / member.sum(1, keepdim=True)
+    optimizer = FrechetMean(space).set(max_iter=max_iter).optimizer
+    result = optimizer.solve(space, z.expand(len(classes), -1, -1), member)
+    riemannian = torch.as_tensor(result.mean, dtype=F64).detach()
     shift = torch.as_tensor(space.metric.dist(euclidean, riemannian), dtype=F64).reshape(-1)
     return ClassMeans(classes, riemannian, euclidean, shift)
 
@@ -150,15 +141,15 @@ def kmeans_comparison(
     space=None,
     max_iter: int = 10,
     tol: float = 1e-2,
-    mean_iter: int = 20,
+    mean_iter: int = MAX_ITER,
 ) -> KMeansComparison:
     """geomstats ``RiemannianKMeans`` under the pullback metric and on plain ``R^d``.
 
     Both runs start from the same centres and use the same estimator; only the metric
-    differs (on ``R^d`` geomstats' ``FrechetMean`` is the arithmetic mean). Each
-    iteration costs ``n_clusters`` batched distance solves (``dist(centre, codes)``)
-    plus one Fréchet mean per cluster, so keep ``n`` and ``n_clusters`` small (about
-    50 codes and 3 clusters take a minute on one CPU thread with a 2-D MNIST decoder).
+    differs (on ``R^d`` geomstats' ``FrechetMean`` is the arithmetic mean). On the latent
+    space each iteration is one joint solve for all clusters' means and one batched
+    ``dist`` of the pairs Elkan's bounds leave open
+    (:func:`~pullback_geom.geomstats.learning.kmeans_fit`).
 
     Parameters
     ----------
@@ -177,8 +168,9 @@ def kmeans_comparison(
         k-means iterations (geomstats stops earlier when the centres move less than
         ``tol`` in mean geodesic distance).
     tol : float, default 1e-2
-    mean_iter : int, default 20
-        Gradient-descent iterations of each cluster's Fréchet mean.
+    mean_iter : int, default 200
+        Iterations of each update's joint Fréchet-mean solve (it stops earlier by its
+        tolerance).
 
     Returns
     -------

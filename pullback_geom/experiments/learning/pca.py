@@ -16,7 +16,6 @@ from ._common import (
     check_metric,
     space_or_default,
 )
-from .means import class_frechet_means
 
 __all__ = ["TangentPCAResult", "tangent_pca"]
 
@@ -71,7 +70,8 @@ def tangent_pca(
     codes : array-like, shape (n, d)
         ``n >= 2``.
     base_point : array-like, shape (d,), optional
-        Default: the codes' Fréchet mean (:func:`class_frechet_means` of one class).
+        Default: the codes' Fréchet mean by the joint solve, whose curves' initial
+        velocities are then the tangent vectors (no logarithm is solved).
     n_components : int, optional
         Default ``min(n, d)``.
     n_curve : int, default 41
@@ -93,13 +93,17 @@ def tangent_pca(
     if n_curve < 2:
         raise ValueError(f"n_curve must be at least 2; got {n_curve}")
     space = space_or_default(metric, space)
+    pca = TangentPCA(space, n_components=k)
     if base_point is None:
-        labels = torch.zeros(z.shape[0], dtype=torch.int64, device=z.device)
-        base = class_frechet_means(metric, z, labels, space=space).riemannian[0]
+        # The mean by the joint solve, and the logs its curves' initial velocities: one
+        # solve, no round of logarithms (geomstats.learning.tangent_pca_fit).
+        pca.fit(z)
+        base = torch.as_tensor(pca.mean_estimator.estimate_, dtype=F64)
+        logs = torch.as_tensor(pca.mean_estimator.result_.velocity, dtype=F64)
     else:
         base = check_codes(torch.as_tensor(base_point).reshape(1, -1), d, "base_point")[0]
-    pca = TangentPCA(space, n_components=k).fit(z, base_point=base)
-    logs = torch.as_tensor(space.metric.log(z, base), dtype=F64)
+        pca.fit(z, base_point=base)
+        logs = torch.as_tensor(space.metric.log(z, base), dtype=F64)
     comps = torch.as_tensor(pca.components_, dtype=F64)
     var = torch.as_tensor(pca.explained_variance_, dtype=F64)
     ratio = torch.as_tensor(pca.explained_variance_ratio_, dtype=F64)
