@@ -135,7 +135,8 @@ def connecting_geodesic(
           decoder). Options ``n_points`` (16), ``refine`` (4), ``init_curve``
           (``"auto"``: shortest paths on a latent grid graph in 2-D and 3-D, straight
           lines above), ``max_iter`` (200), ``tol`` (``1e-10`` in float64, ``1e-4`` in
-          float32), ``bend_tol`` (None), ``jacobian_dtype`` (None); see
+          float32), ``bend_tol`` (None), ``basin_tol`` (None), ``jacobian_dtype``
+          (None); see
           :data:`~pullback_geom.geodesics.energy.ENERGY_OPTIONS`.
         * ``"georce"``, ``"lbfgs"``: other minimisers of the energy, same options but
           ``jacobian_dtype``.
@@ -182,7 +183,9 @@ def geodesic_distance(
     **options
         The method's options (see :func:`connecting_geodesic`); the energy methods'
         ``bend_tol`` solves pairs whose decoded curve bends between its nodes again on
-        twice the segments (``0.08`` is what geomstats' ``dist`` uses).
+        twice the segments (``0.08`` is what geomstats' ``dist`` uses), and ``basin_tol``
+        those whose graph and straight starts end more than that fraction apart in length
+        (``1e-3`` in ``dist``).
 
     Returns
     -------
