@@ -178,7 +178,6 @@ class JointChords:
         curves = (w * (grad * nodes).sum((1, 2))).to(mean_step.dtype)
         predicted = -(self.mean_grad * mean_step).sum(-1)
         predicted = predicted.index_add(0, owner, -curves)
-        self.mean_predicted = (rhs_mean * mean_step).sum(-1)
         return mean_step, node_step, predicted, lam, solved
 
 

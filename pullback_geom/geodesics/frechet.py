@@ -23,7 +23,10 @@ and stopping test, as the driver treats pairs.
 
 Convergence means what it means there: a step the model trusts (right after an accepted
 step, or accepted itself) predicts a relative decrease of ``sum_i w_i S_i`` below
-``tol``. Sets whose damping grows past :data:`~pullback_geom.geodesics.lm.MAX_DAMPING`
+``tol``, or an accepted step leaves the sum unchanged to its last bit while the model
+predicted a decrease within :data:`~pullback_geom.geodesics._joint.STALL_EPS` rounding
+units of it (the sum's rounding floor: in float32 the curves' predicted decrease stalls
+there). Sets whose damping grows past :data:`~pullback_geom.geodesics.lm.MAX_DAMPING`
 without an accepted step, or whose system cannot be factorised, stop as not converged.
 """
 
@@ -93,8 +96,9 @@ class FrechetResult:
         gradient of the squared length of the discrete geodesic, ReLU decoders included).
     iterations : Tensor, shape (k,), int
     converged : Tensor, shape (k,), bool
-        A trusted step predicted a relative decrease below ``tol`` (see the module
-        docstring); never that the damping gave up.
+        A trusted step predicted a relative decrease below ``tol``, or an accepted step
+        left the sum unchanged to the last bit while predicting a decrease within its
+        rounding (see the module docstring); never that the damping gave up.
     """
 
     mean: Tensor
@@ -197,12 +201,16 @@ def frechet_mean(
     start = torch.where(trivial[:, None], first, start)
     owner, index = member.nonzero(as_tuple=True)
     problem = JointChords(metric, x[owner, index], owner, w[owner, index], k)
-    start, nodes = _initial_state(
-        metric, start, given, owner, x[owner, index], w[owner, index], n_points, init_curve
-    )
-    if given_curves is not None:
-        warm = given_curves[owner, index, 1:-1]
-        nodes = torch.where(torch.isfinite(warm).all((1, 2))[:, None, None], warm, nodes)
+    warm = None if given_curves is None else given_curves[owner, index, 1:-1]
+    have = None if warm is None else torch.isfinite(warm).all((1, 2))
+    if have is not None and bool(have.all()) and bool(given.all()):
+        nodes = warm  # a warm start of every curve from given means: nothing to build
+    else:
+        start, nodes = _initial_state(
+            metric, start, given, owner, x[owner, index], w[owner, index], n_points, init_curve
+        )
+        if warm is not None:
+            nodes = torch.where(have[:, None, None], warm, nodes)
     means, nodes, iterations, converged = solve(problem, start, nodes, ~trivial, max_iter, tol)
     converged |= trivial
 
@@ -253,19 +261,8 @@ def _initial_state(
     if d not in START_GRAPH:
         raise ValueError(f"init_curve='graph' needs a 2-D or 3-D latent space; got d = {d}")
     graph = latent_graph(metric, torch.cat([start, ends]), **START_GRAPH[d])
-    # The Fréchet function on the graph at the points and at the start: on ReLU decoders
-    # it has local minima, and the Euclidean mean can lie in a worse basin than the
-    # points' graph medoid (bundled model, 50 codes of a digit 3: 44.04 from the mean).
-    sites = torch.cat([ends, start])
-    dist, _ = graph_geodesics(metric, graph, ends, sites)
-    frechet = torch.zeros(start.shape[0], sites.shape[0], dtype=dist.dtype, device=dist.device)
-    frechet.index_add_(0, owner, w[:, None] * dist.square())
-    k = start.shape[0]
-    own = frechet[torch.arange(k), p + torch.arange(k)]
-    # Only a set's own points are candidates for its start.
-    mine = owner[None, :] == torch.arange(k, device=owner.device)[:, None]
-    best, site = torch.where(mine, frechet[:, :p], float("inf")).min(1)
-    start = torch.where(((best < own) & ~given)[:, None], ends[site], start)
+    if not bool(given.all()):
+        start = _graph_medoid_start(metric, graph, start, given, owner, ends, w)
     # One Dijkstra run per mean: every curve of a set shares its source.
     _, paths = graph_geodesics(metric, graph, start, ends, n_points=n_points)
     paths = paths[owner, torch.arange(p, device=ends.device)]
@@ -277,6 +274,35 @@ def _initial_state(
         energy = both.reshape(2, p, n_points, -1).diff(dim=2).square().sum((2, 3))
     nodes = torch.where((energy[0] < energy[1])[:, None, None], paths, straight)
     return start, nodes[:, 1:-1]
+
+
+def _graph_medoid_start(
+    metric: PullbackMetric,
+    graph,
+    start: Tensor,
+    given: Tensor,
+    owner: Tensor,
+    ends: Tensor,
+    w: Tensor,
+) -> Tensor:
+    """The start means (k, d): where a set's start was not ``given``, its point of lowest
+    Fréchet function on the ``graph`` if that is lower there than at the start.
+
+    On ReLU decoders the Fréchet function has local minima, and the Euclidean mean can lie
+    in a worse basin than the points' graph medoid (bundled model, 50 codes of a digit 3:
+    44.04 from the mean).
+    """
+    p = ends.shape[0]
+    sites = torch.cat([ends, start])
+    dist, _ = graph_geodesics(metric, graph, ends, sites)
+    frechet = torch.zeros(start.shape[0], sites.shape[0], dtype=dist.dtype, device=dist.device)
+    frechet.index_add_(0, owner, w[:, None] * dist.square())
+    k = start.shape[0]
+    own = frechet[torch.arange(k), p + torch.arange(k)]
+    # Only a set's own points are candidates for its start.
+    mine = owner[None, :] == torch.arange(k, device=owner.device)[:, None]
+    best, site = torch.where(mine, frechet[:, :p], float("inf")).min(1)
+    return torch.where(((best < own) & ~given)[:, None], ends[site], start)
 
 
 def _check_curves(

@@ -382,8 +382,9 @@ def kmeans_fit(kmeans, X):
     ``labels_`` are geomstats'; ``inertia_`` sums the squared lengths the joint solve and
     ``dist`` measured.
 
-    On the bundled ReLU model, 150 codes of digits 0, 1, 7, two threads: 4–11 s from five
-    random starts (geomstats' loop: 89 s from one of them, ~500 s from another).
+    On the bundled ReLU model, 150 codes of digits 0, 1, 7, two threads: 4.0–12.0 s from
+    five random starts (geomstats' loop: 82.5 s from one of them, ~500 s from another;
+    ``benchmarks/bench_learned_manifold.py``).
 
     Parameters
     ----------
@@ -432,8 +433,9 @@ def kmeans_fit(kmeans, X):
             curves[i] = float("nan")
         moved = _dist(metric, old, centers).to(X.dtype)
         dists = _assign(metric, centers, X, dists - moved, own, kmeans.labels_)
-        changed = bool((dists.argmin(1) != kmeans.labels_).any())
-        kmeans.labels_ = dists.argmin(1)
+        labels = dists.argmin(1)
+        changed = bool((labels != kmeans.labels_).any())
+        kmeans.labels_ = labels
         kmeans.inertia_ = dists[rows, kmeans.labels_].square().sum()
         if kmeans.verbose > 0:
             logging.info(
