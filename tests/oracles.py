@@ -7,6 +7,8 @@ errors in the package's forward-mode and chain-rule code.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.autograd.functional import jacobian as ag_jacobian
@@ -150,3 +152,18 @@ def autograd_hessian(f, z: Tensor) -> Tensor:
         for a in range(f(z[:1]).shape[1])
     ]
     return torch.stack(rows).reshape(z.shape[0], -1, z.shape[1], z.shape[1])
+
+
+def sphere_karcher_mean(y: Tensor, iterations: int = 200) -> Tensor:
+    """The Fréchet mean of unit vectors ``y`` (n, 3) by Karcher's iteration with the
+    sphere's closed-form logarithm and exponential."""
+    m = y.mean(0) / y.mean(0).norm()
+    for _ in range(iterations):
+        cos = (y @ m).clamp(-1, 1)
+        tangent = y - cos[:, None] * m
+        angle = torch.acos(cos)
+        v = (angle / tangent.norm(dim=1).clamp_min(1e-300))[:, None] * tangent
+        step = v.mean(0)
+        m = torch.cos(step.norm()) * m + torch.sinc(step.norm() / math.pi) * step
+        m = m / m.norm()
+    return m

@@ -16,6 +16,8 @@ from geomstats.learning.frechet_mean import FrechetMean, GradientDescent
 from geomstats.learning.kmeans import RiemannianKMeans
 # isort: on
 
+from oracles import sphere_karcher_mean
+
 from pullback_geom import PullbackMetric
 from pullback_geom.geomstats.learning import JointFrechetMean, PullbackFrechetMean
 from pullback_geom.surfaces import InverseStereographic
@@ -77,6 +79,8 @@ def test_joint_mean_is_no_worse_than_geomstats_gradient_descent():
     joint = FrechetMean(space).fit(x)
     descent = FrechetMean(space, method="default")
     assert isinstance(descent.optimizer, GradientDescent)  # geomstats' own, by name
+    with pytest.raises(ValueError, match="'joint'.*'default', 'adaptive', 'batch'.*jiont"):
+        FrechetMean(space, method="jiont")
     descent.set(init_point=x.mean(0), epsilon=1e-10, max_iter=64).fit(x)
     assert descent.result_ is None
     ours, theirs = (frechet_function(space, e.estimate_, x) for e in (joint, descent))
@@ -201,3 +205,27 @@ def test_tangent_pca_takes_the_joint_solves_velocities(monkeypatch):
     assert bool((cos > 0.99).all())
     ratio = torch.as_tensor(pca.explained_variance_) / torch.as_tensor(same.explained_variance_)
     assert bool(((ratio - 1).abs() < 0.05).all())
+
+
+def test_smooth_decoders_get_the_extrapolated_mean_and_relu_ones_the_discrete_one():
+    """``FrechetMean`` extrapolates the mean to zero node spacing where the decoder is
+    smooth (on the sphere, against Karcher's iteration with closed-form logarithms), and
+    solves the discrete problem once on a ReLU decoder."""
+    g = torch.Generator().manual_seed(3)
+    y = torch.tensor([0.3, -0.5, -0.4], dtype=F64) + 0.6 * torch.randn(9, 3, generator=g, dtype=F64)
+    y = y / y.norm(dim=1, keepdim=True)
+    # stereographic projection from the north pole: the inverse of the decoder
+    truth, x = (u[..., :2] / (1 - u[..., 2:]) for u in (sphere_karcher_mean(y), y))
+    space = sphere_space()
+    smooth = FrechetMean(space).fit(x)
+    assert smooth.result_.curves.shape[-2] == 21  # the finer of the two solves
+    plain = FrechetMean(space).set(extrapolate=False).fit(x)
+    assert plain.result_.curves.shape[-2] == 16
+    error, error_extrapolated = (float((e.estimate_ - truth).norm()) for e in (plain, smooth))
+    assert error_extrapolated < error / 10, (error, error_extrapolated)
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(2, 24), nn.ReLU(), nn.Linear(24, 6)).double()
+    relu = pg_geomstats.latent_space(PullbackMetric(net.requires_grad_(False)))
+    assert FrechetMean(relu).fit(cloud()).result_.curves.shape[-2] == 16
+    with pytest.raises(ValueError, match="extrapolate"):
+        JointFrechetMean(extrapolate="always")

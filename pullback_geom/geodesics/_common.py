@@ -175,7 +175,46 @@ def spline_points(curve: Tensor, refine: int) -> Tensor:
     Tensor, shape (B, (N - 1) * refine + 1, d)
         The nodes themselves at every ``refine``-th position.
     """
-    b, n, d = curve.shape
+    n = curve.shape[1]
+    position = torch.arange((n - 1) * refine + 1, dtype=curve.dtype, device=curve.device)
+    return spline_at(curve, position / refine)
+
+
+def regrid_curves(curves: Tensor, n_points: int) -> Tensor:
+    """Discrete geodesics of ``N`` nodes regridded to ``n_points`` nodes, as a warm start.
+
+    The nodes of a discrete geodesic are evenly spaced in observation-space length, so the
+    new nodes sit at evenly spaced node indices of the :func:`spline_points` spline (where
+    :func:`resample_curves`, evenly spaced in latent length, would move every node).
+
+    Parameters
+    ----------
+    curves : Tensor, shape (..., N, d)
+    n_points : int
+
+    Returns
+    -------
+    Tensor, shape (..., n_points, d)
+    """
+    *batch, n, d = curves.shape
+    position = torch.linspace(0, n - 1, n_points, dtype=curves.dtype, device=curves.device)
+    return spline_at(curves.reshape(-1, n, d), position).reshape(*batch, n_points, d)
+
+
+def spline_at(curve: Tensor, position: Tensor) -> Tensor:
+    """The :func:`spline_points` spline through the nodes at fractional node indices.
+
+    Parameters
+    ----------
+    curve : Tensor, shape (B, N, d)
+    position : Tensor, shape (M,)
+        Node indices in ``[0, N - 1]``, fractional between nodes.
+
+    Returns
+    -------
+    Tensor, shape (B, M, d)
+        Exactly the node at an integer position.
+    """
     chord = curve.diff(dim=1)  # (B, N - 1, d)
     h = torch.linalg.vector_norm(chord, dim=-1, keepdim=True)
     h = h.clamp_min(torch.finfo(curve.dtype).tiny).sqrt()  # knot spacing
@@ -184,14 +223,19 @@ def spline_points(curve: Tensor, refine: int) -> Tensor:
     h0, h1 = h[:, :-1], h[:, 1:]
     tangent[:, 1:-1] = (h1 * slope[:, :-1] + h0 * slope[:, 1:]) / (h0 + h1)
     tangent[:, 0], tangent[:, -1] = slope[:, 0], slope[:, -1]
-    t = torch.arange(refine, dtype=curve.dtype, device=curve.device) / refine
+    # The segment of each position (the last node closes the last segment at t = 1).
+    segment = position.floor().long().clamp(0, curve.shape[1] - 2)
+    t = position - segment
     t2, t3 = t * t, t * t * t
     # Hermite basis in the form x0 + h01 (x1 - x0) + h h10 m0 + h h11 m1 (h00 = 1 - h01), so
-    # that equal nodes give exactly that point: (refine, 3)
+    # that equal nodes give exactly that point: (M, 3)
     basis = torch.stack([-2 * t3 + 3 * t2, t3 - 2 * t2 + t, t3 - t2], -1)
-    coeffs = torch.stack([chord, h * tangent[:, :-1], h * tangent[:, 1:]], 2)
-    seg = curve[:, :-1, None] + torch.einsum("rk,bnkd->bnrd", basis, coeffs)
-    return torch.cat([seg.reshape(b, -1, d), curve[:, -1:]], dim=1)
+    coeffs = torch.stack(
+        [chord[:, segment], (h * tangent[:, :-1])[:, segment], (h * tangent[:, 1:])[:, segment]], 2
+    )  # (B, M, 3, d)
+    points = curve[:, segment] + torch.einsum("mk,bmkd->bmd", basis, coeffs)
+    # The last node exactly (the last segment's t = 1 gives x0 + (x1 - x0), not x1).
+    return torch.where((position == curve.shape[1] - 1)[:, None], curve[:, -1:], points)
 
 
 def refined_length(

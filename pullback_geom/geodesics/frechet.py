@@ -21,6 +21,11 @@ substitution: a step costs ``O(n N d^3)``, linear in the number of points. Sever
 of points (the ``k`` clusters of k-means) are solved at once, each with its own damping
 and stopping test, as the driver treats pairs.
 
+The discrete mean is the exact one for the discrete calculus of a piecewise-linear
+decoder; on a smooth decoder it is ``O(1 / N^2)`` off the Fréchet mean (the chords'
+error), and ``extrapolate=True`` removes that term by Richardson extrapolation from a
+second, finer solve warm-started by the first.
+
 Convergence means what it means there: a step the model trusts (right after an accepted
 step, or accepted itself) predicts a relative decrease of ``sum_i w_i S_i`` below
 ``tol``, or an accepted step leaves the sum unchanged to its last bit while the model
@@ -40,12 +45,12 @@ from torch import Tensor
 
 from .._core.checks import as_tensor, check_finite
 from ..metric import PullbackMetric
-from ._common import _tolerance, refined_length, straight_curves
+from ._common import _tolerance, refined_length, regrid_curves, straight_curves
 from ._joint import JointChords, solve
 from .discrete import first_step_velocity
 from .graph import START_GRAPH, graph_geodesics, latent_graph
 
-__all__ = ["FrechetResult", "frechet_mean"]
+__all__ = ["FrechetResult", "fine_points", "frechet_mean"]
 
 #: Default nodes per curve: the energy solvers' ``n_points``.
 N_POINTS = 16
@@ -121,6 +126,7 @@ def frechet_mean(
     max_iter: int = MAX_ITER,
     tol: float | None = None,
     init_curve: str | Tensor = "auto",
+    extrapolate: bool = False,
 ) -> FrechetResult:
     """Weighted Fréchet mean of points, by one joint Levenberg–Marquardt solve over the
     mean and the discrete geodesics to every point (see the module docstring).
@@ -156,12 +162,25 @@ def frechet_mean(
         ``mean`` its mean: a warm start): their interior nodes are the start, their end
         nodes are replaced by the start mean and the point, and rows holding NaN are
         started as ``"auto"``.
+    extrapolate : bool, default False
+        Solve again on :func:`fine_points` ``(n_points)`` nodes from the first solve's
+        curves and return the Richardson extrapolation of the two means. On smooth
+        decoders the discrete mean is ``O(1 / N^2)`` off the Fréchet mean, and the
+        extrapolation cancels that term (bundled smooth model, 50 codes of each digit:
+        the Riemannian gradient at the mean, by independent ODE logarithms, 4e-3 to 0.1 of
+        its value at the Euclidean mean at 16 nodes, 4e-6 to 3e-4 extrapolated from 16
+        and 21), at about twice the cost. Meaningless on piecewise-linear decoders, where
+        the discrete calculus is the exact one.
 
     Returns
     -------
     FrechetResult
         A set whose points of positive weight coincide (one point, or duplicates) has
-        that point as its mean, with no iteration.
+        that point as its mean, with no iteration. With ``extrapolate``: the second
+        solve's curves (of ``fine_points(n_points)`` nodes, their nodes moved by the
+        extrapolation's shift of the mean, in proportion to their distance from the
+        point), lengths, value, velocity and gradient norm; iterations of both solves;
+        converged where both did.
 
     Raises
     ------
@@ -183,10 +202,66 @@ def frechet_mean(
             f"init_curve must be 'auto', 'graph', 'straight' or a Tensor of curves; "
             f"got {init_curve!r}"
         )
+    if not isinstance(extrapolate, bool):
+        raise TypeError(f"extrapolate must be True or False; got {extrapolate!r}")
     x, w, start, single = _check_inputs(metric, x, weights, mean)
     if given_curves is not None:
         given_curves = _check_curves(metric, given_curves, x.shape, single, n_points)
     tol = _tolerance(x.dtype, tol, 1e-10, TOL_FLOAT32)
+    result = _solve_sets(metric, x, w, start, given_curves, n_points, max_iter, tol, init_curve)
+    if extrapolate:
+        n_fine = fine_points(n_points)
+        curves = regrid_curves(result.curves, n_fine)
+        fine = _solve_sets(metric, x, w, result.mean, curves, n_fine, max_iter, tol, init_curve)
+        result = _richardson(result, fine, n_points, n_fine)
+    if single:
+        names = ("mean", "curves", "lengths", "value", "velocity", "gradient_norm", "iterations")
+        for name in names:
+            setattr(result, name, getattr(result, name)[0])
+        result.converged = result.converged[0]
+    return result
+
+
+def fine_points(n_points: int) -> int:
+    """Nodes of ``frechet_mean(extrapolate=True)``'s second solve: a third more segments
+    (16 -> 21), as much finer as a ``O(1 / N^2)`` error needs to be told from the
+    next term, for a third of the cost of doubling."""
+    return round((n_points - 1) * 4 / 3) + 1
+
+
+def _richardson(coarse: FrechetResult, fine: FrechetResult, n: int, n_fine: int) -> FrechetResult:
+    """``fine`` with the mean extrapolated from both to zero node spacing; see
+    ``extrapolate`` of :func:`frechet_mean`."""
+    h2, h2_fine = (n - 1) ** -2, (n_fine - 1) ** -2
+    mean = (h2 * fine.mean - h2_fine * coarse.mean) / (h2 - h2_fine)
+    shift = mean - fine.mean  # (k, d)
+    towards_point = torch.linspace(1, 0, n_fine, dtype=mean.dtype, device=mean.device)
+    curves = fine.curves + shift[:, None, None, :] * towards_point[:, None]
+    return FrechetResult(
+        mean,
+        curves,
+        fine.lengths,
+        fine.value,
+        fine.velocity,
+        fine.gradient_norm,
+        coarse.iterations + fine.iterations,
+        coarse.converged & fine.converged,
+    )
+
+
+def _solve_sets(
+    metric: PullbackMetric,
+    x: Tensor,
+    w: Tensor,
+    start: Tensor | None,
+    given_curves: Tensor | None,
+    n_points: int,
+    max_iter: int,
+    tol: float,
+    init_curve: str,
+) -> FrechetResult:
+    """The joint solve of the checked sets ``x`` (k, n, d) with weights ``w`` (k, n); every
+    field of the result with its leading ``k`` axis."""
     k, n, d = x.shape
     member = w > 0
     # Sets whose points coincide have their mean already; their energy would be a
@@ -231,15 +306,7 @@ def frechet_mean(
     lengths[owner, index] = length.to(x.dtype)
     velocities = x.new_full((k, n, d), float("nan"))
     velocities[owner, index] = velocity.to(x.dtype)
-    result = FrechetResult(
-        means, all_curves, lengths, value, velocities, norm, iterations, converged
-    )
-    if single:
-        names = ("mean", "curves", "lengths", "value", "velocity", "gradient_norm", "iterations")
-        for name in names:
-            setattr(result, name, getattr(result, name)[0])
-        result.converged = result.converged[0]
-    return result
+    return FrechetResult(means, all_curves, lengths, value, velocities, norm, iterations, converged)
 
 
 def _initial_state(
