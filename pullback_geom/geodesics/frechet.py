@@ -208,7 +208,9 @@ def frechet_mean(
     if given_curves is not None:
         given_curves = _check_curves(metric, given_curves, x.shape, single, n_points)
     tol = _tolerance(x.dtype, tol, 1e-10, TOL_FLOAT32)
-    result = _solve_sets(metric, x, w, start, given_curves, n_points, max_iter, tol, init_curve)
+    result = _solve_sets(
+        metric, x, w, start, given_curves, n_points, max_iter, tol, init_curve, not extrapolate
+    )
     if extrapolate:
         n_fine = fine_points(n_points)
         curves = regrid_curves(result.curves, n_fine)
@@ -259,9 +261,11 @@ def _solve_sets(
     max_iter: int,
     tol: float,
     init_curve: str,
+    measure: bool = True,
 ) -> FrechetResult:
     """The joint solve of the checked sets ``x`` (k, n, d) with weights ``w`` (k, n); every
-    field of the result with its leading ``k`` axis."""
+    field of the result with its leading ``k`` axis (``measure=False``: the mean, curves,
+    iterations and convergence only, the rest NaN)."""
     k, n, d = x.shape
     member = w > 0
     # Sets whose points coincide have their mean already; their energy would be a
@@ -289,8 +293,13 @@ def _solve_sets(
     means, nodes, iterations, converged = solve(problem, start, nodes, ~trivial, max_iter, tol)
     converged |= trivial
 
-    # What the mean is worth, measured like the energy solvers measure.
     curves = torch.cat([means[owner, None], nodes, x[owner, index, None]], dim=1)
+    all_curves = x.new_full((k, n, n_points, d), float("nan"))
+    all_curves[owner, index] = curves
+    if not measure:  # a first solve that only starts the next
+        nan = x.new_full((k,), float("nan"))
+        return FrechetResult(means, all_curves, nan, nan, nan, nan, iterations, converged)
+    # What the mean is worth, measured like the energy solvers measure.
     with torch.no_grad():
         fm = metric.evaluator.embed(means)
         decoded = torch.cat([fm[owner, None], problem.values, problem.end_values[:, None]], 1)
@@ -300,8 +309,6 @@ def _solve_sets(
         grad = -2 * torch.zeros_like(start).index_add_(0, owner, w[owner, index, None] * velocity)
         grad = grad / total[:, None]
         norm = metric.inner(means, grad, grad).clamp_min(0).sqrt()
-    all_curves = x.new_full((k, n, n_points, d), float("nan"))
-    all_curves[owner, index] = curves
     lengths = x.new_full((k, n), float("nan"))
     lengths[owner, index] = length.to(x.dtype)
     velocities = x.new_full((k, n, d), float("nan"))
