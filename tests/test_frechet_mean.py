@@ -117,6 +117,9 @@ def test_single_points_and_duplicates_are_their_own_mean():
     assert torch.equal(both.mean[0], x[0]) and float(both.value[0]) == 0
     assert bool(both.converged.all()) and int(both.iterations[1]) > 0
     assert float(both.value[1]) > 0
+    # extrapolated too: the coinciding set keeps its point, to the bit
+    both = frechet_mean(sphere(), x.expand(2, 3, 2), weights, n_points=6, extrapolate=True)
+    assert torch.equal(both.mean[0], x[0]) and bool(both.converged.all())
 
 
 def test_empty_nan_and_bad_weights_are_clear_errors():
