@@ -175,9 +175,10 @@ def spline_points(curve: Tensor, refine: int) -> Tensor:
     Tensor, shape (B, (N - 1) * refine + 1, d)
         The nodes themselves at every ``refine``-th position.
     """
-    n = curve.shape[1]
-    position = torch.arange((n - 1) * refine + 1, dtype=curve.dtype, device=curve.device)
-    return spline_at(curve, position / refine)
+    b, n, d = curve.shape
+    t = torch.arange(refine, dtype=curve.dtype, device=curve.device) / refine
+    seg = curve[:, :-1, None] + torch.einsum("rk,bnkd->bnrd", _hermite_basis(t), _hermite(curve))
+    return torch.cat([seg.reshape(b, -1, d), curve[:, -1:]], dim=1)
 
 
 def regrid_curves(curves: Tensor, n_points: int) -> Tensor:
@@ -195,26 +196,23 @@ def regrid_curves(curves: Tensor, n_points: int) -> Tensor:
     Returns
     -------
     Tensor, shape (..., n_points, d)
+        The first and last nodes exactly.
     """
     *batch, n, d = curves.shape
+    curve = curves.reshape(-1, n, d)
     position = torch.linspace(0, n - 1, n_points, dtype=curves.dtype, device=curves.device)
-    return spline_at(curves.reshape(-1, n, d), position).reshape(*batch, n_points, d)
+    # The segment of each position (the last node closes the last segment at t = 1).
+    segment = position.floor().long().clamp(0, n - 2)
+    basis = _hermite_basis(position - segment)
+    points = curve[:, segment] + torch.einsum("mk,bmkd->bmd", basis, _hermite(curve)[:, segment])
+    # The last node exactly (the last segment's t = 1 gives x0 + (x1 - x0), not x1).
+    points[:, -1] = curve[:, -1]
+    return points.reshape(*batch, n_points, d)
 
 
-def spline_at(curve: Tensor, position: Tensor) -> Tensor:
-    """The :func:`spline_points` spline through the nodes at fractional node indices.
-
-    Parameters
-    ----------
-    curve : Tensor, shape (B, N, d)
-    position : Tensor, shape (M,)
-        Node indices in ``[0, N - 1]``, fractional between nodes.
-
-    Returns
-    -------
-    Tensor, shape (B, M, d)
-        Exactly the node at an integer position.
-    """
+def _hermite(curve: Tensor) -> Tensor:
+    """The :func:`spline_points` spline's coefficients on each segment, ``(B, N - 1, 3, d)``:
+    the chord and the two end tangents scaled by the knot spacing."""
     chord = curve.diff(dim=1)  # (B, N - 1, d)
     h = torch.linalg.vector_norm(chord, dim=-1, keepdim=True)
     h = h.clamp_min(torch.finfo(curve.dtype).tiny).sqrt()  # knot spacing
@@ -223,19 +221,15 @@ def spline_at(curve: Tensor, position: Tensor) -> Tensor:
     h0, h1 = h[:, :-1], h[:, 1:]
     tangent[:, 1:-1] = (h1 * slope[:, :-1] + h0 * slope[:, 1:]) / (h0 + h1)
     tangent[:, 0], tangent[:, -1] = slope[:, 0], slope[:, -1]
-    # The segment of each position (the last node closes the last segment at t = 1).
-    segment = position.floor().long().clamp(0, curve.shape[1] - 2)
-    t = position - segment
+    return torch.stack([chord, h * tangent[:, :-1], h * tangent[:, 1:]], 2)
+
+
+def _hermite_basis(t: Tensor) -> Tensor:
+    """The Hermite basis at ``t`` (M,) in ``[0, 1]``, ``(M, 3)``, in the form ``x0 + h01 (x1 -
+    x0) + h h10 m0 + h h11 m1`` (``h00 = 1 - h01``), so that equal nodes give exactly that
+    point."""
     t2, t3 = t * t, t * t * t
-    # Hermite basis in the form x0 + h01 (x1 - x0) + h h10 m0 + h h11 m1 (h00 = 1 - h01), so
-    # that equal nodes give exactly that point: (M, 3)
-    basis = torch.stack([-2 * t3 + 3 * t2, t3 - 2 * t2 + t, t3 - t2], -1)
-    coeffs = torch.stack(
-        [chord[:, segment], (h * tangent[:, :-1])[:, segment], (h * tangent[:, 1:])[:, segment]], 2
-    )  # (B, M, 3, d)
-    points = curve[:, segment] + torch.einsum("mk,bmkd->bmd", basis, coeffs)
-    # The last node exactly (the last segment's t = 1 gives x0 + (x1 - x0), not x1).
-    return torch.where((position == curve.shape[1] - 1)[:, None], curve[:, -1:], points)
+    return torch.stack([-2 * t3 + 3 * t2, t3 - 2 * t2 + t, t3 - t2], -1)
 
 
 def refined_length(

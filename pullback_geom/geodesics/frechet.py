@@ -218,10 +218,7 @@ def frechet_mean(
         fine = _solve_sets(metric, x, w, result.mean, curves, n_fine, max_iter, tol, init_curve)
         result = _richardson(result, fine, n_points, n_fine)
     if single:
-        names = ("mean", "curves", "lengths", "value", "velocity", "gradient_norm", "iterations")
-        for name in names:
-            setattr(result, name, getattr(result, name)[0])
-        result.converged = result.converged[0]
+        result = FrechetResult(**{name: value[0] for name, value in vars(result).items()})
     return result
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..metric import PullbackMetric
-from ._common import spline_points
+from ._common import regrid_curves
 from .api import connecting_geodesic
 from .energy import BASIN_TOL, BEND_TOL
 
@@ -60,16 +60,5 @@ def reference_distances(metric: PullbackMetric, p: Tensor, q: Tensor) -> Tensor:
         coarse = connecting_geodesic(
             metric, p, q, method="lm", bend_tol=BEND_TOL, basin_tol=BASIN_TOL, warn=False
         ).points.detach()
-        lengths.append(solve(_resampled(coarse, n)))
+        lengths.append(solve(regrid_curves(coarse, n)))
     return torch.stack(lengths).amin(0)
-
-
-def _resampled(curves: Tensor, n: int) -> Tensor:
-    """``curves`` (B, N, d) as ``n`` nodes: their Catmull–Rom spline, sampled finely and
-    interpolated linearly at ``n`` equally spaced parameters."""
-    m = curves.shape[1]
-    fine = spline_points(curves, -(-(n - 1) // (m - 1)))  # at least n points
-    t = torch.linspace(0, fine.shape[1] - 1, n, dtype=curves.dtype, device=curves.device)
-    lo = t.floor().long().clamp(max=fine.shape[1] - 2)
-    w = (t - lo.to(t.dtype))[None, :, None]
-    return fine[:, lo] * (1 - w) + fine[:, lo + 1] * w

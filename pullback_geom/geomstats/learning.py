@@ -63,9 +63,9 @@ class JointFrechetMean(BaseGradientDescent):
         ``frechet_mean``'s: the mean extrapolated to zero node spacing from a second,
         finer solve. ``"auto"``: on smooth decoders (:attr:`PullbackMetric.smooth`), where
         it brings the mean from ``O(1 / N^2)`` of the Fréchet mean to within the solver's
-        tolerance of it, at about twice the cost (bundled smooth model, 50 codes of a
-        digit, two threads: 0.2-0.4 s become 0.9-1.8 s); not on piecewise-linear ones, where the
-        discrete mean is the exact one. k-means does not extrapolate its centres.
+        tolerance of it, at three to four times the cost (bundled smooth model, 50 codes of
+        a digit, two threads: 0.2-0.4 s become 0.9-1.8 s); not on piecewise-linear ones,
+        where the discrete mean is the exact one. k-means does not extrapolate its centres.
 
     Attributes
     ----------
