@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from pullback_geom import PullbackMetric
 from pullback_geom.geodesics import FrechetResult, frechet_mean, log_map
+from pullback_geom.geodesics.frechet import fine_points
 from pullback_geom.surfaces import InverseStereographic
 
 F64 = torch.float64
@@ -254,3 +255,6 @@ def test_extrapolation_removes_the_discretisation_error_of_the_mean():
     assert int(extrapolated.iterations) > int(plain.iterations)
     with pytest.raises(TypeError, match="extrapolate"):
         frechet_mean(sphere(), x, extrapolate="yes")
+    assert fine_points(16) == 21
+    with pytest.raises(ValueError, match="n_points must be an integer >= 3"):
+        fine_points(2)

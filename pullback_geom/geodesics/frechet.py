@@ -227,6 +227,7 @@ def fine_points(n_points: int) -> int:
     (16 -> 21). Bundled smooth model, 50 codes of digits 1 / 3 / 7: the extrapolated
     mean's gradient 9e-5 / 2.8e-4 / 4e-6 of the Euclidean mean's (doubling to 31 nodes:
     1e-5 / 5e-5 / 2e-5, for twice the second solve's cost)."""
+    _check_count(n_points, "n_points", 3)
     return round((n_points - 1) * 4 / 3) + 1
 
 
