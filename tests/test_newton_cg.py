@@ -143,3 +143,23 @@ def test_auto_solves_curves_matrix_free_from_eight_latent_dimensions(d, expected
     assert resolve("auto", "curve", metric).name == expected
     closure = PullbackMetric(lambda z: z.sin())  # d unknown until points are seen
     assert resolve("auto", "curve", closure, latent_dim=d).name == expected
+
+
+def test_auto_solves_curves_by_lm_with_low_precision_jacobians():
+    """bfloat16 Jacobians make ``"lm"``'s cheap, and would only precondition
+    ``"newton-cg"``: ``"auto"`` then stays ``"lm"`` in any dimension, through every entry."""
+    from pullback_geom.geodesics import connecting_geodesic, pairwise_distances
+    from pullback_geom.geodesics.registry import resolve
+
+    metric = PullbackMetric(tanh_mlp(8, 5))
+    low = {"jacobian_dtype": torch.bfloat16}
+    assert resolve("auto", "curve", metric, options=low).name == "lm"
+    assert resolve("auto", "curve", metric, options={"jacobian_dtype": None}).name == "newton-cg"
+    z = torch.randn(4, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    options = {"n_points": 5, "tol": 1e-2, **low}
+    auto = connecting_geodesic(metric, z[:2], z[2:], warn=False, **options)
+    lm = connecting_geodesic(metric, z[:2], z[2:], method="lm", warn=False, **options)
+    assert torch.equal(auto.points, lm.points)
+    dist = pairwise_distances(metric, z, route="solver", **options)
+    lm_dist = pairwise_distances(metric, z, route="solver", method="lm", **options)
+    assert torch.equal(dist, lm_dist)

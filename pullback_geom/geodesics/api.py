@@ -40,7 +40,7 @@ def _boundary_value(
     warn: bool,
     options: dict,
 ) -> GeodesicResult:
-    solver = resolve(method, purpose, metric, trailing_dim(p))
+    solver = resolve(method, purpose, metric, trailing_dim(p), options)
     options = solver.with_defaults(options, caller)
     p, q, single = _pair(metric, p, q)
     if p.shape[0] == 0:
@@ -144,7 +144,11 @@ def connecting_geodesic(
           ODE (smooth decoders).
         * ``"discrete"``: the discrete logarithm of discrete geodesic calculus, the
           inverse of ``integrate_geodesic(..., method="discrete")``.
-        * ``"auto"``: ``"lm"``.
+        * ``"newton-cg"``: the same energy and options, its steps by conjugate gradients
+          on Jacobian–vector products (no ``D x d`` Jacobian a node kept).
+        * ``"auto"``: ``"lm"`` below 8 latent dimensions, ``"newton-cg"`` from 8, and
+          ``"lm"`` wherever ``jacobian_dtype`` is given
+          (:func:`~pullback_geom.geodesics.registry.resolve`).
 
         Each method's options are documented beside its registry entry; an option the
         method does not declare is a ``TypeError`` before any work.

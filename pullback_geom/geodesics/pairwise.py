@@ -106,7 +106,7 @@ def _check_options(metric: PullbackMetric, route: str, options: dict, caller: st
             )
         return options
     options = dict(options)
-    solver = resolve(options.pop("method", "auto"), "curve", metric, trailing_dim(z))
+    solver = resolve(options.pop("method", "auto"), "curve", metric, trailing_dim(z), options)
     solver.with_defaults(options, f"{caller} (route={route!r})")
     return {"method": solver.name, **options}
 
@@ -343,10 +343,11 @@ def distance_matrix(
         Passed to :func:`~pullback_geom.geodesics.connecting_geodesic` on the solver
         routes (``method`` and its options); checked before any work, and refused on the
         ``"graph"`` and ``"knn"`` routes, which run no solver. Above 3
-        dimensions, ``route="solver", n_points=5, tol=1e-2`` is a coarse solve that stays
-        within ~1.3 % of per-pair references at d = 16 (the knn route: ~4 %) for ~1.7 ms a
-        pair on 2 cores, ~1 ms with ``jacobian_dtype=torch.bfloat16`` on CPUs with
-        bfloat16 units (``docs/geodesics.md``).
+        dimensions, ``route="solver", n_points=4, tol=1e-2,
+        jacobian_dtype=torch.bfloat16`` is a coarse solve (by ``"lm"``) that stays within
+        ~1.6 % of per-pair references at d = 16 (the knn route: ~4 %) for ~0.52 ms a pair
+        on 2 cores with bfloat16 units (1,000 codes in 260 s; ``n_points=5``: ~1.3 % at
+        ~0.73 ms; ``docs/geodesics.md``).
 
     Returns
     -------

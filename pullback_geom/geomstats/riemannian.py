@@ -130,7 +130,9 @@ class PullbackRiemannianMetric(RiemannianMetric):
             raise TypeError(f"dist_dtype must be a floating torch.dtype; got {dist_dtype!r}")
         self.dist_dtype = dist_dtype
         dist_options = dict(dist_options or {})
-        solver = geodesics.registry.resolve(dist_options.get("method", "auto"), "curve", pullback)
+        solver = geodesics.registry.resolve(
+            dist_options.get("method", "auto"), "curve", pullback, options=dist_options
+        )
         # bend_tol and basin_tol where the method takes them (the energy methods); options
         # are checked now.
         defaults = (
