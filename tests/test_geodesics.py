@@ -330,3 +330,35 @@ def test_basin_tol_resolves_pairs_whose_two_starts_disagree():
     assert bool((((basin[moved].double() - ref) / ref).abs() <= 5e-3).all())
     with pytest.raises(ValueError, match="basin_tol must be a positive number"):
         geodesic_distance(metric, p, q, basin_tol=-1.0)
+
+
+@pytest.mark.parametrize("method", ["lm", "newton-cg"])
+def test_coarse_start_reaches_the_great_circles_in_fewer_iterations(sphere, method):
+    """``init_curve="coarse"`` (the ``"auto"`` start above 3 dimensions): the same
+    geodesics, from curves a coarse solve of the same method has already bent, so the
+    fine solve takes fewer iterations than from straight lines."""
+    p, q = _sphere_pairs(12)
+    options = {"n_points": 31, "method": method}
+    coarse = connecting_geodesic(sphere, p, q, init_curve="coarse", **options)
+    straight = connecting_geodesic(sphere, p, q, init_curve="straight", **options)
+    assert bool(coarse.converged.all())
+    torch.testing.assert_close(coarse.length, sphere_distance(p, q), rtol=2e-4, atol=1e-6)
+    torch.testing.assert_close(coarse.length, straight.length, rtol=1e-8, atol=1e-10)
+    assert int(coarse.iterations.sum()) < int(straight.iterations.sum())
+
+
+def test_auto_starts_from_a_coarse_solve_above_three_dimensions():
+    from oracles import tanh_mlp
+
+    from pullback_geom.geodesics.energy import coarse_points
+
+    assert (coarse_points(16), coarse_points(17), coarse_points(100)) == (6, 6, 34)
+    assert coarse_points(8) is None  # too few nodes: straight lines
+    metric = PullbackMetric(tanh_mlp(5, 8))
+    z = torch.randn(6, 5, dtype=F64, generator=torch.Generator().manual_seed(3))
+    auto = connecting_geodesic(metric, z[:3], z[3:], method="lm")
+    coarse = connecting_geodesic(metric, z[:3], z[3:], method="lm", init_curve="coarse")
+    straight = connecting_geodesic(metric, z[:3], z[3:], method="lm", init_curve="straight")
+    assert torch.equal(auto.points, coarse.points)
+    assert not torch.equal(coarse.points, straight.points)
+    torch.testing.assert_close(coarse.length, straight.length, rtol=1e-6, atol=1e-9)

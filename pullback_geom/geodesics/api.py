@@ -133,10 +133,10 @@ def connecting_geodesic(
         * ``"lm"``: batched Levenberg–Marquardt on the observation-space chord energy
           ``(N - 1) sum ||f(x_{i+1}) - f(x_i)||^2`` of an ``N``-node curve (right on any
           decoder). Options ``n_points`` (16), ``refine`` (4), ``init_curve``
-          (``"auto"``: shortest paths on a latent grid graph in 2-D and 3-D, straight
-          lines above), ``max_iter`` (200), ``tol`` (``1e-10`` in float64, ``1e-4`` in
-          float32), ``bend_tol`` (None), ``basin_tol`` (None), ``jacobian_dtype``
-          (None); see
+          (``"auto"``: shortest paths on a latent grid graph in 2-D and 3-D, above
+          the curves of a coarse solve on a third of the nodes, ``"coarse"``),
+          ``max_iter`` (200), ``tol`` (``1e-10`` in float64, ``1e-4`` in float32),
+          ``bend_tol`` (None), ``basin_tol`` (None), ``jacobian_dtype`` (None); see
           :data:`~pullback_geom.geodesics.energy.ENERGY_OPTIONS`.
         * ``"georce"``, ``"lbfgs"``: other minimisers of the energy, same options but
           ``jacobian_dtype``.
