@@ -88,10 +88,11 @@ COARSE_MIN_POINTS = 6
 #: of the nodes. At the defaults the median relative length error is ~1e-5 on the sphere
 #: and ~7e-4 on the write-up's decoder, against ~3e-3 and ~2e-2 for the chord length.
 #: ``init_curve``: a tensor ``(B, N, d)``, a LatentGraph, ``"auto"``, ``"graph"``,
-#: ``"coarse"`` or ``"straight"`` (see :func:`solve_energy`). ``max_iter``: iterations. ``tol``: the
-#: relative energy-decrease (or gradient) criterion, default ``1e-10`` in float64 and
-#: ``1e-4`` in float32. ``bend_tol``: pairs whose refined length exceeds the chord length
-#: of their nodes by more than this fraction are solved again on ``2 N - 1`` nodes.
+#: ``"coarse"`` or ``"straight"`` (see :func:`solve_energy`). ``max_iter``: iterations.
+#: ``tol``: the relative energy-decrease (or gradient) criterion, default ``1e-10`` in
+#: float64 and ``1e-4`` in float32. ``bend_tol``: pairs whose refined length exceeds the
+#: chord length of their nodes by more than this fraction are solved again on ``2 N - 1``
+#: nodes.
 #: ``basin_tol``: from a graph start, every pair is also solved from its straight line,
 #: and pairs whose two lengths differ by more than this fraction are solved again as bent
 #: pairs are (the two starts found different basins: a third may find a better one).
@@ -234,10 +235,10 @@ def solve_energy(
         return regrid_curves(torch.cat([sol.points for sol in solutions]), n_points)
 
     start = _initial_curves(metric, p, q, n_points, init_curve, coarse)
+    # The graph's paths only: a coarse solve's curves, like given ones, are no graph start.
+    graph_start = init_curve == "graph" or (init_curve == "auto" and p.shape[1] in (2, 3))
     from_graph = start is not None and (
-        isinstance(init_curve, LatentGraph)
-        or init_curve == "graph"
-        or (init_curve == "auto" and p.shape[1] in (2, 3))
+        isinstance(init_curve, LatentGraph) or (isinstance(init_curve, str) and graph_start)
     )
     if start is None:
         curve = straight_curves(p, q, n_points)
