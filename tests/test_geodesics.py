@@ -362,3 +362,10 @@ def test_auto_starts_from_a_coarse_solve_above_three_dimensions():
     assert torch.equal(auto.points, coarse.points)
     assert not torch.equal(coarse.points, straight.points)
     torch.testing.assert_close(coarse.length, straight.length, rtol=1e-6, atol=1e-9)
+    # The pairwise solver route starts the same way above 3 dimensions.
+    from pullback_geom.geodesics import pairwise_distances
+
+    dist = pairwise_distances(metric, z, route="solver", method="lm")
+    i, j = torch.triu_indices(6, 6, 1)
+    each = connecting_geodesic(metric, z[i], z[j], method="lm", init_curve="coarse")
+    torch.testing.assert_close(dist[i, j], each.length, rtol=1e-7, atol=1e-10)
