@@ -235,11 +235,7 @@ def solve_energy(
         return regrid_curves(torch.cat([sol.points for sol in solutions]), n_points)
 
     start = _initial_curves(metric, p, q, n_points, init_curve, coarse)
-    # The graph's paths only: a coarse solve's curves, like given ones, are no graph start.
-    graph_start = init_curve == "graph" or (init_curve == "auto" and p.shape[1] in (2, 3))
-    from_graph = start is not None and (
-        isinstance(init_curve, LatentGraph) or (isinstance(init_curve, str) and graph_start)
-    )
+    from_graph = _start_kind(init_curve, p.shape[1]) == "graph"
     if start is None:
         curve = straight_curves(p, q, n_points)
     else:
@@ -414,24 +410,38 @@ def _initial_curves(
 ) -> Tensor | None:
     """Resolve ``init_curve``: a tensor of curves, or None for straight lines; ``coarse``
     makes the ``"coarse"`` start (without it: straight lines)."""
-    if isinstance(init_curve, LatentGraph):
-        return _graph_curves(metric, p, q, n_points, init_curve)
-    if not isinstance(init_curve, str):
+    d = p.shape[1]
+    kind = _start_kind(init_curve, d)
+    if kind == "given":
         return init_curve
+    if kind == "straight" or (kind == "coarse" and coarse is None):
+        return None
+    if kind == "coarse":
+        return coarse(p, q, n_points)
+    if not isinstance(init_curve, LatentGraph):
+        init_curve = latent_graph(metric, _start_box(p, q), **START_GRAPH[d])
+    return _graph_curves(metric, p, q, n_points, init_curve)
+
+
+def _start_kind(init_curve, d: int) -> str:
+    """What ``init_curve`` starts from in ``d`` latent dimensions: ``"given"`` curves (a
+    tensor), ``"graph"`` paths (a LatentGraph, or ``"graph"``), a ``"coarse"`` solve or
+    ``"straight"`` lines (also None); ``"auto"`` is ``"graph"`` in 2-D and 3-D, else
+    ``"coarse"``."""
+    if isinstance(init_curve, LatentGraph):
+        return "graph"
+    if init_curve is None:
+        return "straight"
+    if not isinstance(init_curve, str):
+        return "given"
     if init_curve not in ("auto", "graph", "coarse", "straight"):
         raise ValueError(
             "init_curve must be a tensor, a LatentGraph, 'auto', 'graph', 'coarse', "
             f"'straight' or None; got {init_curve!r}"
         )
-    d = p.shape[1]
     if init_curve == "auto":
-        init_curve = "graph" if d in (2, 3) else "coarse"
-    if init_curve == "straight":
-        return None
-    if init_curve == "coarse":
-        return None if coarse is None else coarse(p, q, n_points)
-    graph = latent_graph(metric, _start_box(p, q), **START_GRAPH[d])
-    return _graph_curves(metric, p, q, n_points, graph)
+        return "graph" if d in (2, 3) else "coarse"
+    return init_curve
 
 
 def _start_box(p: Tensor, q: Tensor) -> Tensor:
