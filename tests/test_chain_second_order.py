@@ -57,3 +57,23 @@ def test_chain_hessian_matches_autograd(act):
     torch.testing.assert_close(hess, expected)
     _, _, hvv = sequential_second_derivatives(dec, z, v)
     torch.testing.assert_close(hvv, torch.einsum("baij,bi,bj->ba", expected, v, v))
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: type(a).__name__)
+@pytest.mark.parametrize("ridge", [0.0, 0.3])
+def test_curvature_tape_contracts_the_hessian(act, ridge):
+    dec = _decoder(act)
+    chain = PullbackMetric(dec, ridge=ridge)
+    forward = PullbackMetric(dec, ridge=ridge, jacobian="forward")
+    z = torch.randn(5, 3, dtype=F64)
+    value, jac, contract = chain.evaluator.curvature_tape(z)
+    expected_value, expected_jac = forward.evaluator.value_and_jacobian(z)
+    torch.testing.assert_close(value, expected_value)
+    torch.testing.assert_close(jac, expected_jac)
+    # The Hessian of <a, f>: the decoder's second derivatives (the ridge block has none).
+    a = torch.randn(value.shape, dtype=F64)
+    hess = autograd_hessian(lambda x: dec(x).reshape(x.shape[0], -1), z)
+    expected = torch.einsum("ba,baij->bij", a[:, : hess.shape[1]], hess)
+    torch.testing.assert_close(contract(a), expected)
+    with pytest.raises(TypeError, match="chain-rule decoder"):
+        forward.evaluator.curvature_tape(z)

@@ -10,11 +10,14 @@ cost of one matrix product per layer and tangent direction, where the write-up's
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 __all__ = [
     "sequential_value_and_jacobian",
+    "sequential_curvature_tape",
     "sequential_second_derivatives",
     "sequential_jet",
     "supports_chain",
@@ -141,8 +144,66 @@ def sequential_value_and_jacobian(
         In ``tangent_dtype``.
     """
     _check_chain(decoder)
-    b, d = z.shape
     dtype = z.dtype if tangent_dtype is None else tangent_dtype
+    return _chain_forward(decoder, z, detach, dtype, None)
+
+
+def sequential_curvature_tape(
+    decoder: nn.Sequential, z: Tensor, *, detach: bool = False
+) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+    """Output, Jacobian and the second derivatives contracted with any output vector.
+
+    ``contract(a)`` returns ``sum_a a_a D^2 f_a(z)``, the Hessian of ``<a, f>`` at ``z``:
+    the second-order term of a Newton step on a sum of squares whose residual gradient
+    is ``a``. One backward pass through the recorded layers: only the activations have
+    second derivatives, ``sum_l T_l^T diag(mu_l sigma_l''(p_l)) T_l`` with ``T_l`` the
+    pre-activation tangents of the forward pass and ``mu_l`` the adjoint of the
+    activation's output, so no ``(B, D, d, d)`` array is formed.
+
+    Parameters
+    ----------
+    decoder : nn.Sequential
+        See :func:`supports_chain`.
+    z : Tensor, shape (B, d)
+    detach : bool, default False
+
+    Returns
+    -------
+    value : Tensor, shape (B, D)
+    jac : Tensor, shape (B, D, d)
+    contract : callable
+        ``(B, D) -> (B, d, d)``, symmetric.
+    """
+    _check_chain(decoder)
+    tape: list = []
+    value, jac = _chain_forward(decoder, z, detach, z.dtype, tape)
+    b, d = z.shape
+
+    def contract(a: Tensor) -> Tensor:
+        hess = a.new_zeros(b, d, d)
+        adjoint = a
+        for kind, *saved in reversed(tape):
+            if kind == "linear":
+                adjoint = adjoint @ saved[0]
+            elif kind == "activation":
+                layer, pre, post, tangent = saved
+                second = _activation_second_derivative(layer, pre, post)
+                if second is not None:
+                    weighted = (adjoint * second.reshape(b, -1)).unsqueeze(-2) * tangent
+                    hess = hess + weighted @ tangent.mT
+                derivative = _activation_derivative(layer, pre, post).reshape(b, -1)
+                adjoint = adjoint * derivative
+        return hess
+
+    return value, jac, contract
+
+
+def _chain_forward(
+    decoder: nn.Sequential, z: Tensor, detach: bool, dtype: torch.dtype, tape: list | None
+) -> tuple[Tensor, Tensor]:
+    """The chain rule's forward pass in tangents of ``dtype``; with a ``tape`` (a list)
+    it records what :func:`sequential_curvature_tape`'s backward pass needs."""
+    b, d = z.shape
     x = z
     # Tangents are rows, (B, d, width): a linear layer is then one (B*d, width) GEMM.
     # None stands for the identity, so that the first linear layer's tangents are its
@@ -154,6 +215,8 @@ def sequential_value_and_jacobian(
             weight, bias = _weights(layer, detach)
             x = nn.functional.linear(x, weight, bias)
             w_t = weight.mT.to(dtype)
+            if tape is not None:
+                tape.append(("linear", weight))
             if tangent is None:
                 tangent, owned = w_t.expand(b, d, -1), False
             else:
@@ -162,8 +225,12 @@ def sequential_value_and_jacobian(
             pre, x = x, layer(x)
             if tangent is None:
                 tangent = torch.eye(d, dtype=dtype, device=z.device).expand(b, d, d)
-            scale = _activation_derivative(layer, pre, x).to(dtype).unsqueeze(-2)
-            if torch.is_grad_enabled() and (tangent.requires_grad or scale.requires_grad):
+            scale = _activation_derivative(layer, pre, x).to(dtype).reshape(b, 1, -1)
+            if tape is not None:
+                # The pre-activation tangents are kept, so the scaling makes a copy.
+                tape.append(("activation", layer, pre, x, tangent))
+                tangent, owned = scale * tangent, True
+            elif torch.is_grad_enabled() and (tangent.requires_grad or scale.requires_grad):
                 tangent, owned = scale * tangent, True
             else:
                 # In place, on a plain copy of a broadcast first-layer weight: a product of

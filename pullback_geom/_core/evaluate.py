@@ -41,6 +41,9 @@ MAX_ROWS = 1 << 16
 STREAMS: dict[str, Callable[[int], int]] = {
     "value": lambda d: 1,
     "jacobian": lambda d: d + 1,
+    # The chain rule's recorded pass (Evaluator.curvature_tape): every layer's tangents
+    # and pre-activations kept, and the backward pass's adjoint.
+    "curvature_tape": lambda d: d + 2,
     # A recorded forward pass and its recorded backward (Linearisation): the saved
     # activations, their gradients and what the double backward saves, ~4 passes' worth.
     "linear": lambda d: 4,
@@ -390,6 +393,26 @@ class Evaluator:
             ]
             value, jac = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         return value, check_finite_output(jac, "Jacobian")
+
+    def curvature_tape(self, z: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        """``f(z)``, ``J(z)`` and the second derivatives contracted with output vectors
+        (:meth:`~pullback_geom._core.kernels.DecoderKernels.curvature_tape`; chain-rule
+        decoders only), in one chunk: callers size ``z`` by ``rows("curvature_tape")``.
+
+        Parameters
+        ----------
+        z : Tensor, shape (B, d)
+
+        Returns
+        -------
+        value : Tensor, shape (B, D)
+        jac : Tensor, shape (B, D, d)
+        contract : callable
+            ``a`` (B, D) -> ``sum_a a_a D^2 f_a(z)`` (B, d, d).
+        """
+        z, _ = self.check_points(z)
+        value, jac, contract = self.kernels.curvature_tape(z)
+        return value, check_finite_output(jac, "Jacobian"), contract
 
     def linearise(self, z: Tensor) -> Linearisation:
         """The decoder linearised at ``z`` (B, d): ``f(z)``, ``J v`` and ``J^T u`` without

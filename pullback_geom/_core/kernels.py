@@ -21,6 +21,7 @@ from torch.func import functional_call
 from . import curvature as C
 from . import derivatives as F
 from .chain import (
+    sequential_curvature_tape,
     sequential_jet,
     sequential_second_derivatives,
     sequential_value_and_jacobian,
@@ -132,6 +133,25 @@ class DecoderKernels:
             return value, jac
         value, jac = F.value_and_jacobian(self.embed, z)
         return value, jac if tangent_dtype is None else jac.to(tangent_dtype)
+
+    def curvature_tape(self, z: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        """``f(z)`` (B, D), ``J(z)`` (B, D, d) and ``contract``: (B, D) -> (B, d, d), the
+        second derivatives contracted with an output vector (``sum_a a_a D^2 f_a``), by
+        :func:`~pullback_geom._core.chain.sequential_curvature_tape`; chain rule only
+        (:attr:`method` ``"chain"``)."""
+        if self.method != "chain":
+            raise TypeError("curvature_tape needs a chain-rule decoder (method 'chain')")
+        value, jac, contract = sequential_curvature_tape(self.decoder, z, detach=self.detach)
+        if self.ridge > 0:  # the ridge block z -> sqrt(ridge) z has no second derivatives
+            width, decoder_part = value.shape[1], contract
+            eye = math.sqrt(self.ridge) * torch.eye(z.shape[1], dtype=jac.dtype, device=z.device)
+            value = torch.cat([value, math.sqrt(self.ridge) * z], dim=-1)
+            jac = torch.cat([jac, eye.expand(z.shape[0], -1, -1)], dim=1)
+
+            def contract(a: Tensor) -> Tensor:
+                return decoder_part(a[:, :width])
+
+        return value, jac, contract
 
     def christoffels(self, z: Tensor) -> Tensor:
         """``Gamma^k_ij(z)``, (B, d, d, d), from one Jacobian and one Hessian."""

@@ -35,7 +35,9 @@ class JointChords:
     enter where curves meet the mean): per curve the diagonal blocks ``2 G_k`` (P, m, d, d),
     the couplings ``J_k^T J_k+1`` (P, m - 1, d, d), half the gradient ``J_k^T (2 f_k -
     f_k-1 - f_k+1)`` (P, m, d) and the link ``J_1^T J_mean`` (P, d, d); per set ``G(m)``
-    (k, d, d) and half the mean's gradient ``J_m^T sum_i w_i (f_m - f_i1)`` (k, d).
+    (k, d, d) and half the mean's gradient ``J_m^T sum_i w_i (f_m - f_i1)`` (k, d); with
+    :attr:`exact` (Newton's steps) the second-derivative terms of the diagonal blocks
+    (P, m, d, d) and of the mean's block (k, d, d), which replaces the secant correction.
     Jacobians are dropped as soon as the blocks are formed (as in :class:`ChordEnergy`).
     """
 
@@ -44,6 +46,11 @@ class JointChords:
         with torch.no_grad():
             self.end_values = metric.evaluator.embed(ends)
         self.values = self.mean_values = torch.empty(0)
+        # Newton's Hessian where the chain rule contracts second derivatives for about a
+        # backward pass (see the frechet module); on piecewise-linear decoders the term
+        # is zero, and forward mode has no cheap contraction.
+        kernels = metric.evaluator.kernels
+        self.exact = metric.smooth and kernels.method == "chain"
 
     def decode(self, means: Tensor, nodes: Tensor, sets: Tensor) -> None:
         """Decode the means (k, d) and nodes (P, m, d) of the ``sets`` (bool, (k,)) and
@@ -61,17 +68,25 @@ class JointChords:
                 means.new_zeros(self.k, d),
             )
             self.correction = means.new_zeros(self.k, d, d)
+            self.curvature = nodes.new_zeros(p, m, d, d) if self.exact else None
             self.mean_damping = means.new_zeros(self.k)
-        fm, jm = ev.value_and_jacobian(means[sets])
+        if self.exact:
+            fm, jm, mean_curvature = ev.curvature_tape(means[sets])
+        else:
+            fm, jm = ev.value_and_jacobian(means[sets])
         self.mean_values[sets] = fm
         jac_mean = jm.new_zeros(self.k, *jm.shape[1:])
         jac_mean[sets] = jm
         self.mean_gram[sets] = jm.mT @ jm
         rows = sets[owner].nonzero().squeeze(1)
         # Chunks of curves bound the Jacobians' memory, as the energy driver's do.
-        size = ev.rows("jacobian", per_row=m)
+        size = ev.rows("curvature_tape" if self.exact else "jacobian", per_row=m)
         for part in rows.split(size):
-            val, jac = ev.value_and_jacobian(nodes[part].reshape(-1, d))
+            flat = nodes[part].reshape(-1, d)
+            if self.exact:
+                val, jac, curvature = ev.curvature_tape(flat)
+            else:
+                val, jac = ev.value_and_jacobian(flat)
             val, jt = val.reshape(len(part), m, -1), jac.mT.reshape(len(part), m, d, -1)
             # -(1/2) dS/df_k, with the mean and the end point as the neighbours beyond.
             lap = chord_laplacian(val, self.mean_values[owner[part]], self.end_values[part])
@@ -80,9 +95,13 @@ class JointChords:
             self.couple[part] = jt[:, :-1] @ jt[:, 1:].mT
             self.grad[part] = (jt @ lap.unsqueeze(-1)).squeeze(-1)
             self.link[part] = jt[:, 0] @ jac_mean[owner[part]]
+            if self.exact:  # half the Hessian's term sum_a lap_a D^2 f_a
+                self.curvature[part] = curvature(lap.reshape(-1, lap.shape[-1])).view(-1, m, d, d)
         pulls = self.w[rows, None] * (self.mean_values[owner[rows]] - self.values[rows, 0])
         summed = torch.zeros_like(self.mean_values).index_add_(0, owner[rows], pulls)
         self.mean_grad[sets] = (jm.mT @ summed[sets].unsqueeze(-1)).squeeze(-1)
+        if self.exact:  # the term the secant correction estimates otherwise, exactly
+            self.correction[sets] = mean_curvature(summed[sets])
 
     def learn(self, mean_step: Tensor, sets: Tensor) -> None:
         """Update the ``sets``' secant correction of the mean's block after their accepted
@@ -140,6 +159,9 @@ class JointChords:
         r, m, d, _ = diag.shape
         eye = torch.eye(d, dtype=diag.dtype, device=diag.device)
         curve_scale = diag.diagonal(dim1=-2, dim2=-1).mean((-1, -2)).clamp_min(1e-30) / 2
+        gauss_newton = diag
+        if self.exact:
+            diag = diag + self.curvature[rows]
         total = self.mean_gram.new_zeros(self.k).index_add_(0, owner, w)
         mean_block = total[:, None, None] * self.mean_gram
         mean_scale = mean_block.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30) / 2
@@ -166,8 +188,10 @@ class JointChords:
             if bool(solved[sets].all()):
                 break
             lam = torch.where(sets & ~solved, lam * 10, lam)
-            # A correction that broke positive definiteness is dropped: plain Gauss–Newton.
+            # A correction (or Newton's curvature term) that broke positive definiteness
+            # is dropped: plain Gauss–Newton.
             self.correction[sets & ~solved] = 0
+            diag = torch.where((sets & ~solved)[owner, None, None, None], gauss_newton, diag)
         chol = torch.where(solved[:, None, None], chol, eye)
         mean_step = torch.cholesky_solve(rhs_mean.unsqueeze(-1), chol).squeeze(-1)
         mean_step = torch.where(solved[:, None], mean_step, 0)
@@ -320,7 +344,8 @@ def solve(
                 if iteration < max_iter - 1 and bool(again.any()):
                     problem.decode(means, nodes, again)
                     # The secant update holds for the model's own step only.
-                    problem.learn(mean_step, again & ~extended)
+                    if not problem.exact:
+                        problem.learn(mean_step, again & ~extended)
             converged |= done
             running &= ~(done | stuck)
     return means, nodes, iterations, converged

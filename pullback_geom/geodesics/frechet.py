@@ -21,6 +21,16 @@ substitution: a step costs ``O(n N d^3)``, linear in the number of points. Sever
 of points (the ``k`` clusters of k-means) are solved at once, each with its own damping
 and stopping test, as the driver treats pairs.
 
+On smooth ``nn.Sequential`` decoders (the chain rule's) the steps are Newton's: the
+decoder's second derivatives contracted with each residual's gradient
+(:meth:`~pullback_geom._core.evaluate.Evaluator.curvature_tape`, about one more backward
+pass) join the diagonal blocks and the mean's block. Gauss–Newton leaves that term out,
+and on long curves of a curved decoder it is as large as the chain Laplacian's smoothest
+modes, so Gauss–Newton converges linearly there (bundled smooth model, 50 codes of a
+digit: 12 iterations to polish a warm-started 21-node solve, against 2–3 with Newton).
+A factorisation the term makes fail falls back to Gauss–Newton for that step. Other
+decoders keep Gauss–Newton with a secant correction of the mean's block.
+
 The discrete mean is the exact one for the discrete calculus of a piecewise-linear
 decoder; on a smooth decoder it is ``O(1 / N^2)`` off the Fréchet mean (the chords'
 error), and ``extrapolate=True`` removes that term by Richardson extrapolation from a
