@@ -280,3 +280,25 @@ def test_extrapolation_removes_the_discretisation_error_of_the_mean():
     assert fine_points(16) == 21
     with pytest.raises(ValueError, match="n_points must be an integer >= 3"):
         fine_points(2)
+
+
+def test_polish_descends_the_measured_function_and_checks_its_arguments():
+    metric = PullbackMetric(small_mlp(nn.ReLU))
+    x = cloud(10)
+    joint = frechet_mean(metric, x, n_points=10)
+    polished = frechet_mean(metric, x, n_points=10, polish=True)
+    assert bool(polished.converged)
+    assert polished.curves.shape == joint.curves.shape
+    # Its fields describe its own mean: curves from it to every point, their measured
+    # lengths, and the Fréchet function they give.
+    torch.testing.assert_close(polished.curves[:, 0], polished.mean.expand(10, -1))
+    torch.testing.assert_close(polished.curves[:, -1], x)
+    torch.testing.assert_close(polished.value, polished.lengths.square().mean())
+    assert bool(torch.isfinite(polished.velocity).all()) and float(polished.gradient_norm) >= 0
+    # A set of one point (and duplicates) is its own mean, with nothing to descend.
+    one = frechet_mean(metric, x[:1].expand(3, -1), polish=True)
+    assert torch.equal(one.mean, x[0]) and bool(one.converged)
+    with pytest.raises(ValueError, match="extrapolate and polish"):
+        frechet_mean(metric, x, polish=True, extrapolate=True)
+    with pytest.raises(TypeError, match="polish must be True or False"):
+        frechet_mean(metric, x, polish="auto")

@@ -56,6 +56,8 @@ from torch import Tensor
 from .._core.checks import as_tensor, check_finite
 from ..metric import PullbackMetric
 from ._common import _tolerance, refined_length, regrid_curves, straight_curves
+from ._frechet_polish import START_TOL
+from ._frechet_polish import polish as _polish
 from ._joint import JointChords, solve
 from .discrete import first_step_velocity
 from .graph import START_GRAPH, graph_geodesics, latent_graph
@@ -137,6 +139,7 @@ def frechet_mean(
     tol: float | None = None,
     init_curve: str | Tensor = "auto",
     extrapolate: bool = False,
+    polish: bool = False,
 ) -> FrechetResult:
     """Weighted Fréchet mean of points, by one joint Levenberg–Marquardt solve over the
     mean and the discrete geodesics to every point (see the module docstring).
@@ -182,6 +185,17 @@ def frechet_mean(
         and 21, except for a digit with points near the mean's cut locus), at two to
         three times the cost. Meaningless on piecewise-linear decoders, where
         the discrete calculus is the exact one.
+    polish : bool, default False
+        Then descend the Fréchet function measured by the curves' lengths from the joint
+        mean, and solve the curves again at the mean found
+        (:mod:`~pullback_geom.geodesics._frechet_polish`). For piecewise-linear
+        decoders, where the chord energies the joint solve minimises have local minima
+        ~0.01 apart while the measured function is smooth (bundled ReLU model, 50 codes
+        of digits 1 / 3 / 7: the measured function at the joint mean 2.5e-4 / 2.2e-3 /
+        2.3e-4 above geomstats' gradient-descent mean's, polished -4.5e-5 / +1.1e-4 /
+        +3.3e-5, for 0.2-0.4 s). Not with ``extrapolate``. ``gradient_norm`` is then
+        the measured function's (``L_i`` times the unit initial directions),
+        ``converged`` also that the descent stopped by its own rule.
 
     Returns
     -------
@@ -213,20 +227,48 @@ def frechet_mean(
             f"init_curve must be 'auto', 'graph', 'straight' or a Tensor of curves; "
             f"got {init_curve!r}"
         )
-    if not isinstance(extrapolate, bool):
-        raise TypeError(f"extrapolate must be True or False; got {extrapolate!r}")
+    for name, flag in (("extrapolate", extrapolate), ("polish", polish)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False; got {flag!r}")
+    if extrapolate and polish:
+        raise ValueError("frechet_mean: extrapolate and polish exclude each other")
     x, w, start, single = _check_inputs(metric, x, weights, mean)
     if given_curves is not None:
         given_curves = _check_curves(metric, given_curves, x.shape, single, n_points)
     tol = _tolerance(x.dtype, tol, 1e-10, TOL_FLOAT32)
+    start_tol = max(tol, START_TOL) if polish else tol
     result = _solve_sets(
-        metric, x, w, start, given_curves, n_points, max_iter, tol, init_curve, not extrapolate
+        metric,
+        x,
+        w,
+        start,
+        given_curves,
+        n_points,
+        max_iter,
+        start_tol,
+        init_curve,
+        not extrapolate,
     )
     if extrapolate:
         n_fine = fine_points(n_points)
         curves = regrid_curves(result.curves, n_fine)
         fine = _solve_sets(metric, x, w, result.mean, curves, n_fine, max_iter, tol, init_curve)
         result = _richardson(result, fine, n_points, n_fine)
+    if polish:
+        mean, curves, lengths, velocity, norm, polished = _polish(
+            metric, x, w, result.mean, result.curves, result.lengths, REFINE, tol, max_iter
+        )
+        value = torch.nansum(w * lengths.square(), 1) / w.sum(1)
+        result = FrechetResult(
+            mean,
+            curves,
+            lengths,
+            value,
+            velocity,
+            norm,
+            result.iterations,
+            result.converged & polished,
+        )
     if single:
         result = FrechetResult(**{name: value[0] for name, value in vars(result).items()})
     return result
