@@ -192,10 +192,11 @@ def frechet_mean(
         decoders, where the chord energies the joint solve minimises have local minima
         ~0.01 apart while the measured function is smooth (bundled ReLU model, 50 codes
         of digits 1 / 3 / 7: the measured function at the joint mean 2.5e-4 / 2.2e-3 /
-        2.3e-4 above geomstats' gradient-descent mean's, polished -4.5e-5 / +1.1e-4 /
-        +3.3e-5, for 0.2-0.4 s). Not with ``extrapolate``. ``gradient_norm`` is then
-        the measured function's (``L_i`` times the unit initial directions),
-        ``converged`` also that the descent stopped by its own rule.
+        2.3e-4 above geomstats' gradient-descent mean's, polished +9e-6 / +2e-5 / +3e-6,
+        for at most 0.2 s more: the joint solve, which only starts the descent, stops at
+        a relative tolerance of ``_frechet_polish.START_TOL``). Not with ``extrapolate``.
+        ``gradient_norm`` is then the measured function's (``L_i`` times the unit initial
+        directions), ``converged`` also that the descent stopped by its own rule.
 
     Returns
     -------

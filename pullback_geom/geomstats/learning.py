@@ -71,8 +71,8 @@ class JointFrechetMean(BaseGradientDescent):
         from the joint mean. ``"auto"``: on piecewise-linear decoders (where the chord
         energies the joint solve minimises have local minima ~0.01 apart; bundled ReLU
         model, 50 codes of digits 1 / 3 / 7: the measured function 2.5e-4 / 2.2e-3 /
-        2.3e-4 above geomstats' gradient-descent mean's before, within 1e-5 of it after,
-        for 0.2-0.4 s), unless extrapolating. k-means does not polish its centres.
+        2.3e-4 above geomstats' gradient-descent mean's before, within 2.1e-5 of it
+        after), unless extrapolating. k-means does not polish its centres.
 
     Attributes
     ----------
