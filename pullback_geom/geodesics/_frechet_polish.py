@@ -94,7 +94,15 @@ class _State:
     """The sets' curves flattened: curve ``i`` of set ``owner[i]``, weight ``weight[i]``,
     end ``ends[i]``; ``total`` (k,) the sets' weights."""
 
-    def __init__(self, metric, owner, weight, total, ends, refine: int) -> None:
+    def __init__(
+        self,
+        metric: PullbackMetric,
+        owner: Tensor,
+        weight: Tensor,
+        total: Tensor,
+        ends: Tensor,
+        refine: int,
+    ) -> None:
         self.metric, self.owner, self.weight, self.total = metric, owner, weight, total
         self.ends, self.refine, self.k = ends, refine, total.shape[0]
 
@@ -102,9 +110,12 @@ class _State:
         """The measured Fréchet function (k,) from the curves' lengths (P,)."""
         return _per_set(self.weight * length.square(), self.owner, self.k) / self.total
 
-    def velocity(self, mean: Tensor, nodes: Tensor) -> Tensor:
-        """The curves' initial velocities (P, d) at their sets' means."""
-        return first_step_velocity(self.metric, mean[self.owner], nodes[:, 1], nodes.shape[1] - 1)
+    def velocity(self, mean: Tensor, nodes: Tensor, rows: Tensor | None = None) -> Tensor:
+        """The initial velocities (P, d) of the curves ``nodes`` (P, N, d) at their sets'
+        means; of the curves ``rows`` only, if given."""
+        owner = self.owner if rows is None else self.owner[rows]
+        nodes = nodes if rows is None else nodes[rows]
+        return first_step_velocity(self.metric, mean[owner], nodes[:, 1], nodes.shape[1] - 1)
 
     def gradient(self, mean: Tensor, length: Tensor, velocity: Tensor) -> Tensor:
         """``-2 sum_i w_i L_i u_i / sum_i w_i`` (k, d): ``u_i`` the unit initial direction
@@ -115,7 +126,9 @@ class _State:
         pulls = (self.weight * length)[:, None] * unit
         return -2 * torch.zeros_like(mean).index_add_(0, self.owner, pulls) / self.total[:, None]
 
-    def descend(self, mean, nodes, length, running):
+    def descend(
+        self, mean: Tensor, nodes: Tensor, length: Tensor, running: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Steps of the ``running`` sets on curves moved with the mean; returns the mean,
         nodes, lengths and which sets stopped by the rule."""
         owner, k = self.owner, self.k
@@ -146,15 +159,15 @@ class _State:
             nodes[changed], length[changed] = trial_nodes[took], trial_length[took]
             value = torch.where(accept, trial_value, value)
             if bool(took.any()):
-                velocity[changed] = first_step_velocity(
-                    self.metric, mean[owner[changed]], nodes[changed, 1], nodes.shape[1] - 1
-                )
+                velocity[changed] = self.velocity(mean, nodes, changed)
             step = torch.where(accept, (2 * step).clamp_max(MAX_STEP), step / 2)
             fails = torch.where(accept, 0, fails + running.long())
             running &= ~small & (fails < MAX_FAILS)
         return mean, nodes, length, ~running
 
-    def solve_curves(self, mean, nodes, tol: float, max_iter: int):
+    def solve_curves(
+        self, mean: Tensor, nodes: Tensor, tol: float, max_iter: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """The curves solved again from ``nodes`` at the means held fixed: nodes, lengths
         and whether each converged."""
         solved = connecting_geodesic(
