@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .._core.linalg import block_tridiagonal_cholesky
 from ..metric import PullbackMetric
-from .chord import chord_laplacian
+from .chord import chord_laplacian, newton_blocks
 from .lm import MAX_DAMPING, MAX_FACTOR_TRIES
 
 __all__ = ["EXTRAPOLATE", "STALL_EPS", "JointChords", "solve"]
@@ -46,11 +46,8 @@ class JointChords:
         with torch.no_grad():
             self.end_values = metric.evaluator.embed(ends)
         self.values = self.mean_values = torch.empty(0)
-        # Newton's Hessian where the chain rule contracts second derivatives for about a
-        # backward pass (see the frechet module); on piecewise-linear decoders the term
-        # is zero, and forward mode has no cheap contraction.
-        kernels = metric.evaluator.kernels
-        self.exact = metric.smooth and kernels.method == "chain"
+        # Newton's Hessian where the chain rule contracts it cheaply (see the frechet module).
+        self.exact = newton_blocks(metric)
 
     def decode(self, means: Tensor, nodes: Tensor, sets: Tensor) -> None:
         """Decode the means (k, d) and nodes (P, m, d) of the ``sets`` (bool, (k,)) and

@@ -17,7 +17,7 @@ from ._common import CurveSolution, jacobian_dtype_option
 from .energy import energy_solver
 from .lm import levenberg_marquardt
 
-__all__ = ["ChordEnergy", "LM", "chord_laplacian"]
+__all__ = ["ChordEnergy", "LM", "chord_laplacian", "newton_blocks"]
 
 #: Unknowns ``m d`` up to which the Gauss–Newton blocks come from one product of all the
 #: nodes' Jacobians (all ``m^2`` blocks) rather than two products of the ``2 m - 1`` used
@@ -38,6 +38,14 @@ def chord_laplacian(values: Tensor, first: Tensor | None, last: Tensor | None) -
     if last is not None:
         lap[:, -1] -= last
     return lap
+
+
+def newton_blocks(metric: PullbackMetric) -> bool:
+    """Whether the chord energies' solvers take Newton's diagonal blocks on ``metric``: a
+    smooth decoder whose second derivatives the chain rule contracts in about one
+    backward pass (:meth:`~pullback_geom._core.evaluate.Evaluator.curvature_tape`); on a
+    piecewise-linear decoder they vanish, and forward mode has no cheap contraction."""
+    return metric.smooth and metric.evaluator.kernels.method == "chain"
 
 
 class ChordEnergy:
@@ -71,8 +79,7 @@ class ChordEnergy:
     ) -> None:
         self.metric, self.jacobian_dtype = metric, jacobian_dtype
         b, _, self.d = curve.shape
-        kernels = metric.evaluator.kernels
-        self.exact = jacobian_dtype is None and metric.smooth and kernels.method == "chain"
+        self.exact = jacobian_dtype is None and newton_blocks(metric)
         self.ends = metric.evaluator.embed(curve[:, [0, -1]].reshape(-1, self.d)).reshape(b, 2, -1)
 
     def decode(self, free: Tensor, idx: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
