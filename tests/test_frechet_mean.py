@@ -14,6 +14,8 @@ from torch import Tensor, nn
 
 from pullback_geom import PullbackMetric, vae
 from pullback_geom.geodesics import FrechetResult, frechet_mean, log_map
+from pullback_geom.geodesics import _frechet_extrapolate as extrapolation
+from pullback_geom.geodesics._common import regrid_curves
 from pullback_geom.geodesics.frechet import fine_points
 from pullback_geom.surfaces import InverseStereographic
 
@@ -302,3 +304,32 @@ def test_polish_descends_the_measured_function_and_checks_its_arguments():
         frechet_mean(metric, x, polish=True, extrapolate=True)
     with pytest.raises(TypeError, match="polish must be True or False"):
         frechet_mean(metric, x, polish="auto")
+
+
+def test_extrapolation_goes_one_level_finer_where_its_correction_is_large(monkeypatch):
+    # Forced here (every correction counts as large): the means of 21 and 28 nodes,
+    # warm-started in turn from 16, combined instead of 16 and 21.
+    metric, x = sphere(), cloud(9)
+    two_levels = frechet_mean(metric, x, extrapolate=True)
+    monkeypatch.setattr(extrapolation, "RESOLVE_RATIO", 0.0)
+    three_levels = frechet_mean(metric, x, extrapolate=True)
+    means, iterations, result = [], 0, None
+    for n in (16, 21, 28):
+        start = {} if result is None else {"mean": result.mean}
+        if result is not None:
+            start["init_curve"] = regrid_curves(result.curves, n)
+        result = frechet_mean(metric, x, n_points=n, **start)
+        means.append(result.mean)
+        iterations += int(result.iterations)
+    h21, h28 = 20.0**-2, 27.0**-2
+    expected = (h21 * means[2] - h28 * means[1]) / (h21 - h28)
+    torch.testing.assert_close(three_levels.mean, expected)
+    assert int(three_levels.iterations) == iterations
+    assert three_levels.curves.shape == two_levels.curves.shape  # on the 21 nodes
+    assert bool(three_levels.converged)
+    # A symmetric set's correction is rounding (NOISE): no finer level even so.
+    symmetric = torch.cat([x, -x])
+    forced = frechet_mean(metric, symmetric, extrapolate=True)
+    monkeypatch.setattr(extrapolation, "RESOLVE_RATIO", math.inf)
+    plain = frechet_mean(metric, symmetric, extrapolate=True)
+    assert int(forced.iterations) == int(plain.iterations)

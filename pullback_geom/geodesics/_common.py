@@ -15,6 +15,12 @@ from ._solver import GeodesicResult
 __all__ = ["GeodesicConvergenceWarning", "straight_curves"]
 
 
+def check_count(value, name: str, least: int) -> None:
+    """A clear ``ValueError`` unless ``value`` is an integer (not a bool) ``>= least``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
+
+
 def straight_curves(p: Tensor, q: Tensor, n_points: int) -> Tensor:
     """Straight latent segments from ``p`` to ``q`` with ``n_points`` equally spaced nodes,
     shape (B, n_points, d), whose last node is ``q`` exactly (not up to rounding)."""

@@ -47,7 +47,6 @@ without an accepted step, or whose system cannot be factorised, stop as not conv
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +54,8 @@ from torch import Tensor
 
 from .._core.checks import as_tensor, check_finite
 from ..metric import PullbackMetric
-from ._common import _tolerance, refined_length, regrid_curves, straight_curves
+from ._common import _tolerance, check_count, refined_length, straight_curves
+from ._frechet_extrapolate import extrapolated, fine_points
 from ._frechet_polish import START_TOL
 from ._frechet_polish import polish as _polish
 from ._joint import JointChords, solve
@@ -181,10 +181,12 @@ def frechet_mean(
         decoders the discrete mean is ``O(1 / N^2)`` off the Fréchet mean, and the
         extrapolation cancels that term (bundled smooth model, 50 codes of each digit:
         the Riemannian gradient at the mean, by independent ODE logarithms, 4e-3 to 0.1 of
-        its value at the Euclidean mean at 16 nodes, 4e-6 to 3e-4 extrapolated from 16
-        and 21, except for a digit with points near the mean's cut locus), at two to
-        three times the cost. Meaningless on piecewise-linear decoders, where
-        the discrete calculus is the exact one.
+        its value at the Euclidean mean at 16 nodes, 4e-5 to 3e-4 extrapolated from 16
+        and 21), at about twice the cost. Sets whose correction is large against the
+        mean's distance from their Euclidean mean go one level finer (21 and 28 nodes;
+        digit 4, 0.019 from its Euclidean mean: 1.1e-2 -> 5.5e-4, at 1.8 times the
+        cost; :mod:`~pullback_geom.geodesics._frechet_extrapolate`). Meaningless on
+        piecewise-linear decoders, where the discrete calculus is the exact one.
     polish : bool, default False
         Then descend the Fréchet function measured by the curves' lengths from the joint
         mean, and solve the curves again at the mean found
@@ -205,8 +207,9 @@ def frechet_mean(
         that point as its mean, with no iteration. With ``extrapolate``: the second
         solve's curves (of ``fine_points(n_points)`` nodes, their nodes moved by the
         extrapolation's shift of the mean, in proportion to their distance from the
-        point), lengths, value, velocity and gradient norm; iterations of both solves;
-        converged where both did.
+        point), lengths, value, velocity and gradient norm (for sets taken one level
+        finer, the third solve's, its curves regridded onto those nodes); iterations of
+        all its solves; converged where all did.
 
     Raises
     ------
@@ -218,8 +221,8 @@ def frechet_mean(
     """
     if not isinstance(metric, PullbackMetric):
         raise TypeError(f"metric must be a PullbackMetric; got {type(metric).__name__}")
-    _check_count(n_points, "n_points", 3)
-    _check_count(max_iter, "max_iter", 1)
+    check_count(n_points, "n_points", 3)
+    check_count(max_iter, "max_iter", 1)
     given_curves = None
     if isinstance(init_curve, Tensor):
         given_curves, init_curve = init_curve, "auto"
@@ -251,10 +254,11 @@ def frechet_mean(
         not extrapolate,
     )
     if extrapolate:
-        n_fine = fine_points(n_points)
-        curves = regrid_curves(result.curves, n_fine)
-        fine = _solve_sets(metric, x, w, result.mean, curves, n_fine, max_iter, tol, init_curve)
-        result = _richardson(result, fine, n_points, n_fine)
+
+        def solve(x, w, mean, curves, n):
+            return _solve_sets(metric, x, w, mean, curves, n, max_iter, tol, init_curve)
+
+        result = extrapolated(solve, result, x, w, n_points)
     if polish:
         mean, curves, lengths, velocity, norm, polished = _polish(
             metric, x, w, result.mean, result.curves, result.lengths, REFINE, tol, max_iter
@@ -273,37 +277,6 @@ def frechet_mean(
     if single:
         result = FrechetResult(**{name: value[0] for name, value in vars(result).items()})
     return result
-
-
-def fine_points(n_points: int) -> int:
-    """Nodes of ``frechet_mean(extrapolate=True)``'s second solve: a third more segments
-    (16 -> 21). Bundled smooth model, 50 codes of digits 1 / 3 / 7: the extrapolated
-    mean's gradient 9e-5 / 2.8e-4 / 4e-6 of the Euclidean mean's (doubling to 31 nodes:
-    1e-5 / 5e-5 / 2e-5, for twice the second solve's cost)."""
-    _check_count(n_points, "n_points", 3)
-    return round((n_points - 1) * 4 / 3) + 1
-
-
-def _richardson(coarse: FrechetResult, fine: FrechetResult, n: int, n_fine: int) -> FrechetResult:
-    """``fine`` with the mean extrapolated from both to zero node spacing; see
-    ``extrapolate`` of :func:`frechet_mean`."""
-    h2, h2_fine = (n - 1) ** -2, (n_fine - 1) ** -2
-    mean = (h2 * fine.mean - h2_fine * coarse.mean) / (h2 - h2_fine)
-    # Equal means (a set of one point, or duplicates) stay exact, not rounded.
-    mean = torch.where(coarse.mean == fine.mean, fine.mean, mean)
-    shift = mean - fine.mean  # (k, d)
-    towards_point = torch.linspace(1, 0, n_fine, dtype=mean.dtype, device=mean.device)
-    curves = fine.curves + shift[:, None, None, :] * towards_point[:, None]
-    return FrechetResult(
-        mean,
-        curves,
-        fine.lengths,
-        fine.value,
-        fine.velocity,
-        fine.gradient_norm,
-        coarse.iterations + fine.iterations,
-        coarse.converged & fine.converged,
-    )
 
 
 def _solve_sets(
@@ -447,11 +420,6 @@ def _check_curves(
         )
     metric.evaluator.check_dtype_device(curves, "init_curve")
     return curves.reshape(k, n, n_points, d)
-
-
-def _check_count(value, name: str, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
 
 
 def _check_inputs(
