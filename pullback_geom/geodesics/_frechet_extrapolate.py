@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
 from ._common import check_count, regrid_curves
+
+#: The result type, ``frechet.FrechetResult`` (not imported: frechet imports this module).
+FrechetResult = TypeVar("FrechetResult")
 
 __all__ = ["NOISE", "RESOLVE_RATIO", "extrapolated", "fine_points"]
 
@@ -43,7 +47,13 @@ def fine_points(n_points: int) -> int:
     return round((n_points - 1) * 4 / 3) + 1
 
 
-def extrapolated(solve: Callable, result, x: Tensor, w: Tensor, n_points: int):
+def extrapolated(
+    solve: Callable[..., FrechetResult],
+    result: FrechetResult,
+    x: Tensor,
+    w: Tensor,
+    n_points: int,
+) -> FrechetResult:
     """``result`` (a ``FrechetResult`` of the sets ``x`` (k, n, d), weights ``w`` (k, n), on
     ``n_points`` nodes) extrapolated to zero node spacing, with the fields of the finer
     solve on ``fine_points(n_points)`` nodes (see the module docstring).
@@ -82,12 +92,12 @@ def extrapolated(solve: Callable, result, x: Tensor, w: Tensor, n_points: int):
     return dataclasses.replace(out, **fields)
 
 
-def _sets(result, which: Tensor):
+def _sets(result: FrechetResult, which: Tensor) -> FrechetResult:
     """The sets ``which`` (bool, (k,)) of ``result``."""
     return dataclasses.replace(result, **{k: v[which] for k, v in vars(result).items()})
 
 
-def _richardson(coarse, fine, n: int, n_fine: int):
+def _richardson(coarse: FrechetResult, fine: FrechetResult, n: int, n_fine: int) -> FrechetResult:
     """``fine`` with the mean extrapolated from both to zero node spacing, its curves' nodes
     moved by the shift in proportion to their distance from the point."""
     h2, h2_fine = (n - 1) ** -2, (n_fine - 1) ** -2

@@ -58,15 +58,16 @@ def polish(
     refine: int,
     tol: float,
     max_iter: int,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Descend the measured Fréchet function of the sets ``x`` (k, n, d), weights ``w``
     (k, n), from the joint ``mean`` (k, d) with its ``curves`` (k, n, N, d) and their
     measured ``lengths`` (k, n); see the module docstring.
 
     Returns the mean (k, d), the curves solved again at it (k, n, N, d; NaN where ``w``
-    is 0), their lengths (k, n) and initial velocities (k, n, d), the gradient's norm
-    ``|grad F|_G`` at the mean (k,), and whether each set converged (its descent stopped
-    by its own rule and its curves' solves converged).
+    is 0), their lengths (k, n), the Fréchet function they give (k,), their initial
+    velocities (k, n, d), the gradient's norm ``|grad F|_G`` at the mean (k,), and
+    whether each set converged (its descent stopped by its own rule and its curves'
+    solves converged).
     """
     k, n, d = x.shape
     owner, index = (w > 0).nonzero(as_tuple=True)
@@ -87,7 +88,7 @@ def polish(
     all_lengths[owner, index] = length
     velocities = x.new_full((k, n, d), float("nan"))
     velocities[owner, index] = velocity
-    return mean, all_curves, all_lengths, velocities, norm, converged
+    return mean, all_curves, all_lengths, state.value(length), velocities, norm, converged
 
 
 class _State:

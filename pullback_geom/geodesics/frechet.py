@@ -260,20 +260,10 @@ def frechet_mean(
 
         result = extrapolated(solve, result, x, w, n_points)
     if polish:
-        mean, curves, lengths, velocity, norm, polished = _polish(
+        *fields, polished = _polish(
             metric, x, w, result.mean, result.curves, result.lengths, REFINE, tol, max_iter
         )
-        value = torch.nansum(w * lengths.square(), 1) / w.sum(1)
-        result = FrechetResult(
-            mean,
-            curves,
-            lengths,
-            value,
-            velocity,
-            norm,
-            result.iterations,
-            result.converged & polished,
-        )
+        result = FrechetResult(*fields, result.iterations, result.converged & polished)
     if single:
         result = FrechetResult(**{name: value[0] for name, value in vars(result).items()})
     return result
