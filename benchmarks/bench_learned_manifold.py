@@ -20,9 +20,11 @@ on this ReLU model; ``DecoderManifold(model)``):
   (``--ode``): multiple shooting reaching ``q`` within ``1e-5 (1 + |p - q|)``, its length
   against ``connecting_geodesic``'s, and the energy curves' scale-free geodesic-equation
   residual (``compare_geodesics``' diagnostic).
+* ``dist`` alone against the reference on 64 random pairs for each of several seeds
+  (``--dist-seeds``): time and signed errors.
 
     python benchmarks/bench_learned_manifold.py [--quick] [--ode] [--kmeans-seeds 0 1 2 3 4]
-        [--no-descent]
+        [--no-descent] [--dist-seeds 0 1 2 3 4 5]
 """
 
 from __future__ import annotations
@@ -143,6 +145,25 @@ def kmeans_report(space, three: torch.Tensor, truth: torch.Tensor, seeds, descen
         )
 
 
+def dist_seeds(seeds: list[int], n: int = 64) -> None:
+    """geomstats' ``dist`` on ``n`` random pairs of the bundled ReLU model for each seed,
+    against ``reference_distances``: time, median absolute and extreme signed relative
+    errors (a negative error is a length read below the reference's)."""
+    for seed in seeds:
+        model, _, _, p, q = random_pairs("bernoulli", n, seed=seed)
+        metric = pg_geomstats.latent_space(model).metric
+        metric.dist(p[:2], q[:2])  # warm-up
+        ref = reference_distances(metric.pullback, p, q)
+        dist, t_dist = _timed(lambda m=metric, a=p, b=q: m.dist(a, b))
+        err = (dist - ref) / ref
+        print(
+            f"seed {seed}: dist of {n} pairs {t_dist:.2f} s, relative error median "
+            f"{err.abs().median():.1e}, largest {err.max():+.1e}, smallest {err.min():+.1e} "
+            "(target: within 1e-2, median 1e-3, <= 2 s)",
+            flush=True,
+        )
+
+
 def ode_family(name: str, n: int) -> None:
     """Multiple shooting against the energy solver on ``n`` random pairs of a bundled model."""
     from pullback_geom.experiments.compare import compare_geodesics
@@ -176,6 +197,13 @@ def main() -> None:
         help="random.seed before each k-means run (default: 0 1 2 3 4)",
     )
     parser.add_argument(
+        "--dist-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="only dist against the reference, 64 random pairs for each of these seeds",
+    )
+    parser.add_argument(
         "--no-descent",
         action="store_true",
         help="skip geomstats' gradient-descent k-means (~90 s from seed 0, ~500 s from 1)",
@@ -183,6 +211,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     warnings.simplefilter("ignore")
+    if args.dist_seeds is not None:
+        dist_seeds(args.dist_seeds)
+        return
     if args.ode:
         for name in ("smooth", "bernoulli"):
             ode_family(name, 16 if args.quick else 128)

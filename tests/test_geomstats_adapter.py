@@ -470,7 +470,7 @@ def test_dist_is_the_length_of_the_shortest_curve_on_a_relu_decoder():
     )
     torch.testing.assert_close(dist, want.double(), rtol=1e-10, atol=0)
     # float32 solves at that tolerance against float64 ones at the solver's own default.
-    tight = geodesic_distance(space.metric.pullback, p, q, warn=False)
+    tight = geodesic_distance(space.metric.pullback, p, q, warn=False, **defaults)
     torch.testing.assert_close(dist, tight, rtol=1e-4, atol=0)
     # Pairs float32 does not resolve are solved in float64, not read off a float32 curve.
     step = 1e-5 * (q - p) / (q - p).norm(dim=-1, keepdim=True)
