@@ -308,20 +308,27 @@ def test_polish_descends_the_measured_function_and_checks_its_arguments():
 
 def test_extrapolation_goes_one_level_finer_where_its_correction_is_large(monkeypatch):
     # Forced here (every correction counts as large): the means of 21 and 28 nodes,
-    # warm-started in turn from 16, combined instead of 16 and 21.
+    # warm-started in turn from 16, combined instead of 16 and 21; the 28-node solve
+    # started where the h^2 model of the first two puts its mean.
     metric, x = sphere(), cloud(9)
     two_levels = frechet_mean(metric, x, extrapolate=True)
     monkeypatch.setattr(extrapolation, "RESOLVE_RATIO", 0.0)
     three_levels = frechet_mean(metric, x, extrapolate=True)
     means, iterations, result = [], 0, None
+    h16, h21, h28 = 15.0**-2, 20.0**-2, 27.0**-2
     for n in (16, 21, 28):
         start = {} if result is None else {"mean": result.mean}
         if result is not None:
-            start["init_curve"] = regrid_curves(result.curves, n)
+            curves = result.curves
+            if n == 28:
+                extrapolated = (h16 * means[1] - h21 * means[0]) / (h16 - h21)
+                start["mean"] = extrapolated + h28 / h21 * (means[1] - extrapolated)
+                towards_point = torch.linspace(1, 0, 21, dtype=x.dtype)[:, None]
+                curves = curves + (start["mean"] - means[1]) * towards_point
+            start["init_curve"] = regrid_curves(curves, n)
         result = frechet_mean(metric, x, n_points=n, **start)
         means.append(result.mean)
         iterations += int(result.iterations)
-    h21, h28 = 20.0**-2, 27.0**-2
     expected = (h21 * means[2] - h28 * means[1]) / (h21 - h28)
     torch.testing.assert_close(three_levels.mean, expected)
     assert int(three_levels.iterations) == iterations

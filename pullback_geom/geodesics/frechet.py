@@ -184,7 +184,7 @@ def frechet_mean(
         its value at the Euclidean mean at 16 nodes, 4e-5 to 3e-4 extrapolated from 16
         and 21), at about twice the cost. Sets whose correction is large against the
         mean's distance from their Euclidean mean go one level finer (21 and 28 nodes;
-        digit 4, 0.019 from its Euclidean mean: 1.1e-2 -> 5.5e-4, at 1.8 times the
+        digit 4, 0.019 from its Euclidean mean: 1.1e-2 -> 2.1e-4, at 1.6 times the
         cost; :mod:`~pullback_geom.geodesics._frechet_extrapolate`). Meaningless on
         piecewise-linear decoders, where the discrete calculus is the exact one.
     polish : bool, default False
