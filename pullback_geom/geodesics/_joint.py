@@ -85,7 +85,7 @@ class JointChords:
             else:
                 val, jac = ev.value_and_jacobian(flat)
             val, jt = val.reshape(len(part), m, -1), jac.mT.reshape(len(part), m, d, -1)
-            # -(1/2) dS/df_k, with the mean and the end point as the neighbours beyond.
+            # (1/2) dS/df_k, with the mean and the end point as the neighbours beyond.
             lap = chord_laplacian(val, self.mean_values[owner[part]], self.end_values[part])
             self.values[part] = val
             self.diag[part] = 2 * (jt @ jt.mT)

@@ -28,7 +28,7 @@ GRAM_ONE_PRODUCT = 160
 
 def chord_laplacian(values: Tensor, first: Tensor | None, last: Tensor | None) -> Tensor:
     """``2 x_k - x_k-1 - x_k+1`` along the free nodes' values ``(b, m, D)``, i.e.
-    ``-(1/2) dS/dx_k``, with ``first`` and ``last`` ``(b, D)`` the neighbours beyond the
+    ``(1/2) dS/dx_k``, with ``first`` and ``last`` ``(b, D)`` the neighbours beyond the
     ends (``None``: zero, the chain Laplacian of a step with fixed ends)."""
     lap = 2 * values
     lap[:, 1:] -= values[:, :-1]

@@ -35,7 +35,7 @@ from ..metric import PullbackMetric
 from ._common import CurveSolution, jacobian_dtype_option
 from .chord import ChordEnergy, chord_laplacian
 from .energy import energy_solver
-from .lm import MAX_DAMPING, POOR_GAIN, block_factor, damped_factor
+from .lm import MAX_DAMPING, POOR_GAIN, block_factor, damped_factor, next_damping
 
 __all__ = ["NEWTON_CG"]
 
@@ -176,6 +176,7 @@ def newton_cg(
     couple = free.new_zeros(b, max(m - 1, 0), d, d)
     stale = torch.ones(b, dtype=torch.bool, device=device)
     lam = torch.full((b,), 1e-3, dtype=dtype, device=device)
+    grow = torch.full_like(lam, 4.0)
     trusted = torch.zeros(b, dtype=torch.bool, device=device)
     running = torch.ones(b, dtype=torch.bool, device=device)
     converged = torch.zeros_like(running)
@@ -235,7 +236,7 @@ def newton_cg(
             good = accept & (obj[idx] - obj_t >= POOR_GAIN * predicted)
             obj[idx] = torch.where(accept, obj_t, obj[idx])
             done = accept & solved_cg & (predicted <= tol * obj[idx].clamp_min(1e-300))
-            lam[idx] = torch.where(good, (lam[idx] / 3).clamp_min(1e-9), lam[idx] * 4)
+            lam[idx], grow[idx] = next_damping(lam[idx], good, grow[idx])
             stuck = ~accept & (lam[idx] > MAX_DAMPING)
             trusted[idx] = accept
             iterations[idx] += 1
