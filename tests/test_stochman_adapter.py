@@ -223,13 +223,31 @@ def test_dist2_of_an_empty_batch_and_of_coincident_points(sphere):
     assert bool((d2 == 0).all()) and bool((p.grad == 0).all())  # zero, not NaN
 
 
+def test_dist2_solves_pairs_whose_two_starts_disagree_as_geomstats_dist_does():
+    """``basin_tol``: in a batch of 64 random pairs of the bundled ReLU model, one pair's
+    graph start (the batch's graph) leads to a local minimum 2 % longer than its geodesic;
+    solved from its straight line too, and again where the two disagree, it is not."""
+    from pullback_geom import vae
+    from pullback_geom.geodesics.pairwise import reference_distances
+
+    codes = vae.load_latents(vae.default_checkpoint("bernoulli")).codes.to(F64)
+    i, j = torch.randint(0, len(codes), (2, 64), generator=torch.Generator().manual_seed(0))
+    p, q = codes[i], codes[j]
+    manifold = DecoderManifold(vae.load_default("bernoulli"))
+    plain = manifold.dist2(p, q, basin_tol=None).sqrt()[30]
+    resolved = manifold.dist2(p, q).sqrt()[30]
+    ref = reference_distances(manifold._pullback64, p[30:31], q[30:31])[0]
+    assert float((plain - ref) / ref) > 1e-2
+    assert abs(float((resolved - ref) / ref)) < 5e-3
+
+
 def test_dist2_solves_bent_curves_again_as_geomstats_dist_does():
     """Long pairs on the bundled ReLU model: 16 nodes cannot follow their geodesics
     across the creases; ``dist2`` solves the bent ones again on 31 (``bend_tol``), and its
     gradient comes from the curve it measured."""
     from pullback_geom import vae
     from pullback_geom.geodesics import connecting_geodesic
-    from pullback_geom.geodesics.energy import BEND_TOL, DISTANCE_TOL
+    from pullback_geom.geodesics.energy import BASIN_TOL, BEND_TOL, DISTANCE_TOL
 
     latents = vae.load_latents(vae.default_checkpoint("bernoulli"))
     codes = latents.codes.to(F64)
@@ -237,14 +255,14 @@ def test_dist2_solves_bent_curves_again_as_geomstats_dist_does():
     q = batch[(batch - batch[7]).norm(dim=-1).argsort(descending=True)[:8]]
     p = batch[7].expand_as(q).clone().requires_grad_()
     manifold = DecoderManifold(vae.load_default("bernoulli"))
-    plain = manifold.dist2(p.detach(), q, bend_tol=None)
+    plain = manifold.dist2(p.detach(), q, bend_tol=None, basin_tol=None)
     d2 = manifold.dist2(p, q)
     assert bool((d2 <= plain).all())
     shorter = (plain - d2) / plain > 1e-3
     assert bool(shorter.any())
     solved = connecting_geodesic(
-        manifold._pullback64, p.detach(), q, method="lm", bend_tol=BEND_TOL, tol=DISTANCE_TOL,
-        warn=False,
+        manifold._pullback64, p.detach(), q, method="lm", bend_tol=BEND_TOL,
+        basin_tol=BASIN_TOL, tol=DISTANCE_TOL, warn=False,
     )  # fmt: skip
     assert solved.info["next_to_ends"].shape == (len(q), 2, 2)
     length, next_p = solved.length, solved.info["next_to_ends"][:, 0]
