@@ -82,8 +82,7 @@ def extrapolated(
     # the fine one's offset from it scaled to the finer spacing, the curves moved along.
     ratio = ((n_fine - 1) / (n_finer - 1)) ** 2
     predicted = out.mean[again] + ratio * (sub.mean - out.mean[again])
-    towards_point = torch.linspace(1, 0, n_fine, dtype=x.dtype, device=x.device)
-    curves = sub.curves + (predicted - sub.mean)[:, None, None, :] * towards_point[:, None]
+    curves = _moved_with_mean(sub.curves, predicted - sub.mean)
     finer = solve(x[again], w[again], predicted, regrid_curves(curves, n_finer), n_finer)
     again_out = _richardson(sub, finer, n_fine, n_finer)
     # Kept on the second solve's nodes, as every set's curves are.
@@ -106,6 +105,15 @@ def _sets(result: FrechetResult, which: Tensor) -> FrechetResult:
     return dataclasses.replace(result, **{k: v[which] for k, v in vars(result).items()})
 
 
+def _moved_with_mean(curves: Tensor, shift: Tensor) -> Tensor:
+    """Curves (k, n, N, d) from their sets' means to the points, each node moved by the
+    means' ``shift`` (k, d) in proportion to its distance from the point (the mean by all
+    of it, the point not at all)."""
+    n_nodes = curves.shape[2]
+    towards_point = torch.linspace(1, 0, n_nodes, dtype=curves.dtype, device=curves.device)
+    return curves + shift[:, None, None, :] * towards_point[:, None]
+
+
 def _richardson(coarse: FrechetResult, fine: FrechetResult, n: int, n_fine: int) -> FrechetResult:
     """``fine`` with the mean extrapolated from both to zero node spacing, its curves' nodes
     moved by the shift in proportion to their distance from the point."""
@@ -113,13 +121,10 @@ def _richardson(coarse: FrechetResult, fine: FrechetResult, n: int, n_fine: int)
     mean = (h2 * fine.mean - h2_fine * coarse.mean) / (h2 - h2_fine)
     # Equal means (a set of one point, or duplicates) stay exact, not rounded.
     mean = torch.where(coarse.mean == fine.mean, fine.mean, mean)
-    shift = mean - fine.mean  # (k, d)
-    towards_point = torch.linspace(1, 0, n_fine, dtype=mean.dtype, device=mean.device)
-    curves = fine.curves + shift[:, None, None, :] * towards_point[:, None]
     return dataclasses.replace(
         fine,
         mean=mean,
-        curves=curves,
+        curves=_moved_with_mean(fine.curves, mean - fine.mean),
         iterations=coarse.iterations + fine.iterations,
         converged=coarse.converged & fine.converged,
     )
