@@ -71,6 +71,25 @@ def _activation_second_derivative(layer: nn.Module, pre: Tensor, post: Tensor) -
     raise TypeError(f"no chain rule for layer {layer!r}")
 
 
+def _activation_derivatives(
+    layer: nn.Module, pre: Tensor, post: Tensor
+) -> tuple[Tensor, Tensor | None]:
+    """Both element-wise derivatives at ``pre`` (the second ``None`` where it is zero), with
+    the parts they share computed once: on a smooth decoder's Newton step these element-wise
+    passes over every hidden unit cost a third as much as the layers' products."""
+    if isinstance(layer, nn.SiLU):
+        s = torch.sigmoid(pre)
+        rest = 1 - s
+        return s * (1 + pre * rest), s * rest * (2 + pre * (1 - 2 * s))
+    if isinstance(layer, nn.Sigmoid):
+        first = post * (1 - post)
+        return first, first * (1 - 2 * post)
+    if isinstance(layer, nn.Tanh):
+        first = 1 - post.square()
+        return first, -2 * post * first
+    return _activation_derivative(layer, pre, post), _activation_second_derivative(layer, pre, post)
+
+
 _ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Softplus, nn.Tanh, nn.Sigmoid, nn.SiLU)
 _RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)
 
@@ -186,12 +205,10 @@ def sequential_curvature_tape(
             if kind == "linear":
                 adjoint = adjoint @ saved[0]
             elif kind == "activation":
-                layer, pre, post, tangent = saved
-                second = _activation_second_derivative(layer, pre, post)
+                derivative, second, tangent = saved
                 if second is not None:
-                    weighted = (adjoint * second.reshape(b, -1)).unsqueeze(-2) * tangent
+                    weighted = (adjoint * second).unsqueeze(-2) * tangent
                     hess = hess + weighted @ tangent.mT
-                derivative = _activation_derivative(layer, pre, post).reshape(b, -1)
                 adjoint = adjoint * derivative
         return hess
 
@@ -225,12 +242,15 @@ def _chain_forward(
             pre, x = x, layer(x)
             if tangent is None:
                 tangent = torch.eye(d, dtype=dtype, device=z.device).expand(b, d, d)
-            scale = _activation_derivative(layer, pre, x).to(dtype).reshape(b, 1, -1)
             if tape is not None:
+                first, second = _activation_derivatives(layer, pre, x)
+                second = None if second is None else second.reshape(b, -1)
                 # The pre-activation tangents are kept, so the scaling makes a copy.
-                tape.append(("activation", layer, pre, x, tangent))
-                tangent, owned = scale * tangent, True
-            elif torch.is_grad_enabled() and (tangent.requires_grad or scale.requires_grad):
+                tape.append(("activation", first.reshape(b, -1), second, tangent))
+                tangent, owned = first.to(dtype).reshape(b, 1, -1) * tangent, True
+                continue
+            scale = _activation_derivative(layer, pre, x).to(dtype).reshape(b, 1, -1)
+            if torch.is_grad_enabled() and (tangent.requires_grad or scale.requires_grad):
                 tangent, owned = scale * tangent, True
             else:
                 # In place, on a plain copy of a broadcast first-layer weight: a product of
@@ -288,8 +308,7 @@ def sequential_second_derivatives(
             second = None if second is None else second @ weight.mT
         elif isinstance(layer, _ACTIVATIONS):
             pre, x = x, layer(x)
-            d1 = _activation_derivative(layer, pre, x)
-            d2 = _activation_second_derivative(layer, pre, x)
+            d1, d2 = _activation_derivatives(layer, pre, x)
             if second is not None:
                 second = d1 * second if v is not None else d1[:, None, None] * second
             if d2 is not None:
@@ -348,8 +367,8 @@ def sequential_jet(
             second = None if second is None else second @ weight.mT
         elif isinstance(layer, _ACTIVATIONS):
             pre, x = x, layer(x)
-            d1 = _activation_derivative(layer, pre, x).unsqueeze(-2)
-            d2 = _activation_second_derivative(layer, pre, x)
+            d1, d2 = _activation_derivatives(layer, pre, x)
+            d1 = d1.unsqueeze(-2)
             if second is not None:
                 second = d1 * second
             if d2 is not None:

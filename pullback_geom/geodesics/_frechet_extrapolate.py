@@ -52,6 +52,7 @@ def fine_points(n_points: int) -> int:
 
 def extrapolated(
     solve: Callable[..., FrechetResult],
+    measure: Callable[..., FrechetResult],
     result: FrechetResult,
     x: Tensor,
     w: Tensor,
@@ -62,7 +63,9 @@ def extrapolated(
     solve on ``fine_points(n_points)`` nodes (see the module docstring).
 
     ``solve(x, w, mean, curves, n)`` solves the sets ``x`` on ``n`` nodes from the given
-    means (k, d) and curves (k, n, N, d).
+    means (k, d) and curves (k, n, N, d), leaving the measured fields NaN;
+    ``measure(result, x, w, sets)`` measures the ``sets`` (bool, (k,)) of a result: only
+    the solve whose fields are returned is measured.
     """
     n_fine = fine_points(n_points)
     fine = solve(x, w, result.mean, regrid_curves(result.curves, n_fine), n_fine)
@@ -74,6 +77,7 @@ def extrapolated(
     # Corrections below NOISE of the set's spread are within the solves' own accuracy (a
     # symmetric set's Euclidean mean is its Fréchet mean: both distances are rounding).
     again = (shift > RESOLVE_RATIO * far) & (shift > NOISE * spread)
+    out = _richardson(result, measure(fine, x, w, ~again), n_points, n_fine)
     if not bool(again.any()):
         return out
     n_finer = fine_points(n_fine)
@@ -84,6 +88,7 @@ def extrapolated(
     predicted = out.mean[again] + ratio * (sub.mean - out.mean[again])
     curves = _moved_with_mean(sub.curves, predicted - sub.mean)
     finer = solve(x[again], w[again], predicted, regrid_curves(curves, n_finer), n_finer)
+    finer = measure(finer, x[again], w[again], None)
     again_out = _richardson(sub, finer, n_fine, n_finer)
     # Kept on the second solve's nodes, as every set's curves are.
     again_out = dataclasses.replace(

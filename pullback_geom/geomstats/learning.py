@@ -126,9 +126,9 @@ class JointFrechetMean(BaseGradientDescent):
         float64 metric over a module), as ``dist`` solves: one thread, 50 codes of the
         bundled ReLU model, 0.5–0.9 s against 1.0–3.3 s in float64, the same Fréchet
         function to 1e-5. Sets that do not converge there are solved again in the metric's
-        dtype from the mean found; with extrapolation every set is, and extrapolated
-        there (float32's rounding would swamp the correction). The result is in the
-        metric's dtype.
+        dtype from the mean found; with extrapolation every set is, and extrapolated there
+        (float32's rounding would swamp the correction; the start is not measured). The
+        result is in the metric's dtype.
         """
         metric = space.metric
         if extrapolate is None:
@@ -147,7 +147,8 @@ class JointFrechetMean(BaseGradientDescent):
         def cast(a, to=dtype):
             return None if a is None else as_tensor(a).to(dtype=to, device=device)
 
-        def solved(pullback, dtype, x, w, start, curves, extrapolate=False, polish=polish):
+        def solved(pullback, dtype, x, w, start, curves, **flags):
+            flags = {"extrapolate": False, "polish": polish, **flags}
             return frechet_mean(
                 pullback,
                 cast(x, dtype),
@@ -157,11 +158,11 @@ class JointFrechetMean(BaseGradientDescent):
                 max_iter=self.max_iter,
                 tol=self.tol if tol is None else tol,
                 init_curve=self.init_curve if curves is None else cast(curves, dtype),
-                extrapolate=extrapolate,
-                polish=polish,
+                **flags,
             )
 
-        result = solved(metric.pullback_in(low), low, points, weights, mean, curves)
+        low_metric, measure = metric.pullback_in(low), not extrapolate
+        result = solved(low_metric, low, points, weights, mean, curves, measure=measure)
         if low != dtype:
             result = _cast_result(result, dtype)
         if extrapolate:
