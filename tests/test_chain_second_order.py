@@ -77,3 +77,9 @@ def test_curvature_tape_contracts_the_hessian(act, ridge):
     torch.testing.assert_close(contract(a), expected)
     with pytest.raises(TypeError, match="chain-rule decoder"):
         forward.evaluator.curvature_tape(z)
+    # float32 tangents: the value stays float64 and exact, the rest float32's rounding.
+    value32, jac32, contract32 = chain.evaluator.curvature_tape(z, tangent_dtype=torch.float32)
+    assert value32.dtype == F64 and jac32.dtype == contract32(a).dtype == torch.float32
+    assert torch.equal(value32, value)
+    torch.testing.assert_close(jac32.double(), expected_jac, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(contract32(a).double(), expected, rtol=1e-5, atol=1e-5)

@@ -219,6 +219,37 @@ def test_newton_steps_on_a_smooth_chain_decoder_beat_gauss_newton():
         torch.testing.assert_close(fast.mean, slow.mean, rtol=0, atol=3e-5)
 
 
+def test_float32_jacobians_keep_the_float64_solution(monkeypatch):
+    # Values, energies and the convergence test stay float64; only the steps' products
+    # are rounded, so the same mean to far below the tolerance's sqrt(1e-10) scale.
+    metric = PullbackMetric(small_mlp(nn.Tanh))
+    x = cloud()
+    exact = frechet_mean(metric, x, extrapolate=True)
+    tape, jacobians = metric.evaluator.curvature_tape, []
+
+    def recorded(z, **options):
+        out = tape(z, **options)
+        jacobians.append(out[1].dtype)
+        return out
+
+    monkeypatch.setattr(metric.evaluator, "curvature_tape", recorded)
+    mixed = frechet_mean(metric, x, extrapolate=True, jacobian_dtype=torch.float32)
+    monkeypatch.undo()
+    assert jacobians and set(jacobians) == {torch.float32}
+    assert bool(mixed.converged) and mixed.mean.dtype == F64
+    torch.testing.assert_close(mixed.mean, exact.mean, rtol=0, atol=1e-6)
+    # Unmeasured: the same solve, its measured fields NaN.
+    bare = frechet_mean(metric, x, measure=False)
+    plain = frechet_mean(metric, x)
+    assert torch.equal(bare.mean, plain.mean) and torch.equal(bare.curves, plain.curves)
+    for name in ("lengths", "value", "velocity", "gradient_norm"):
+        assert bool(getattr(bare, name).isnan().all()), name
+    with pytest.raises(TypeError, match="jacobian_dtype"):
+        frechet_mean(metric, x, jacobian_dtype="float32")
+    with pytest.raises(TypeError, match="measure must be True or False"):
+        frechet_mean(metric, x, measure=1)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_dtypes_are_kept_and_agree(dtype):
     metric = PullbackMetric(small_mlp(nn.Tanh, dtype))

@@ -139,7 +139,7 @@ def test_kmeans_runs_batched_steps_and_keeps_geomstats_attributes(monkeypatch):
 
 
 def test_kmeans_assignments_by_bounds_equal_the_full_ones():
-    from pullback_geom.geomstats.learning import _assign, _dist, _first_assignment
+    from pullback_geom.geomstats.kmeans import _assign, _dist, _first_assignment
 
     space = tanh_space()
     metric = space.metric

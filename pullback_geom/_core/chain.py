@@ -168,7 +168,11 @@ def sequential_value_and_jacobian(
 
 
 def sequential_curvature_tape(
-    decoder: nn.Sequential, z: Tensor, *, detach: bool = False
+    decoder: nn.Sequential,
+    z: Tensor,
+    *,
+    detach: bool = False,
+    tangent_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
     """Output, Jacobian and the second derivatives contracted with any output vector.
 
@@ -185,22 +189,28 @@ def sequential_curvature_tape(
         See :func:`supports_chain`.
     z : Tensor, shape (B, d)
     detach : bool, default False
+    tangent_dtype : torch.dtype, optional
+        Carry the tangents, the Jacobian and the contraction in this dtype (e.g. float32
+        for a float64 ``z``: two of the three products of a layer and the backward pass's
+        run at float32's speed); the value stays in ``z``'s dtype. Default: ``z``'s.
 
     Returns
     -------
     value : Tensor, shape (B, D)
     jac : Tensor, shape (B, D, d)
+        In ``tangent_dtype``.
     contract : callable
-        ``(B, D) -> (B, d, d)``, symmetric.
+        ``(B, D) -> (B, d, d)``, symmetric, in ``tangent_dtype``.
     """
     _check_chain(decoder)
     tape: list = []
-    value, jac = _chain_forward(decoder, z, detach, z.dtype, tape)
+    dtype = z.dtype if tangent_dtype is None else tangent_dtype
+    value, jac = _chain_forward(decoder, z, detach, dtype, tape)
     b, d = z.shape
 
     def contract(a: Tensor) -> Tensor:
-        hess = a.new_zeros(b, d, d)
-        adjoint = a
+        adjoint = a.to(dtype)
+        hess = adjoint.new_zeros(b, d, d)
         for kind, *saved in reversed(tape):
             if kind == "linear":
                 adjoint = adjoint @ saved[0]
@@ -233,7 +243,7 @@ def _chain_forward(
             x = nn.functional.linear(x, weight, bias)
             w_t = weight.mT.to(dtype)
             if tape is not None:
-                tape.append(("linear", weight))
+                tape.append(("linear", w_t.mT))  # in the tangents' dtype
             if tangent is None:
                 tangent, owned = w_t.expand(b, d, -1), False
             else:
@@ -244,10 +254,10 @@ def _chain_forward(
                 tangent = torch.eye(d, dtype=dtype, device=z.device).expand(b, d, d)
             if tape is not None:
                 first, second = _activation_derivatives(layer, pre, x)
-                second = None if second is None else second.reshape(b, -1)
+                second = None if second is None else second.reshape(b, -1).to(dtype)
                 # The pre-activation tangents are kept, so the scaling makes a copy.
-                tape.append(("activation", first.reshape(b, -1), second, tangent))
-                tangent, owned = first.to(dtype).reshape(b, 1, -1) * tangent, True
+                tape.append(("activation", first.reshape(b, -1).to(dtype), second, tangent))
+                tangent, owned = tape[-1][1].reshape(b, 1, -1) * tangent, True
                 continue
             scale = _activation_derivative(layer, pre, x).to(dtype).reshape(b, 1, -1)
             if torch.is_grad_enabled() and (tangent.requires_grad or scale.requires_grad):

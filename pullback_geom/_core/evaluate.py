@@ -394,7 +394,9 @@ class Evaluator:
             value, jac = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         return value, check_finite_output(jac, "Jacobian")
 
-    def curvature_tape(self, z: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+    def curvature_tape(
+        self, z: Tensor, *, tangent_dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
         """``f(z)``, ``J(z)`` and the second derivatives contracted with output vectors
         (:meth:`~pullback_geom._core.kernels.DecoderKernels.curvature_tape`; chain-rule
         decoders only), in one chunk: callers size ``z`` by ``rows("curvature_tape")``.
@@ -402,6 +404,9 @@ class Evaluator:
         Parameters
         ----------
         z : Tensor, shape (B, d)
+        tangent_dtype : torch.dtype, optional
+            The dtype of the Jacobian and the contraction (e.g. float32 for float64 points,
+            the value staying in float64). Default: ``z``'s dtype.
 
         Returns
         -------
@@ -411,7 +416,7 @@ class Evaluator:
             ``a`` (B, D) -> ``sum_a a_a D^2 f_a(z)`` (B, d, d).
         """
         z, _ = self.check_points(z)
-        value, jac, contract = self.kernels.curvature_tape(z)
+        value, jac, contract = self.kernels.curvature_tape(z, tangent_dtype)
         return value, check_finite_output(jac, "Jacobian"), contract
 
     def linearise(self, z: Tensor) -> Linearisation:

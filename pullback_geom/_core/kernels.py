@@ -134,14 +134,18 @@ class DecoderKernels:
         value, jac = F.value_and_jacobian(self.embed, z)
         return value, jac if tangent_dtype is None else jac.to(tangent_dtype)
 
-    def curvature_tape(self, z: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+    def curvature_tape(
+        self, z: Tensor, tangent_dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
         """``f(z)`` (B, D), ``J(z)`` (B, D, d) and ``contract``: (B, D) -> (B, d, d), the
         second derivatives contracted with an output vector (``sum_a a_a D^2 f_a``), by
-        :func:`~pullback_geom._core.chain.sequential_curvature_tape`; chain rule only
-        (:attr:`method` ``"chain"``)."""
+        :func:`~pullback_geom._core.chain.sequential_curvature_tape`, the last two in
+        ``tangent_dtype`` (default ``z``'s); chain rule only (:attr:`method` ``"chain"``)."""
         if self.method != "chain":
             raise TypeError("curvature_tape needs a chain-rule decoder (method 'chain')")
-        value, jac, contract = sequential_curvature_tape(self.decoder, z, detach=self.detach)
+        value, jac, contract = sequential_curvature_tape(
+            self.decoder, z, detach=self.detach, tangent_dtype=tangent_dtype
+        )
         if self.ridge > 0:  # the ridge block z -> sqrt(ridge) z has no second derivatives
             width, decoder_part = value.shape[1], contract
             eye = math.sqrt(self.ridge) * torch.eye(z.shape[1], dtype=jac.dtype, device=z.device)

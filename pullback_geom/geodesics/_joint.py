@@ -41,8 +41,17 @@ class JointChords:
     Jacobians are dropped as soon as the blocks are formed (as in :class:`ChordEnergy`).
     """
 
-    def __init__(self, metric: PullbackMetric, ends: Tensor, owner: Tensor, w: Tensor, k: int):
+    def __init__(
+        self,
+        metric: PullbackMetric,
+        ends: Tensor,
+        owner: Tensor,
+        w: Tensor,
+        k: int,
+        jacobian_dtype: torch.dtype | None = None,
+    ):
         self.metric, self.owner, self.w, self.k = metric, owner, w, k
+        self.jacobian_dtype = jacobian_dtype
         with torch.no_grad():
             self.end_values = metric.evaluator.embed(ends)
         self.values = self.mean_values = torch.empty(0)
@@ -67,38 +76,43 @@ class JointChords:
             self.correction = means.new_zeros(self.k, d, d)
             self.curvature = nodes.new_zeros(p, m, d, d) if self.exact else None
             self.mean_damping = means.new_zeros(self.k)
+        tangents = {"tangent_dtype": self.jacobian_dtype}
         if self.exact:
-            fm, jm, mean_curvature = ev.curvature_tape(means[sets])
+            fm, jm, mean_curvature = ev.curvature_tape(means[sets], **tangents)
         else:
-            fm, jm = ev.value_and_jacobian(means[sets])
+            fm, jm = ev.value_and_jacobian(means[sets], **tangents)
         self.mean_values[sets] = fm
         jac_mean = jm.new_zeros(self.k, *jm.shape[1:])
         jac_mean[sets] = jm
-        self.mean_gram[sets] = jm.mT @ jm
+        # Products of Jacobians in jacobian_dtype are stored in the solve's dtype.
+        dtype = nodes.dtype
+        self.mean_gram[sets] = (jm.mT @ jm).to(dtype)
         rows = sets[owner].nonzero().squeeze(1)
         # Chunks of curves bound the Jacobians' memory, as the energy driver's do.
         size = ev.rows("curvature_tape" if self.exact else "jacobian", per_row=m)
         for part in rows.split(size):
             flat = nodes[part].reshape(-1, d)
             if self.exact:
-                val, jac, curvature = ev.curvature_tape(flat)
+                val, jac, curvature = ev.curvature_tape(flat, **tangents)
             else:
-                val, jac = ev.value_and_jacobian(flat)
+                val, jac = ev.value_and_jacobian(flat, **tangents)
             val, jt = val.reshape(len(part), m, -1), jac.mT.reshape(len(part), m, d, -1)
             # (1/2) dS/df_k, with the mean and the end point as the neighbours beyond.
             lap = chord_laplacian(val, self.mean_values[owner[part]], self.end_values[part])
             self.values[part] = val
-            self.diag[part] = 2 * (jt @ jt.mT)
-            self.couple[part] = jt[:, :-1] @ jt[:, 1:].mT
-            self.grad[part] = (jt @ lap.unsqueeze(-1)).squeeze(-1)
-            self.link[part] = jt[:, 0] @ jac_mean[owner[part]]
+            self.diag[part] = (2 * (jt @ jt.mT)).to(dtype)
+            self.couple[part] = (jt[:, :-1] @ jt[:, 1:].mT).to(dtype)
+            self.grad[part] = (jt @ lap.to(jt.dtype).unsqueeze(-1)).squeeze(-1).to(dtype)
+            self.link[part] = (jt[:, 0] @ jac_mean[owner[part]]).to(dtype)
             if self.exact:  # half the Hessian's term sum_a lap_a D^2 f_a
-                self.curvature[part] = curvature(lap.reshape(-1, lap.shape[-1])).view(-1, m, d, d)
+                term = curvature(lap.reshape(-1, lap.shape[-1])).view(-1, m, d, d)
+                self.curvature[part] = term.to(dtype)
         pulls = self.w[rows, None] * (self.mean_values[owner[rows]] - self.values[rows, 0])
         summed = torch.zeros_like(self.mean_values).index_add_(0, owner[rows], pulls)
-        self.mean_grad[sets] = (jm.mT @ summed[sets].unsqueeze(-1)).squeeze(-1)
+        grad = (jm.mT @ summed[sets].to(jm.dtype).unsqueeze(-1)).squeeze(-1)
+        self.mean_grad[sets] = grad.to(dtype)
         if self.exact:  # the term the secant correction estimates otherwise, exactly
-            self.correction[sets] = mean_curvature(summed[sets])
+            self.correction[sets] = mean_curvature(summed[sets]).to(dtype)
 
     def learn(self, mean_step: Tensor, sets: Tensor) -> None:
         """Update the ``sets``' secant correction of the mean's block after their accepted

@@ -26,7 +26,7 @@ its learning tools and solvers to run on a learned latent space:
 5. **RiemannianKMeans** (:func:`_patch_kmeans`): its ``fit`` calls ``dist`` once per
    centre and fits one ``FrechetMean`` per cluster, a Python loop over batched solvers;
    on a latent space with a joint ``mean_estimator`` it runs
-   :func:`~pullback_geom.geomstats.learning.kmeans_fit` (the same steps, one batched
+   :func:`~pullback_geom.geomstats.kmeans.kmeans_fit` (the same steps, one batched
    ``dist`` and one joint solve for all clusters), elsewhere geomstats' own.
 
 :func:`prepare_geomstats` applies them all; it is idempotent.
@@ -213,7 +213,8 @@ def _patch_kmeans() -> None:
     """Make ``RiemannianKMeans.fit`` batched on a latent space (see above). Idempotent."""
     from geomstats.learning.kmeans import RiemannianKMeans
 
-    from .learning import kmeans_fit, uses_joint_mean
+    from .kmeans import kmeans_fit
+    from .learning import uses_joint_mean
 
     original = RiemannianKMeans.fit
     if getattr(original, "_pullback_geom_patched", False):

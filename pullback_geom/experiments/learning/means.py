@@ -149,7 +149,7 @@ def kmeans_comparison(
     differs (on ``R^d`` geomstats' ``FrechetMean`` is the arithmetic mean). On the latent
     space each iteration is one joint solve for all clusters' means and one batched
     ``dist`` of the pairs Elkan's bounds leave open
-    (:func:`~pullback_geom.geomstats.learning.kmeans_fit`).
+    (:func:`~pullback_geom.geomstats.kmeans.kmeans_fit`).
 
     Parameters
     ----------
