@@ -166,7 +166,9 @@ class JointFrechetMean(BaseGradientDescent):
             result = _cast_result(result, dtype)
         if extrapolate:
             start = (result.mean, result.curves)
-            jacobians = None if low == dtype else low  # float64 values, float32 products
+            # float64 values, float32 products where the chain rule computes in float32
+            chain = metric.pullback.evaluator.kernels.method == "chain"
+            jacobians = low if low != dtype and chain else None
             result = solved(
                 metric.pullback,
                 dtype,
