@@ -101,3 +101,45 @@ def test_jacobian_dtype_bad_input_is_named():
         TypeError, match="connecting_geodesic: method 'georce' got unknown option 'jacobian_dtype'"
     ):
         connecting_geodesic(metric, p, q, method="georce", jacobian_dtype=BF16)
+
+
+class _ConvDecoder(nn.Module):
+    """Linear -> ConvTranspose2d + BatchNorm2d (eval) + GELU -> ConvTranspose2d: forward mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.fc = nn.Linear(3, 16)
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1),
+            nn.BatchNorm2d(4),
+            nn.GELU(),
+            nn.ConvTranspose2d(4, 1, 4, stride=2, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.fc(z).view(-1, 4, 2, 2))
+
+
+def test_forward_mode_jacobians_in_float32_through_a_converted_copy():
+    """float64 points, float32 tangents: a forward-mode decoder's Jacobian is computed by a
+    float32 copy (not the float64 one cast), the value stays float64 and exact, and the
+    copy follows the decoder's parameters as they change."""
+    decoder = _ConvDecoder().double().eval()
+    metric = PullbackMetric(decoder)
+    assert metric.jacobian_method == "forward"
+    z = torch.randn(5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        value, jac = metric.evaluator.value_and_jacobian(z, tangent_dtype=torch.float32)
+        exact_value, exact = metric.evaluator.value_and_jacobian(z)
+        assert jac.dtype == torch.float32 and torch.equal(value, exact_value)
+        assert bool((relative_error(jac, exact) < 1e-5).all())
+        assert not torch.equal(jac, exact.to(torch.float32))  # computed in float32
+        decoder.fc.weight.mul_(2.0)  # the copy is rebuilt from the changed weights
+        _, jac2 = metric.evaluator.value_and_jacobian(z, tangent_dtype=torch.float32)
+        _, exact2 = metric.evaluator.value_and_jacobian(z)
+    assert bool((relative_error(jac2, exact2) < 1e-5).all())
+    assert not bool((relative_error(jac2, exact) < 1e-2).all())
+    # Where autograd wants a graph to the parameters, the float64 Jacobian is cast.
+    _, jac3 = metric.evaluator.value_and_jacobian(z, tangent_dtype=torch.float32)
+    assert torch.equal(jac3, exact2.to(torch.float32))

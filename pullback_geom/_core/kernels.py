@@ -11,6 +11,7 @@ mode (:mod:`~pullback_geom._core.derivatives`). The evaluator
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -72,6 +73,7 @@ class DecoderKernels:
     ) -> None:
         self.decoder, self.ridge, self.method = decoder, ridge, method
         self.auto, self.detach, self.output = auto, detach, output
+        self._twins: dict[torch.dtype, tuple[tuple, DecoderKernels]] = {}
 
     def embed(self, z: Tensor) -> Tensor:
         """The flattened decoder output (concatenated for tuples, with the ridge block).
@@ -131,8 +133,43 @@ class DecoderKernels:
                 value = torch.cat([value, math.sqrt(self.ridge) * z], dim=-1)
                 jac = torch.cat([jac, eye.expand(z.shape[0], -1, -1)], dim=1)
             return value, jac
+        twin = self._twin(tangent_dtype, z)
+        if twin is not None:
+            # float64 values, the Jacobian's tangents at the lower dtype's speed (a
+            # convolutional decoder, d = 8: 0.9 s for 700 points against 2.3 s).
+            _, jac = twin.value_and_jacobian(z.to(tangent_dtype))
+            return self.embed(z), jac
         value, jac = F.value_and_jacobian(self.embed, z)
         return value, jac if tangent_dtype is None else jac.to(tangent_dtype)
+
+    def _twin(self, dtype: torch.dtype | None, z: Tensor) -> DecoderKernels | None:
+        """These kernels over a copy of the decoder converted to ``dtype``, for forward-mode
+        Jacobians in a lower precision than ``z``'s; None where that cannot hold (no
+        module to convert, or a graph to the parameters or to ``z`` is wanted). Rebuilt
+        whenever a parameter or buffer changed (their version counters), so it is always
+        the decoder these kernels compute with."""
+        if dtype is None or torch.finfo(dtype).bits >= torch.finfo(z.dtype).bits:
+            return None
+        if not isinstance(self.decoder, nn.Module):
+            return None
+        tensors = [*self.decoder.parameters(), *self.decoder.buffers()]
+        wants_grad = z.requires_grad or any(p.requires_grad for p in tensors)
+        if torch.is_grad_enabled() and wants_grad and not self.detach:
+            return None
+        state = tuple((id(t), t._version) for t in tensors)
+        cached = self._twins.get(dtype)
+        if cached is None or cached[0] != state:
+            decoder = copy.deepcopy(self.decoder).to(dtype=dtype)
+            twin = DecoderKernels(
+                decoder,
+                ridge=self.ridge,
+                method=self.method,
+                auto=self.auto,
+                detach=True,
+                output=self.output,
+            )
+            self._twins[dtype] = cached = (state, twin)
+        return cached[1]
 
     def curvature_tape(
         self, z: Tensor, tangent_dtype: torch.dtype | None = None

@@ -215,7 +215,10 @@ def frechet_mean(
         energies, the gradient's residuals and the convergence test stay in the points'
         dtype, so the solution is the same to the steps' rounding (bundled smooth model,
         50 codes of a digit 4, extrapolated: the same mean to 1e-9) while the chain rule's
-        products run at float32's speed (0.2 s of 1.1 s). Default: the points' dtype.
+        products run at float32's speed (0.2 s of 1.1 s); forward-mode decoders (e.g.
+        convolutional ones) compute them by a float32 copy of the decoder (a trained conv
+        MNIST decoder, d = 8, 50 codes: the float64 solves 73 s -> 32 s). Default: the
+        points' dtype.
     Returns
     -------
     FrechetResult

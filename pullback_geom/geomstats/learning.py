@@ -166,9 +166,7 @@ class JointFrechetMean(BaseGradientDescent):
             result = _cast_result(result, dtype)
         if extrapolate:
             start = (result.mean, result.curves)
-            # float64 values, float32 products where the chain rule computes in float32
-            chain = metric.pullback.evaluator.kernels.method == "chain"
-            jacobians = low if low != dtype and chain else None
+            jacobians = None if low == dtype else low  # float64 values, float32 products
             result = solved(
                 metric.pullback,
                 dtype,
