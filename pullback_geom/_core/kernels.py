@@ -153,8 +153,8 @@ class DecoderKernels:
         if not isinstance(self.decoder, nn.Module):
             return None
         tensors = [*self.decoder.parameters(), *self.decoder.buffers()]
-        wants_grad = z.requires_grad or any(p.requires_grad for p in tensors)
-        if torch.is_grad_enabled() and wants_grad and not self.detach:
+        params_grad = not self.detach and any(p.requires_grad for p in tensors)
+        if torch.is_grad_enabled() and (z.requires_grad or params_grad):
             return None
         state = tuple((id(t), t._version) for t in tensors)
         cached = self._twins.get(dtype)
