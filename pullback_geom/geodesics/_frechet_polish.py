@@ -72,13 +72,14 @@ def polish(
     mean: Tensor,
     curves: Tensor,
     lengths: Tensor,
-    refine: int,
     tol: float,
     max_iter: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Descend the measured Fréchet function of the sets ``x`` (k, n, d), weights ``w``
     (k, n), from the joint ``mean`` (k, d) with its ``curves`` (k, n, N, d) and their
-    measured ``lengths`` (k, n); see the module docstring.
+    measured ``lengths`` (k, n); see the module docstring. Trial curves are measured as
+    :func:`~pullback_geom.geodesics.connecting_geodesic` measures (its ``refine``, 4, is
+    ``lengths``' ``frechet.REFINE``).
 
     Returns the mean (k, d), the curves solved again at it (k, n, N, d; NaN where ``w``
     is 0), their lengths (k, n), the Fréchet function they give (k,), their initial
@@ -88,7 +89,7 @@ def polish(
     """
     k, n, d = x.shape
     owner, index = (w > 0).nonzero(as_tuple=True)
-    state = _State(metric, owner, w[owner, index], w.sum(1), x[owner, index], refine)
+    state = _State(metric, owner, w[owner, index], w.sum(1), x[owner, index])
     mean, nodes, length = mean.clone(), curves[owner, index], lengths[owner, index]
     # Sets whose points coincide have nothing to descend (their lengths are all zero).
     running = state.value(length) > 0
@@ -125,10 +126,9 @@ class _State:
         weight: Tensor,
         total: Tensor,
         ends: Tensor,
-        refine: int,
     ) -> None:
         self.metric, self.owner, self.weight, self.total = metric, owner, weight, total
-        self.ends, self.refine, self.k = ends, refine, total.shape[0]
+        self.ends, self.k = ends, total.shape[0]
 
     def value(self, length: Tensor) -> Tensor:
         """The measured Fréchet function (k,) from the curves' lengths (P,)."""

@@ -11,7 +11,7 @@ from torch import Tensor
 from .._core.linalg import block_tridiagonal_cholesky
 from ..metric import PullbackMetric
 from .chord import chord_laplacian, newton_blocks
-from .lm import MAX_DAMPING, MAX_FACTOR_TRIES
+from .lm import MAX_DAMPING, MAX_FACTOR_TRIES, next_damping
 
 __all__ = ["EXTRAPOLATE", "STALL_EPS", "JointChords", "solve"]
 
@@ -336,12 +336,11 @@ def solve(
                 extended |= better
                 longer = better
             trial_means, trial_nodes, trial_fm, trial_values, _ = trial
-            # Rejections in a row multiply the damping by 4, 8, 16, ... (Nielsen's rule):
+            # Rejections in a row multiply the damping by 4, 8, 16, ... (lm.next_damping):
             # from the floor a ReLU crease's rejected step needs ~12 fourfold raises
             # before the damping bites, each costing a decoding of every node.
-            grow = torch.where(running & ~accept, grow * 2, 4.0)
-            raised = torch.where(running, lam * grow / 2, lam)
-            lam = torch.where(accept, (lam / 3).clamp_min(1e-9), raised)
+            damped, grow = next_damping(lam, accept, grow)
+            lam = torch.where(running, damped, lam)
             stuck = running & ~accept & (lam > MAX_DAMPING)
             trusted = accept
             iterations += running.long()

@@ -287,7 +287,7 @@ def frechet_mean(
         fresh = _solve_sets(metric, x, w, result.mean, None, n_points, tol=start_tol, **options)
         result = _lower(result, _measured(metric, fresh, x, w))
         *fields, polished = _polish(
-            metric, x, w, result.mean, result.curves, result.lengths, REFINE, tol, max_iter
+            metric, x, w, result.mean, result.curves, result.lengths, tol, max_iter
         )
         result = FrechetResult(*fields, result.iterations, result.converged & polished)
     if not measure:
