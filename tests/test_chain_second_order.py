@@ -83,3 +83,5 @@ def test_curvature_tape_contracts_the_hessian(act, ridge):
     assert torch.equal(value32, value)
     torch.testing.assert_close(jac32.double(), expected_jac, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(contract32(a).double(), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="tangent_dtype must be a floating-point"):
+        chain.evaluator.curvature_tape(z, tangent_dtype="float32")

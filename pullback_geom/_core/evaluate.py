@@ -376,12 +376,7 @@ class Evaluator:
             In ``z``'s dtype.
         jac : Tensor, shape (B, D, d)
         """
-        if tangent_dtype is not None and not (
-            isinstance(tangent_dtype, torch.dtype) and tangent_dtype.is_floating_point
-        ):
-            raise TypeError(
-                f"tangent_dtype must be a floating-point torch.dtype; got {tangent_dtype!r}"
-            )
+        _check_tangent_dtype(tangent_dtype)
         z, _ = self.check_points(z)
         size = self.rows("jacobian")
         if z.shape[0] <= size:  # no copy through torch.cat
@@ -415,6 +410,7 @@ class Evaluator:
         contract : callable
             ``a`` (B, D) -> ``sum_a a_a D^2 f_a(z)`` (B, d, d).
         """
+        _check_tangent_dtype(tangent_dtype)
         z, _ = self.check_points(z)
         value, jac, contract = self.kernels.curvature_tape(z, tangent_dtype)
         return value, check_finite_output(jac, "Jacobian"), contract
@@ -455,3 +451,13 @@ class Evaluator:
             return from_terms(*self.kernels.curvature_terms(x), *rest)
 
         return self.map(fn, "curvature", z, *xs)
+
+
+def _check_tangent_dtype(tangent_dtype) -> None:
+    """``tangent_dtype`` is None or a floating-point ``torch.dtype``."""
+    if tangent_dtype is not None and not (
+        isinstance(tangent_dtype, torch.dtype) and tangent_dtype.is_floating_point
+    ):
+        raise TypeError(
+            f"tangent_dtype must be a floating-point torch.dtype; got {tangent_dtype!r}"
+        )
