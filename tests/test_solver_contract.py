@@ -27,7 +27,7 @@ from pullback_geom.geodesics import (
     log_map,
     pairwise_distances,
 )
-from pullback_geom.geodesics.registry import resolve
+from pullback_geom.geodesics.registry import SHOOTING_MAX_DIM, resolve
 from pullback_geom.surfaces import InverseStereographic, sphere_distance
 
 F64 = torch.float64
@@ -199,6 +199,26 @@ def test_auto_follows_the_decoder():
     assert resolve("auto", "curve", relu).name == resolve("auto", "curve", smooth).name == "lm"
     forced = PullbackMetric(smooth.decoder, smooth=False)
     assert resolve("auto", "exp", forced).name == "discrete"
+
+
+def test_auto_velocity_leaves_shooting_above_its_dimension():
+    """Shooting's cost grows as d^2 (2 d + 1 shots of Jacobian-needing accelerations):
+    above SHOOTING_MAX_DIM ``"auto"`` takes the energy curve's velocity, whose round
+    trip ``exp(log q)`` is the energy curve's accuracy, not the ODE solver's."""
+    d = SHOOTING_MAX_DIM + 1
+    torch.manual_seed(0)
+    decoder = nn.Sequential(nn.Linear(d, 16), nn.Tanh(), nn.Linear(16, 12)).double()
+    smooth = PullbackMetric(decoder)
+    assert resolve("auto", "velocity", smooth, SHOOTING_MAX_DIM).name == "shooting"
+    assert resolve("auto", "velocity", smooth, d).name == resolve("auto", "curve", smooth, d).name
+    p = 0.3 * torch.randn(3, d, dtype=F64)
+    q = p + 0.2 * torch.randn(3, d, dtype=F64)
+    v = log_map(smooth, p, q)
+    shot = connecting_geodesic(smooth, p, q, method="shooting")
+    assert bool(shot.converged.all())
+    # the energy curve's one-sided velocity at 16 nodes is O(1/N^2) from the exact one
+    gap = torch.linalg.vector_norm(v - shot.velocity, dim=-1)
+    assert bool((gap <= 2e-2 * torch.linalg.vector_norm(shot.velocity, dim=-1)).all())
 
 
 # ------------------------------------------------------------------ architecture

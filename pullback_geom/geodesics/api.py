@@ -216,8 +216,11 @@ def log_map(
     p, q : Tensor, shape (B, d) or (d,)
     method : str, default "auto"
         A boundary-value method (see :func:`connecting_geodesic`). ``"auto"``: Newton
-        shooting (``"shooting"``) on smooth decoders, the discrete logarithm
-        (``"discrete"``) on piecewise-linear ones (:attr:`PullbackMetric.smooth`).
+        shooting (``"shooting"``) on smooth decoders up to
+        :data:`~pullback_geom.geodesics.registry.SHOOTING_MAX_DIM` latent dimensions
+        (its cost grows as ``d^2``), above it the energy curve's velocity (``"auto"`` of
+        :func:`connecting_geodesic`); the discrete logarithm (``"discrete"``) on
+        piecewise-linear ones (:attr:`PullbackMetric.smooth`).
     warn : bool, default True
     **options
         The method's options.

@@ -216,10 +216,19 @@ def _multiple_shooting(
             rhs = -res.reshape(n, -1)[:, :size]
             normal = mat.mT @ mat
             diag = normal.diagonal(dim1=-2, dim2=-1).mean(-1)
-            damped = normal + (lam_a * diag)[:, None, None] * torch.eye(
-                size, dtype=p.dtype, device=p.device
-            )
-            step = torch.linalg.solve(damped, (mat.mT @ rhs.unsqueeze(-1))).squeeze(-1)
+            eye_size = torch.eye(size, dtype=p.dtype, device=p.device)
+            damped = normal + (lam_a * diag)[:, None, None] * eye_size
+            # A trial state whose flow left the decoder's finite range has a non-finite
+            # Jacobian: no step for that pair (it is rejected and damped like any other).
+            sane = torch.isfinite(damped).all(-1).all(-1) & torch.isfinite(rhs).all(-1)
+            damped = torch.where(sane[:, None, None], damped, eye_size)
+            normal_rhs = torch.where(sane[:, None], (mat.mT @ rhs.unsqueeze(-1))[..., 0], 0.0)
+            # Symmetric positive definite where sane: Cholesky, whose failure is a flag.
+            chol, info = torch.linalg.cholesky_ex(damped)
+            solved = sane & (info == 0)
+            chol = torch.where(solved[:, None, None], chol, eye_size)
+            step = torch.cholesky_solve(normal_rhs[..., None], chol)[..., 0]
+            step = torch.where(solved[:, None], step, torch.zeros_like(step))
             full = torch.cat([torch.zeros(n, d, dtype=p.dtype, device=p.device), step], -1)
             trial = starts_a + full.reshape(n, m, 2 * d)
             finite = torch.isfinite(trial).all(-1).all(-1)

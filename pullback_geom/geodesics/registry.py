@@ -34,6 +34,7 @@ __all__ = [
     "INITIAL_VALUE",
     "NEWTON_CG_MIN_DIM",
     "PAIRWISE_ROUTES",
+    "SHOOTING_MAX_DIM",
     "registry_for",
     "resolve",
 ]
@@ -85,6 +86,17 @@ PAIRWISE_ROUTES = {
 #: threads: 4 nodes 0.51 against 0.74 ms a pair, 16 nodes 9.9 against 13.8).
 NEWTON_CG_MIN_DIM = 8
 
+#: Latent dimension up to which ``method="auto"`` takes velocities on smooth decoders by
+#: Newton shooting. Each of its Newton steps shoots ``2 d + 1`` trajectories of 200
+#: geodesic accelerations, each of which needs the node's Jacobian (``d`` tangents): its
+#: cost grows as ``d^2`` where the energy solvers' grows as ``d``. Measured (two threads,
+#: 16 pairs, float64, tanh MLPs ``d -> 512 -> 784``, all converged in 1-2 Newton steps):
+#: 24x the energy solver's time at ``d = 2``, 60x at 4, 37x at 8, 530x at 16 (69 s
+#: against 0.13 s); on a LayerNorm MLP at ``d = 16`` 75 s for 4 pairs. Above it
+#: ``"auto"`` takes the energy curve's velocity (``exp(log q)`` ~1e-3 from ``q``);
+#: ``method="shooting"`` is still there for the solver's tolerance.
+SHOOTING_MAX_DIM = 3
+
 #: What ``method="auto"`` picks, by purpose and by whether the decoder is smooth
 #: (:attr:`PullbackMetric.smooth`: no piecewise-linear layer in it).
 #:
@@ -93,12 +105,13 @@ NEWTON_CG_MIN_DIM = 8
 #:   :data:`NEWTON_CG_MIN_DIM` latent dimensions, ``"newton-cg"`` from it; ``"lm"`` in
 #:   any dimension where the call asks for low-precision Jacobians (``jacobian_dtype``).
 #: * ``"velocity"`` (``log_map``, geomstats' ``log``): Newton shooting on the geodesic ODE
-#:   where it is well-posed: the velocity to the solver's tolerance (``exp(log q)`` within
-#:   3e-9 of ``q`` in the median on the sphere, 1e-6 on the bundled smooth model), where
-#:   multiple shooting leaves 3e-7 and 1e-4 and the energy curve's one-sided difference
-#:   1e-3 and 2e-2, at 5-10x their cost (``benchmarks/bench_auto_methods.py``); the
-#:   discrete logarithm on piecewise-linear decoders, where the ODE is ill-posed and the
-#:   discrete calculus is exact.
+#:   where it is well-posed, up to :data:`SHOOTING_MAX_DIM` latent dimensions: the
+#:   velocity to the solver's tolerance (``exp(log q)`` within 3e-9 of ``q`` in the median
+#:   on the sphere, 1e-6 on the bundled smooth model), where multiple shooting leaves 3e-7
+#:   and 1e-4 and the energy curve's one-sided difference 1e-3 and 2e-2, at 5-10x their
+#:   cost (``benchmarks/bench_auto_methods.py``); above it the ``"curve"`` method's
+#:   energy curve; the discrete logarithm on piecewise-linear decoders, where the ODE is
+#:   ill-posed and the discrete calculus is exact.
 #: * ``"exp"`` (``exp_map``, geomstats' ``exp``): adaptive Dormand–Prince on smooth
 #:   decoders (accurate to ``rtol``: on the unit sphere within 1e-5 of the great circle,
 #:   where the discrete geodesic is ``O(1 / K^2)`` off, 1.8e-3 at ``K = 16``); the discrete
@@ -139,8 +152,9 @@ def resolve(
         For an unknown method, naming the registry's methods.
     """
     if method == "auto":
-        if purpose == "curve":
-            d = latent_dim if latent_dim is not None else metric.latent_dim
+        d = latent_dim if latent_dim is not None else metric.latent_dim
+        high_dim_velocity = purpose == "velocity" and d is not None and d > SHOOTING_MAX_DIM
+        if purpose == "curve" or (high_dim_velocity and metric.smooth):
             low_precision = (options or {}).get("jacobian_dtype") is not None
             high_dim = d is not None and d >= NEWTON_CG_MIN_DIM
             method = "newton-cg" if high_dim and not low_precision else "lm"

@@ -86,7 +86,8 @@ class _RegistryMethod:
         """The method ``"auto"`` names on the space's decoder, and its checked options."""
         if self._resolved is None:
             pullback = _pullback_metric(self._space).pullback
-            solver = geodesics.registry.resolve(self._method, self._purpose, pullback)
+            dim = getattr(self._space, "dim", None)
+            solver = geodesics.registry.resolve(self._method, self._purpose, pullback, dim)
             options = {**self._defaults(solver), **self._options}
             solver.with_defaults(options, self._caller)
             self._resolved = solver.name, options
@@ -198,7 +199,9 @@ class PullbackLogSolver(_RegistryMethod, LogSolver):
         (Newton shooting on the geodesic ODE, smooth decoders), ``"lm"`` and the other
         energy methods (the energy curve's velocity by a one-sided second-order
         difference, ``O(1 / n_points^2)``). ``"auto"``: ``"shooting"`` on smooth
-        decoders, ``"discrete"`` on piecewise-linear ones.
+        decoders up to ``geodesics.registry.SHOOTING_MAX_DIM`` latent dimensions (its
+        cost grows as ``d^2``), the energy method above, ``"discrete"`` on
+        piecewise-linear ones.
     **options
         The method's options, checked here.
     """
