@@ -146,10 +146,10 @@ def test_training_mode_layers_are_refused_before_any_work(layer):
 class WideIntermediates(nn.Module):
     """A decoder whose hidden activations (8,192 values a point) dwarf its output (4)."""
 
-    def __init__(self) -> None:
+    def __init__(self, latent_dim: int = 2) -> None:
         super().__init__()
         torch.manual_seed(1)
-        self.up = nn.Linear(2, 8192)
+        self.up = nn.Linear(latent_dim, 8192)
         self.down = nn.Linear(8192, 4)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -173,6 +173,25 @@ def test_the_budget_splits_batches_by_activations_and_keeps_results():
         geodesic_distance(small, p, q, method="lm"),
         geodesic_distance(whole, p, q, method="lm"),
     )
+
+
+def test_second_derivatives_too_large_for_a_point_go_a_group_of_directions_at_a_time():
+    """All ``1 + d + d^2`` streams of a point's Christoffel symbols do not fit the budget:
+    forward mode takes the outer directions in groups, with the same results."""
+    dec = WideIntermediates(latent_dim=4).double()
+    z = torch.randn(5, 4, dtype=torch.float64)
+    whole = PullbackMetric(dec)
+    whole.evaluator.check_points(z)
+    act = whole.evaluator.activation_bytes()
+    small = PullbackMetric(dec, memory_budget=10 * act)  # 1 + 4 + 4 x 1 = 9 streams fit
+    small.evaluator.check_points(z)
+    assert whole.evaluator.groups("christoffel") == 1
+    assert small.evaluator.groups("christoffel") == small.evaluator.groups("curvature") == 4
+    assert small.evaluator.rows("christoffel", groups=4) == 1
+    torch.testing.assert_close(small.christoffel_symbols(z), whole.christoffel_symbols(z))
+    torch.testing.assert_close(small.scalar_curvature(z), whole.scalar_curvature(z))
+    with pytest.raises(MemoryError, match="memory budget"):  # not even d streams fit
+        PullbackMetric(dec, memory_budget=8 * act).christoffel_symbols(z)
 
 
 def test_a_point_over_the_budget_is_a_memory_error_naming_the_knobs(monkeypatch):

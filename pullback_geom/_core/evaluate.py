@@ -18,6 +18,7 @@ points already checked.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -53,6 +54,16 @@ STREAMS: dict[str, Callable[[int], int]] = {
     "curvature": lambda d: 1 + d + d * (d + 1) // 2,
 }
 
+#: Kernels whose second derivatives forward mode can take a group of outer directions at
+#: a time (:func:`derivatives.hessian`'s ``groups``), so that a point too large for all
+#: of them at once still fits the budget.
+GROUPED = frozenset({"christoffel", "curvature"})
+
+
+def grouped_streams(latent_dim: int, groups: int) -> int:
+    """Tangent streams a point carries with the outer directions in ``groups``."""
+    return 1 + latent_dim + latent_dim * -(-latent_dim // groups)
+
 
 def rows_per_chunk(
     bytes_per_point: int,
@@ -62,6 +73,7 @@ def rows_per_chunk(
     *,
     per_row: int = 1,
     chunk_size: int | None = None,
+    groups: int = 1,
 ) -> int:
     """Rows of a batch evaluated at once by kernel ``kind``.
 
@@ -80,6 +92,8 @@ def rows_per_chunk(
     chunk_size : int, optional
         Points per chunk chosen by the user (``PullbackMetric(chunk_size=)``), instead of
         the budget.
+    groups : int, default 1
+        Outer directions' groups of a :data:`GROUPED` kernel (:func:`grouped_streams`).
 
     Returns
     -------
@@ -94,7 +108,7 @@ def rows_per_chunk(
     """
     if chunk_size is not None:
         return max(1, chunk_size // per_row)
-    streams = STREAMS[kind](latent_dim)
+    streams = STREAMS[kind](latent_dim) if groups == 1 else grouped_streams(latent_dim, groups)
     point = bytes_per_point * streams
     rows = budget // (point * per_row)
     if rows < 1 and per_row == 1:
@@ -311,7 +325,7 @@ class Evaluator:
         return any(p.requires_grad for p in decoder.parameters())
 
     # ------------------------------------------------------------------ chunks
-    def rows(self, kind: str, per_row: int = 1) -> int:
+    def rows(self, kind: str, per_row: int = 1, groups: int = 1) -> int:
         """Rows evaluated at once by kernel ``kind`` (see :func:`rows_per_chunk`)."""
         if self.obs_dim is None or self.latent_dim is None:
             raise RuntimeError(
@@ -327,7 +341,22 @@ class Evaluator:
             self._chunk_budget(),
             per_row=per_row,
             chunk_size=self.chunk_size,
+            groups=groups,
         )
+
+    def groups(self, kind: str) -> int:
+        """Outer directions' groups for a :data:`GROUPED` kernel: 1 where a point's
+        streams fit the budget (or the chunk size is the user's, or the chain rule
+        evaluates), else the fewest that make them fit, at most ``d`` (where
+        :meth:`rows` then names the budget)."""
+        d = self.latent_dim
+        if kind not in GROUPED or self.chunk_size is not None or self.kernels.method == "chain":
+            return 1
+        point, budget = self.activation_bytes(), self._chunk_budget()
+        if point * STREAMS[kind](d) <= budget:
+            return 1
+        fits = [g for g in range(2, d + 1) if point * grouped_streams(d, g) <= budget]
+        return fits[0] if fits else d
 
     def _chunk_budget(self) -> int:
         """The memory budget on the device evaluated on, read once per device: ``rows``
@@ -338,12 +367,13 @@ class Evaluator:
             self._budget = device, memory.memory_budget(device, self.memory_budget)
         return self._budget[1]
 
-    def map(self, fn: Callable[..., Tensor], kind: str, *xs: Tensor) -> Tensor:
-        """``fn`` on chunks of ``xs`` (rows first), sized for kernel ``kind``."""
+    def map(self, fn: Callable[..., Tensor], kind: str, *xs: Tensor, groups: int = 1) -> Tensor:
+        """``fn`` on chunks of ``xs`` (rows first), sized for kernel ``kind`` (with its
+        outer directions in ``groups``)."""
         recompute = torch.is_grad_enabled() and (
             any(x.requires_grad for x in xs) or self.params_require_grad()
         )
-        return chunked(fn, self.rows(kind), *xs, recompute=recompute)
+        return chunked(fn, self.rows(kind, groups=groups), *xs, recompute=recompute)
 
     # ------------------------------------------------------------------ kernels
     def embed(self, z: Tensor) -> Tensor:
@@ -436,7 +466,9 @@ class Evaluator:
 
     def christoffels(self, z: Tensor) -> Tensor:
         """``Gamma^k_ij(z)``: (B, d) -> (B, d, d, d)."""
-        return self.map(self.kernels.christoffels, "christoffel", z)
+        groups = self.groups("christoffel")
+        fn = functools.partial(self.kernels.christoffels, groups=groups)
+        return self.map(fn, "christoffel", z, groups=groups)
 
     def acceleration(self, z: Tensor, v: Tensor) -> Tensor:
         """``-Gamma(v, v)`` at ``z``: (B, d), (B, d) -> (B, d)."""
@@ -447,10 +479,12 @@ class Evaluator:
         (B, ...): curvature from the second fundamental form (see
         :meth:`DecoderKernels.curvature_terms`)."""
 
-        def fn(x: Tensor, *rest: Tensor) -> Tensor:
-            return from_terms(*self.kernels.curvature_terms(x), *rest)
+        groups = self.groups("curvature")
 
-        return self.map(fn, "curvature", z, *xs)
+        def fn(x: Tensor, *rest: Tensor) -> Tensor:
+            return from_terms(*self.kernels.curvature_terms(x, groups), *rest)
+
+        return self.map(fn, "curvature", z, *xs, groups=groups)
 
 
 def _check_tangent_dtype(tangent_dtype) -> None:

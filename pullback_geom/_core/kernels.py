@@ -194,10 +194,11 @@ class DecoderKernels:
 
         return value, jac, contract
 
-    def christoffels(self, z: Tensor) -> Tensor:
-        """``Gamma^k_ij(z)``, (B, d, d, d), from one Jacobian and one Hessian."""
+    def christoffels(self, z: Tensor, groups: int = 1) -> Tensor:
+        """``Gamma^k_ij(z)``, (B, d, d, d), from one Jacobian and one Hessian (forward
+        mode: its outer directions in ``groups``, see :func:`derivatives.hessian`)."""
         if self.method != "chain":
-            return F.christoffel_symbols(self.embed, z)
+            return F.christoffel_symbols(self.embed, z, groups)
         _, jac, hess = sequential_second_derivatives(self.decoder, z, detach=self.detach)
         if self.ridge > 0:  # the ridge block z -> sqrt(ridge) z has no second derivatives
             jac, hess = self.with_ridge(z, jac, hess)
@@ -229,8 +230,9 @@ class DecoderKernels:
         zeros = second.new_zeros((b, d, *second.shape[2:]))
         return jac, torch.cat([second, zeros], dim=1)
 
-    def curvature_terms(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``G``, ``G^{-1}`` and ``<II_ij, II_kl>`` at ``z`` (see :mod:`.curvature`)."""
+    def curvature_terms(self, z: Tensor, groups: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+        """``G``, ``G^{-1}`` and ``<II_ij, II_kl>`` at ``z`` (see :mod:`.curvature`;
+        ``groups`` as in :meth:`christoffels`)."""
         d = z.shape[1]
         if self.method == "chain":
             gram = C.jet_gram(*sequential_jet(self.decoder, z, detach=self.detach)[1:])
@@ -240,7 +242,7 @@ class DecoderKernels:
             parts = (self.decoder.mean, self.decoder.std)
             gram = sum(C.jet_gram(*self.part_jet(part, z)) for part in parts)
         else:
-            return C.second_fundamental_inner(C.jet_gram(*F.jet(self.embed, z)), d)
+            return C.second_fundamental_inner(C.jet_gram(*F.jet(self.embed, z, groups)), d)
         if self.ridge > 0:  # the ridge block adds ridge * I to G and nothing else
             ridge = torch.zeros_like(gram[0])
             ridge[:d, :d] = self.ridge * torch.eye(d, dtype=z.dtype, device=z.device)
