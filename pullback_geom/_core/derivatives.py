@@ -200,10 +200,10 @@ def hessian(f: FlatMap, z: Tensor, groups: int = 1) -> tuple[Tensor, Tensor]:
         # ``d / groups`` times fewer tangent streams (a decoder too large for all d^2).
         parts = [
             vmap(lambda ti: vmap(lambda tj: second(ti, tj))(basis))(outer)
-            for outer in basis.tensor_split(groups)
+            for outer in basis.tensor_split(min(groups, len(basis)))
         ]
-        jac_i = parts[0][0] if groups == 1 else torch.cat([part[0] for part in parts])
-        hess = parts[0][1] if groups == 1 else torch.cat([part[1] for part in parts])
+        jac_i = parts[0][0] if len(parts) == 1 else torch.cat([part[0] for part in parts])
+        hess = parts[0][1] if len(parts) == 1 else torch.cat([part[1] for part in parts])
         return jac_i[:, 0].permute(1, 2, 0), hess.permute(2, 3, 0, 1)
 
     return _nested_forward(nested, lambda: _difference_hessian(f, z))
