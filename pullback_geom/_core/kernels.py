@@ -240,7 +240,7 @@ class DecoderKernels:
             # The Gram matrix of stacked outputs is the sum of the parts' Gram matrices,
             # so a chain-rule mean (the VAEs' nn.Sequential) and a forward-mode std mix.
             parts = (self.decoder.mean, self.decoder.std)
-            gram = sum(C.jet_gram(*self.part_jet(part, z)) for part in parts)
+            gram = sum(C.jet_gram(*self.part_jet(part, z, groups)) for part in parts)
         else:
             return C.second_fundamental_inner(C.jet_gram(*F.jet(self.embed, z, groups)), d)
         if self.ridge > 0:  # the ridge block adds ridge * I to G and nothing else
@@ -249,8 +249,9 @@ class DecoderKernels:
             gram = gram + ridge
         return C.second_fundamental_inner(gram, d)
 
-    def part_jet(self, part: Decoder, z: Tensor) -> tuple[Tensor, Tensor]:
-        """First and second derivative rows of one output of a tuple decoder."""
+    def part_jet(self, part: Decoder, z: Tensor, groups: int = 1) -> tuple[Tensor, Tensor]:
+        """First and second derivative rows of one output of a tuple decoder (forward
+        mode's outer directions in ``groups``, as in :meth:`christoffels`)."""
         if isinstance(part, nn.Module) and supports_chain(part):
             return sequential_jet(part, z, detach=self.detach)[1:]
 
@@ -260,7 +261,7 @@ class DecoderKernels:
                 return functional_call(part, state, (x,)).reshape(x.shape[0], -1)
             return part(x).reshape(x.shape[0], -1)
 
-        return F.jet(flat, z)
+        return F.jet(flat, z, groups)
 
 
 #: Where libraries keep a decoder's observation (documented for ``output=``): a mapping's

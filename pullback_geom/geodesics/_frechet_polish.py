@@ -99,7 +99,7 @@ def polish(
     stale = (~fresh[owner] | ~solved).nonzero().squeeze(1)
     if stale.numel():
         nodes[stale], length[stale], solved[stale] = state.solve_curves(
-            mean, nodes, stale, tol, max_iter
+            mean, nodes[stale], stale, tol, max_iter
         )
     velocity = state.velocity(mean, nodes)
     grad = state.gradient(mean, length, velocity)
@@ -179,8 +179,7 @@ class _State:
             trial_mean = mean - (running * step / 2)[:, None] * grad
             rows = running[owner].nonzero().squeeze(1)
             shift = (trial_mean - mean)[owner[rows]]
-            moved = nodes.clone()
-            moved[rows] = nodes[rows] + shift[:, None, :] * ramp[:, None]
+            moved = nodes[rows] + shift[:, None, :] * ramp[:, None]
             trial_nodes, trial_length, trial_solved = self.solve_curves(
                 trial_mean, moved, rows, tol, min(max_iter, TRIAL_ITER)
             )
@@ -206,14 +205,15 @@ class _State:
     def solve_curves(
         self, mean: Tensor, nodes: Tensor, rows: Tensor, tol: float, max_iter: int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """The curves ``rows`` solved again from ``nodes`` (P, N, d) at their sets' ``mean``
-        (k, d), held fixed: their nodes, lengths and whether each converged."""
+        """The curves ``rows`` (R,) solved again from their ``nodes`` (R, N, d) at their
+        sets' ``mean`` (k, d), held fixed: their nodes, lengths and whether each
+        converged."""
         result = connecting_geodesic(
             self.metric,
             mean[self.owner[rows]],
             self.ends[rows],
             n_points=nodes.shape[1],
-            init_curve=nodes[rows],
+            init_curve=nodes,
             tol=tol,
             max_iter=max_iter,
             warn=False,
